@@ -1,0 +1,114 @@
+import fastifyCookie from '@fastify/cookie';
+import fastifySwagger from '@fastify/swagger';
+import fastifySwaggerUi from '@fastify/swagger-ui';
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import type { Registry } from 'prom-client';
+import type { Config } from '../lib/config.js';
+import type { Database } from '../lib/db.js';
+import type { Logger } from '../lib/log.js';
+import { HttpError } from './http/errors.js';
+
+/** What the HTTP app needs from the rest of herd. Optional parts are absent when their role is not running. */
+export interface AppDeps {
+  config: Config;
+  db: Database;
+  log: Logger;
+  registry: Registry;
+  /** Health of the parts outside the database, each answering quickly. */
+  health?: { influx?: () => Promise<boolean>; ingest?: () => boolean };
+}
+
+export type RoutePlugin = (app: FastifyInstance, deps: AppDeps) => Promise<void> | void;
+
+/**
+ * Builds the Fastify app: schemas and OpenAPI on every route, one error handler, health and metrics.
+ * `routes` are the domain route modules (each registers its own paths under /api/v1).
+ */
+export async function buildApp(deps: AppDeps, routes: RoutePlugin[] = []): Promise<FastifyInstance> {
+  const app: FastifyInstance = Fastify({
+    loggerInstance: deps.log.child({ part: 'http' }) as FastifyBaseLogger,
+    bodyLimit: 1024 * 1024,
+    trustProxy: false,
+    ajv: { customOptions: { removeAdditional: true, coerceTypes: 'array', useDefaults: true, allErrors: false } },
+  });
+
+  await app.register(fastifyCookie);
+  await app.register(fastifySwagger, {
+    openapi: {
+      info: { title: 'herd', version: '0.1.0', description: 'Governs a fleet of libvirt hosts.' },
+      components: {
+        securitySchemes: {
+          bearer: { type: 'http', scheme: 'bearer' },
+          cookie: { type: 'apiKey', in: 'cookie', name: 'herd_session' },
+        },
+      },
+      security: [{ bearer: [] }, { cookie: [] }],
+    },
+  });
+  await app.register(fastifySwaggerUi, { routePrefix: '/api/docs' });
+
+  app.setErrorHandler((error: FastifyError | HttpError, request, reply) => {
+    if (error instanceof HttpError) {
+      return reply.status(error.statusCode).send({ error: error.code, message: error.message, ...error.details });
+    }
+    if ((error as FastifyError).validation) {
+      const first = (error as FastifyError).validation![0];
+      const where = (error as FastifyError).validationContext ?? 'body';
+      const field =
+        (first?.params as { missingProperty?: string })?.missingProperty ??
+        first?.instancePath.replace(/^\//, '').replaceAll('/', '.');
+      return reply.status(400).send({ error: 'bad_request', message: `${where}${field ? `.${field}` : ''}: ${first?.message}`, field });
+    }
+    const status = error.statusCode ?? 500;
+    if (status < 500) {
+      return reply.status(status).send({ error: error.code ?? 'bad_request', message: error.message });
+    }
+    request.log.error({ err: error, url: request.url, method: request.method }, 'request failed');
+    return reply.status(500).send({ error: 'internal', message: 'internal error' });
+  });
+  app.setNotFoundHandler((request, reply) =>
+    reply.status(404).send({ error: 'not_found', message: `${request.method} ${request.url.split('?')[0]} not found` }),
+  );
+
+  app.get(
+    '/api/health',
+    {
+      schema: {
+        tags: ['system'],
+        security: [],
+        response: {
+          '2xx': {
+            type: 'object',
+            properties: {
+              ok: { type: 'boolean' },
+              database: { type: 'boolean' },
+              influx: { type: ['boolean', 'null'] },
+              ingest: { type: ['boolean', 'null'] },
+            },
+          },
+        },
+      },
+    },
+    async (_request, reply) => {
+      const database = await deps.db
+        .selectNoFrom((eb) => eb.val(1).as('one'))
+        .execute()
+        .then(
+          () => true,
+          () => false,
+        );
+      const influx = deps.health?.influx ? await deps.health.influx().catch(() => false) : null;
+      const ingest = deps.health?.ingest ? deps.health.ingest() : null;
+      const ok = database && influx !== false && ingest !== false;
+      return reply.status(ok ? 200 : 503).send({ ok, database, influx, ingest });
+    },
+  );
+
+  app.get('/metrics', { schema: { hide: true } }, async (_request, reply) => {
+    reply.header('content-type', deps.registry.contentType);
+    return deps.registry.metrics();
+  });
+
+  for (const route of routes) await route(app, deps);
+  return app;
+}

@@ -1,0 +1,62 @@
+#!/usr/bin/env node
+import { Command, Option } from 'commander';
+import { ConfigError, loadConfig } from './config.js';
+import { migrateOrThrow, openDatabase } from './db.js';
+import { createLogger } from './log.js';
+import { type Role, ROLES, startHerd } from './server.js';
+
+const program = new Command('herd').description('Watches and governs a fleet of libvirt hosts.');
+
+program
+  .command('serve')
+  .description('run the collectd listener, HTTP API, dashboard, task worker and alerting in one process')
+  .addOption(new Option('--only <role>', 'run one role only, to scale out on one database').choices([...ROLES]))
+  .action(async (opts: { only?: Role }) => {
+    const config = loadConfig();
+    const log = createLogger(config.logLevel);
+    const herd = await startHerd(config, log, { roles: opts.only ? [opts.only] : [...ROLES] });
+    stopOnSignal(herd.stop, log);
+  });
+
+program
+  .command('migrate')
+  .description('apply database migrations and exit')
+  .action(async () => {
+    const config = loadConfig();
+    const log = createLogger(config.logLevel);
+    const handle = await openDatabase(config, log);
+    try {
+      await migrateOrThrow(handle.db, log);
+    } finally {
+      await handle.close();
+    }
+  });
+
+function stopOnSignal(stop: () => Promise<void>, log: ReturnType<typeof createLogger>) {
+  let stopping = false;
+  const onSignal = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'stopping');
+    const force = setTimeout(() => process.exit(1), 15_000);
+    force.unref();
+    stop().then(
+      () => process.exit(0),
+      (err) => {
+        log.error({ err }, 'stop failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+}
+
+program.parseAsync().catch((err) => {
+  if (err instanceof ConfigError) {
+    process.stderr.write(`herd: ${err.message}\n`);
+    process.exit(2);
+  }
+  process.stderr.write(`herd: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exit(1);
+});

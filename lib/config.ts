@@ -1,0 +1,109 @@
+import path from 'node:path';
+import { z } from 'zod';
+
+/** Defaults, named once. The README's configuration table lists each with its variable. */
+export const DEFAULTS = {
+  dataDir: './data',
+  influxDb: 'collectd',
+  httpHost: '127.0.0.1',
+  httpPort: 8080,
+  collectdHost: '0.0.0.0',
+  collectdPort: 25826,
+  collectdRcvbuf: 16 * 1024 * 1024,
+  logLevel: 'info',
+  influxBatchSize: 5000,
+  influxFlushMs: 1000,
+  influxMemoryPoints: 500_000,
+  spillMaxBytes: 1024 * 1024 * 1024,
+} as const;
+
+const port = z.coerce.number().int().min(0).max(65535);
+const positiveInt = z.coerce.number().int().positive();
+const optionalString = z
+  .string()
+  .optional()
+  .transform((v) => (v === '' ? undefined : v));
+
+const envSchema = z.object({
+  HERD_DATA_DIR: z.string().min(1).default(DEFAULTS.dataDir),
+  DATABASE_URL: optionalString.pipe(z.string().url().optional()),
+  INFLUX_URL: optionalString.pipe(z.string().url().optional()),
+  INFLUX_DB: z.string().min(1).default(DEFAULTS.influxDb),
+  INFLUX_USERNAME: optionalString,
+  INFLUX_PASSWORD: optionalString,
+  HERD_HTTP_HOST: z.string().min(1).default(DEFAULTS.httpHost),
+  HERD_HTTP_PORT: port.default(DEFAULTS.httpPort),
+  HERD_COLLECTD_HOST: z.string().min(1).default(DEFAULTS.collectdHost),
+  HERD_COLLECTD_PORT: port.default(DEFAULTS.collectdPort),
+  HERD_COLLECTD_SECURITY_LEVEL: z.enum(['none', 'sign', 'encrypt']).default('none'),
+  HERD_COLLECTD_AUTH_FILE: optionalString,
+  HERD_COLLECTD_TYPES_DB: optionalString,
+  HERD_COLLECTD_RCVBUF: positiveInt.default(DEFAULTS.collectdRcvbuf),
+  HERD_COLLECTD_MULTIVALUE: z.enum(['split', 'join']).default('split'),
+  HERD_INFLUX_BATCH_SIZE: positiveInt.default(DEFAULTS.influxBatchSize),
+  HERD_INFLUX_FLUSH_MS: positiveInt.default(DEFAULTS.influxFlushMs),
+  HERD_INFLUX_MEMORY_POINTS: positiveInt.default(DEFAULTS.influxMemoryPoints),
+  HERD_SPILL_MAX_BYTES: positiveInt.default(DEFAULTS.spillMaxBytes),
+  HERD_ADMIN_PASSWORD: optionalString,
+  HERD_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default(DEFAULTS.logLevel),
+});
+
+export type Config = ReturnType<typeof toConfig>;
+
+function toConfig(env: z.infer<typeof envSchema>) {
+  return {
+    dataDir: path.resolve(env.HERD_DATA_DIR),
+    databaseUrl: env.DATABASE_URL,
+    influx: env.INFLUX_URL
+      ? {
+          url: env.INFLUX_URL.replace(/\/+$/, ''),
+          db: env.INFLUX_DB,
+          username: env.INFLUX_USERNAME,
+          password: env.INFLUX_PASSWORD,
+        }
+      : undefined,
+    influxDb: env.INFLUX_DB,
+    http: { host: env.HERD_HTTP_HOST, port: env.HERD_HTTP_PORT },
+    collectd: {
+      host: env.HERD_COLLECTD_HOST,
+      port: env.HERD_COLLECTD_PORT,
+      securityLevel: env.HERD_COLLECTD_SECURITY_LEVEL,
+      authFile: env.HERD_COLLECTD_AUTH_FILE,
+      typesDb: env.HERD_COLLECTD_TYPES_DB ? env.HERD_COLLECTD_TYPES_DB.split(path.delimiter).filter(Boolean) : [],
+      rcvbuf: env.HERD_COLLECTD_RCVBUF,
+      multiValue: env.HERD_COLLECTD_MULTIVALUE,
+    },
+    writer: {
+      batchSize: env.HERD_INFLUX_BATCH_SIZE,
+      flushMs: env.HERD_INFLUX_FLUSH_MS,
+      memoryPoints: env.HERD_INFLUX_MEMORY_POINTS,
+      spillMaxBytes: env.HERD_SPILL_MAX_BYTES,
+    },
+    adminPassword: env.HERD_ADMIN_PASSWORD,
+    logLevel: env.HERD_LOG_LEVEL,
+  };
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/** Reads and validates the environment once; every bad variable is listed in the error. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    throw new ConfigError(
+      parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message} (got ${JSON.stringify(env[String(i.path[0])])})`),
+    );
+  }
+  const config = toConfig(parsed.data);
+  if (config.collectd.securityLevel !== 'none' && !config.collectd.authFile) {
+    throw new ConfigError([
+      `HERD_COLLECTD_AUTH_FILE: required when HERD_COLLECTD_SECURITY_LEVEL is ${config.collectd.securityLevel}`,
+    ]);
+  }
+  return config;
+}

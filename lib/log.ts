@@ -1,0 +1,24 @@
+import { pino, type Logger } from 'pino';
+
+export type { Logger };
+
+/** One structured logger for the whole process; secrets are redacted wherever they appear. */
+export function createLogger(level: string, name = 'herd'): Logger {
+  return pino({
+    name,
+    level,
+    redact: {
+      paths: [
+        'password',
+        '*.password',
+        'token',
+        '*.token',
+        'req.headers.authorization',
+        'req.headers.cookie',
+        'headers.authorization',
+        'config.adminPassword',
+      ],
+      censor: '[redacted]',
+    },
+  });
+}

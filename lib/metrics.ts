@@ -1,0 +1,13 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export { Counter, Gauge, Histogram, Registry };
+
+/**
+ * herd's own metrics, one registry per running herd (tests run several in one process).
+ * Parts register what they count here; `GET /metrics` serves it, and ingest writes it to the metrics store.
+ */
+export function createRegistry(options: { defaultMetrics?: boolean } = {}): Registry {
+  const registry = new Registry();
+  if (options.defaultMetrics) collectDefaultMetrics({ register: registry, prefix: 'herd_process_' });
+  return registry;
+}

@@ -1,0 +1,48 @@
+import type { FastifyInstance } from 'fastify';
+import { buildApp } from '../api/app.js';
+import { apiRoutes } from '../api/routes.js';
+import type { Config } from './config.js';
+import { type DatabaseHandle, migrateOrThrow, openDatabase } from './db.js';
+import type { Logger } from './log.js';
+import { createRegistry } from './metrics.js';
+
+export const ROLES = ['ingest', 'api', 'worker'] as const;
+export type Role = (typeof ROLES)[number];
+
+export interface RunningHerd {
+  database: DatabaseHandle;
+  http?: FastifyInstance;
+  /** The bound HTTP address, e.g. http://127.0.0.1:8080 */
+  httpUrl?: string;
+  stop(): Promise<void>;
+}
+
+/** Starts the requested roles of herd on one database. `stop()` is safe to call twice. */
+export async function startHerd(config: Config, log: Logger, options: { roles: Role[] }): Promise<RunningHerd> {
+  const database = await openDatabase(config, log);
+  const stops: Array<() => Promise<unknown>> = [() => database.close()];
+  const stop = async () => {
+    while (stops.length) {
+      const next = stops.pop()!;
+      await next().catch((err) => log.warn({ err }, 'error while stopping'));
+    }
+  };
+  try {
+    await migrateOrThrow(database.db, log);
+    const registry = createRegistry({ defaultMetrics: true });
+    const running: RunningHerd = { database, stop };
+
+    if (options.roles.includes('api')) {
+      const app = await buildApp({ config, db: database.db, log, registry }, apiRoutes);
+      stops.push(() => app.close());
+      const address = await app.listen({ host: config.http.host, port: config.http.port });
+      log.info({ address }, 'HTTP API listening');
+      running.http = app;
+      running.httpUrl = address;
+    }
+    return running;
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}

@@ -1,0 +1,51 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import type { TestProject } from 'vitest/node';
+import { connect, migrateToLatest } from '../db.js';
+import { startEmbeddedPostgres } from '../embedded-postgres.js';
+import { createLogger } from '../log.js';
+import { createInflux } from './influxd.js';
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    /** Admin URL of the suite's PostgreSQL (database `postgres`). */
+    pgAdminUrl: string;
+    /** Name of the migrated template database each test file clones. */
+    pgTemplate: string;
+    /** The suite's shared InfluxDB. */
+    influxUrl: string;
+  }
+}
+
+export const TEMPLATE_DB = 'herd_template';
+
+/**
+ * Starts the suite's own PostgreSQL and InfluxDB on loopback, data under a temporary directory, and
+ * migrates a template database that every test file clones (see lib/testing/db.ts).
+ */
+export default async function setup(project: TestProject) {
+  const log = createLogger(process.env.HERD_TEST_LOG_LEVEL ?? 'warn', 'test');
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'herd-test-'));
+  const pg = await startEmbeddedPostgres(path.join(dir, 'postgres'), log, { fast: true, password: 'test' });
+  const admin = connect(pg.url);
+  await admin.pool.query(`CREATE DATABASE ${TEMPLATE_DB}`);
+  await admin.close();
+  const template = connect(pg.url.replace(/\/postgres$/, `/${TEMPLATE_DB}`));
+  const { error } = await migrateToLatest(template.db);
+  await template.close();
+  if (error) throw error;
+
+  const influx = await createInflux(path.join(dir, 'influx'));
+  await influx.start();
+
+  project.provide('pgAdminUrl', pg.url);
+  project.provide('pgTemplate', TEMPLATE_DB);
+  project.provide('influxUrl', influx.url);
+
+  return async () => {
+    await influx.stop();
+    await pg.stop();
+    await rm(dir, { recursive: true, force: true });
+  };
+}
