@@ -3,6 +3,8 @@ import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
 import type { Registry } from 'prom-client';
+import type { LiveView } from '../ingest/live-view.js';
+import type { MetricsStore } from '../ingest/store/metrics-store.js';
 import type { Config } from '../lib/config.js';
 import type { Database } from '../lib/db.js';
 import type { Logger } from '../lib/log.js';
@@ -14,6 +16,10 @@ export interface AppDeps {
   db: Database;
   log: Logger;
   registry: Registry;
+  /** The metrics store (query side for graphs). */
+  store?: MetricsStore;
+  /** Latest values per host and guest, kept by ingest. */
+  liveView?: LiveView;
   /** Health of the parts outside the database, each answering quickly. */
   health?: { influx?: () => Promise<boolean>; ingest?: () => boolean };
 }

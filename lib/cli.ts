@@ -1,5 +1,7 @@
 #!/usr/bin/env node
 import { Command, Option } from 'commander';
+import { runDecode } from '../ingest/protocol/decode-command.js';
+import type { SecurityLevel } from '../ingest/protocol/parts.js';
 import { ConfigError, loadConfig } from './config.js';
 import { migrateOrThrow, openDatabase } from './db.js';
 import { createLogger } from './log.js';
@@ -19,6 +21,17 @@ program
   });
 
 program
+  .command('decode')
+  .description('decode files that each hold one collectd network packet; one JSON object per line')
+  .argument('<files...>')
+  .option('--auth-file <file>', 'collectd auth file: verify signed and decrypt encrypted packets')
+  .option('--types-db <file>', 'extra types.db file or directory (repeatable)', collect, [] as string[])
+  .addOption(new Option('--security-level <level>', 'as collectd network plugin').choices(['none', 'sign', 'encrypt']))
+  .action(async (files: string[], opts: { authFile?: string; typesDb: string[]; securityLevel?: SecurityLevel }) => {
+    process.exitCode = await runDecode(files, opts, process.stdout, process.stderr);
+  });
+
+program
   .command('migrate')
   .description('apply database migrations and exit')
   .action(async () => {
@@ -31,6 +44,10 @@ program
       await handle.close();
     }
   });
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
 
 function stopOnSignal(stop: () => Promise<void>, log: ReturnType<typeof createLogger>) {
   let stopping = false;

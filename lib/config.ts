@@ -15,6 +15,9 @@ export const DEFAULTS = {
   influxFlushMs: 1000,
   influxMemoryPoints: 500_000,
   spillMaxBytes: 1024 * 1024 * 1024,
+  metricsRetentionDays: 30,
+  ldapUserFilter: '(uid={username})',
+  ldapUsernameAttribute: 'uid',
 } as const;
 
 const port = z.coerce.number().int().min(0).max(65535);
@@ -44,7 +47,20 @@ const envSchema = z.object({
   HERD_INFLUX_FLUSH_MS: positiveInt.default(DEFAULTS.influxFlushMs),
   HERD_INFLUX_MEMORY_POINTS: positiveInt.default(DEFAULTS.influxMemoryPoints),
   HERD_SPILL_MAX_BYTES: positiveInt.default(DEFAULTS.spillMaxBytes),
+  HERD_METRICS_RETENTION_DAYS: positiveInt.default(DEFAULTS.metricsRetentionDays),
   HERD_ADMIN_PASSWORD: optionalString,
+  HERD_LDAP_URL: optionalString.pipe(z.string().regex(/^ldaps?:\/\/[^/]+\/?$/, 'ldap://host:port or ldaps://host:port').optional()),
+  HERD_LDAP_BASE_DN: optionalString,
+  HERD_LDAP_BIND_DN: optionalString,
+  HERD_LDAP_BIND_PASSWORD: optionalString,
+  HERD_LDAP_USER_FILTER: z.string().includes('{username}').default(DEFAULTS.ldapUserFilter),
+  HERD_LDAP_USERNAME_ATTRIBUTE: z.string().min(1).default(DEFAULTS.ldapUsernameAttribute),
+  HERD_LDAP_GROUP_ROLES: optionalString.pipe(
+    z
+      .string()
+      .regex(/^\s*[^;]+=(admin|user|monitor)@\d+\s*(;\s*[^;]+=(admin|user|monitor)@\d+\s*)*;?\s*$/, '<group DN>=<role>@<pool id>;…')
+      .optional(),
+  ),
   HERD_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default(DEFAULTS.logLevel),
 });
 
@@ -79,9 +95,35 @@ function toConfig(env: z.infer<typeof envSchema>) {
       memoryPoints: env.HERD_INFLUX_MEMORY_POINTS,
       spillMaxBytes: env.HERD_SPILL_MAX_BYTES,
     },
+    /** Raw points kept this long in PostgreSQL (InfluxDB keeps its own retention policies). */
+    metricsRetentionDays: env.HERD_METRICS_RETENTION_DAYS,
     adminPassword: env.HERD_ADMIN_PASSWORD,
+    ldap: env.HERD_LDAP_URL
+      ? {
+          url: env.HERD_LDAP_URL,
+          baseDn: env.HERD_LDAP_BASE_DN ?? '',
+          bindDn: env.HERD_LDAP_BIND_DN,
+          bindPassword: env.HERD_LDAP_BIND_PASSWORD,
+          userFilter: env.HERD_LDAP_USER_FILTER,
+          usernameAttribute: env.HERD_LDAP_USERNAME_ATTRIBUTE,
+          groupRoles: parseGroupRoles(env.HERD_LDAP_GROUP_ROLES ?? ''),
+        }
+      : undefined,
     logLevel: env.HERD_LOG_LEVEL,
   };
+}
+
+/** `cn=ops,ou=groups,dc=x=admin@1;cn=dev,ou=groups,dc=x=user@3`: members of a group get a role on a pool. */
+function parseGroupRoles(value: string): Array<{ groupDn: string; role: 'admin' | 'user' | 'monitor'; poolId: number }> {
+  return value
+    .split(';')
+    .map((entry) => entry.trim())
+    .filter(Boolean)
+    .map((entry) => {
+      const at = entry.lastIndexOf('=');
+      const [role, poolId] = entry.slice(at + 1).split('@');
+      return { groupDn: entry.slice(0, at).trim(), role: role as 'admin' | 'user' | 'monitor', poolId: Number(poolId) };
+    });
 }
 
 export class ConfigError extends Error {
@@ -104,6 +146,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new ConfigError([
       `HERD_COLLECTD_AUTH_FILE: required when HERD_COLLECTD_SECURITY_LEVEL is ${config.collectd.securityLevel}`,
     ]);
+  }
+  if (config.ldap && !config.ldap.baseDn) {
+    throw new ConfigError(['HERD_LDAP_BASE_DN: required when HERD_LDAP_URL is set']);
   }
   return config;
 }

@@ -1,0 +1,20 @@
+# herd, production image. Build: docker compose build (see docker-compose.yml).
+FROM node:20-bookworm-slim AS build
+RUN apt-get update && apt-get install -y --no-install-recommends libvirt-dev pkg-config python3 make g++ \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci
+COPY . .
+RUN npm run build && npm prune --omit=dev
+
+FROM node:20-bookworm-slim
+RUN apt-get update && apt-get install -y --no-install-recommends libvirt0 libvirt-clients openssh-client collectd-core \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+COPY --from=build /app /app
+ENV HERD_DATA_DIR=/var/lib/herd HERD_HTTP_HOST=0.0.0.0
+VOLUME /var/lib/herd
+EXPOSE 8080 25826/udp
+ENTRYPOINT ["node", "dist/lib/cli.js"]
+CMD ["serve"]

@@ -1,0 +1,96 @@
+/**
+ * The small interface the rest of herd uses to act on a libvirt host. One implementation speaks the
+ * `@unraid/libvirt` binding; what the binding lacks (migration, storage pools, scheduler limits, events)
+ * goes through `virsh` from libvirt-clients. Callers never care which.
+ */
+
+export interface HostInventory {
+  hostname: string;
+  uuid: string | null;
+  arch: string | null;
+  cpus: number;
+  cores: number | null;
+  mhz: number | null;
+  memoryMiB: number;
+  nics: Array<{ name: string; mac?: string }>;
+}
+
+/** Domain states as libvirt reports them, mapped to herd's VM states where they are stable. */
+export type DomainState = 'running' | 'paused' | 'shutoff' | 'crashed' | 'saved' | 'unknown';
+
+export interface DomainInfo {
+  uuid: string;
+  name: string;
+  state: DomainState;
+  vcpus: number;
+  memoryMiB: number;
+}
+
+export interface DomainSpec {
+  uuid: string;
+  name: string;
+  vcpus: number;
+  memoryMiB: number;
+  disks: Array<{ path: string; device?: 'disk' | 'cdrom' }>;
+  nics: Array<{ mac: string; network: string }>;
+  /** Boot order, first entry first: 'network' for PXE installs, then 'hd', 'cdrom'. */
+  boot: Array<'network' | 'hd' | 'cdrom'>;
+}
+
+export interface StoragePoolInfo {
+  name: string;
+  type: string;
+  capacityGiB: number;
+  availableGiB: number;
+  active: boolean;
+}
+
+/** What herd asks libvirt to define; `libvirt` pools are adopted as they are, never defined. */
+export type StoragePoolDefinition =
+  | { type: 'iscsi'; name: string; portal: string; port: number; targetIqn: string }
+  | { type: 'nfs'; name: string; server: string; export: string; mountPoint?: string }
+  | { type: 'lvm'; name: string; volumeGroup: string };
+
+export interface StorageVolumeInfo {
+  name: string;
+  path: string;
+  sizeGiB: number;
+}
+
+/** An operation this host's libvirt driver cannot do (e.g. live migration on the test driver). */
+export class UnsupportedByDriverError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UnsupportedByDriverError';
+  }
+}
+
+export interface HostDriver {
+  readonly uri: string;
+  inventory(): Promise<HostInventory>;
+  /** Cheap liveness check used by the heartbeat. */
+  ping(): Promise<void>;
+  listDomains(): Promise<DomainInfo[]>;
+  domain(uuid: string): Promise<DomainInfo | null>;
+  define(spec: DomainSpec): Promise<void>;
+  undefine(uuid: string): Promise<void>;
+  start(uuid: string): Promise<void>;
+  shutdown(uuid: string): Promise<void>;
+  destroy(uuid: string): Promise<void>;
+  suspend(uuid: string): Promise<void>;
+  resume(uuid: string): Promise<void>;
+  save(uuid: string, file: string): Promise<void>;
+  restore(file: string): Promise<void>;
+  /** Live, peer-to-peer migration; throws a clear error where the driver cannot do it. */
+  migrateLive(uuid: string, destinationUri: string): Promise<void>;
+  domainXml(uuid: string): Promise<string>;
+  listStoragePools(): Promise<StoragePoolInfo[]>;
+  /** Defines (persistent, autostart), builds where needed and starts a storage pool. */
+  defineStoragePool(definition: StoragePoolDefinition): Promise<void>;
+  /** Starts the pool if inactive, then rescans its volumes (new LUNs, LVs made outside herd). */
+  refreshStoragePool(pool: string): Promise<void>;
+  listVolumes(pool: string): Promise<StorageVolumeInfo[]>;
+  createVolume(pool: string, name: string, sizeGiB: number): Promise<StorageVolumeInfo>;
+  deleteVolume(pool: string, name: string): Promise<void>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,122 @@
+import type { Logger } from '../lib/log.js';
+import { Counter, type Registry } from '../lib/metrics.js';
+import type { LiveView } from './live-view.js';
+import { type MultiValueMode, valueListToPoints } from './points.js';
+import type { UserLookup } from './protocol/auth-file.js';
+import { DecodeError } from './protocol/decode-error.js';
+import { PacketDecoder } from './protocol/decoder.js';
+import type { SecurityLevel } from './protocol/parts.js';
+import type { TypesDb } from './protocol/types-db.js';
+import type { Notification, Point, ValueList } from './types.js';
+
+export interface PipelineOptions {
+  typesDb: TypesDb;
+  liveView: LiveView;
+  /** Receives the points of each packet (a batcher: it must not block). */
+  writePoints: (points: Point[]) => void;
+  onNotification: (n: Notification) => void;
+  multiValue: MultiValueMode;
+  securityLevel: SecurityLevel;
+  users?: UserLookup;
+  registry: Registry;
+  log: Logger;
+}
+
+/** Log lines about the same bad source at most this often, so a misconfigured host cannot flood the log. */
+const LOG_EVERY_MS = 60_000;
+
+/**
+ * The packet path: pure parser → types.db → live view and points. Every drop is counted by kind; bad
+ * input never throws out of `handle`.
+ */
+export class IngestPipeline {
+  private readonly decoder: PacketDecoder;
+  private readonly counters;
+  private readonly lastLogged = new Map<string, number>();
+  private batch: Point[] = [];
+  private readonly names = new WeakMap<object, string[]>();
+
+  constructor(private readonly o: PipelineOptions) {
+    const counter = (name: string, help: string) => new Counter({ name, help, registers: [o.registry] });
+    this.counters = {
+      valueLists: counter('herd_collectd_value_lists_total', 'value lists decoded and accepted'),
+      values: counter('herd_collectd_values_total', 'values decoded and accepted'),
+      notifications: counter('herd_collectd_notifications_total', 'notifications received'),
+      parseErrors: counter('herd_collectd_parse_errors_total', 'packets that could not be decoded'),
+      authFailures: counter('herd_collectd_auth_failures_total', 'packets with a wrong user, password or signature'),
+      refused: counter('herd_collectd_refused_parts_total', 'parts dropped because the security level requires signing/encryption'),
+      unknownTypes: counter('herd_collectd_unknown_types_total', 'value lists dropped: type unknown or value count disagrees with types.db'),
+      nonFinite: counter('herd_collectd_non_finite_values_total', 'NaN/infinite gauges skipped (InfluxDB cannot store them)'),
+      points: counter('herd_collectd_points_total', 'points produced for the metrics store'),
+    };
+    this.decoder = new PacketDecoder({
+      onValues: (vl) => this.onValues(vl),
+      onNotification: (n) => {
+        this.counters.notifications.inc();
+        o.onNotification({ ...n });
+      },
+      securityLevel: o.securityLevel,
+      users: o.users,
+    });
+  }
+
+  handle(packet: Buffer): void {
+    try {
+      const summary = this.decoder.decode(packet);
+      if (summary.refused > 0) {
+        this.counters.refused.inc(summary.refused);
+        this.logOnce(`refused`, { parts: summary.refused }, `packet parts dropped: security level is ${this.o.securityLevel}`);
+      }
+    } catch (err) {
+      if (err instanceof DecodeError && err.kind === 'auth') {
+        this.counters.authFailures.inc();
+        this.logOnce(`auth:${err.message}`, { reason: err.message }, 'collectd packet rejected: authentication failed');
+      } else {
+        this.counters.parseErrors.inc();
+        this.logOnce(`parse`, { reason: (err as Error).message, bytes: packet.length }, 'collectd packet could not be decoded');
+      }
+    } finally {
+      // Whatever was decoded before an error is kept, as collectd dispatches parts as it parses them.
+      if (this.batch.length > 0) {
+        const points = this.batch;
+        this.batch = [];
+        this.o.writePoints(points);
+      }
+    }
+  }
+
+  private onValues(vl: ValueList): void {
+    const sources = this.o.typesDb.get(vl.type);
+    if (sources === undefined || sources.length !== vl.values.length) {
+      this.counters.unknownTypes.inc();
+      this.logOnce(
+        `types:${vl.host}/${vl.plugin}/${vl.type}`,
+        { host: vl.host, plugin: vl.plugin, type: vl.type, values: vl.values.length, expected: sources?.length ?? null },
+        sources === undefined
+          ? 'value list dropped: type not in types.db'
+          : 'value list dropped: value count disagrees with types.db',
+      );
+      return;
+    }
+    let names = this.names.get(sources);
+    if (names === undefined) {
+      names = sources.map((s) => s.name);
+      this.names.set(sources, names);
+    }
+    this.counters.valueLists.inc();
+    this.counters.values.inc(vl.values.length);
+    this.o.liveView.update(vl, names);
+    const r = valueListToPoints(vl, names, this.o.multiValue, this.batch);
+    this.counters.points.inc(r.points);
+    if (r.nonFinite > 0) this.counters.nonFinite.inc(r.nonFinite);
+  }
+
+  private logOnce(key: string, fields: Record<string, unknown>, message: string): void {
+    const now = Date.now();
+    const last = this.lastLogged.get(key);
+    if (last !== undefined && now - last < LOG_EVERY_MS) return;
+    if (this.lastLogged.size > 10_000) this.lastLogged.clear();
+    this.lastLogged.set(key, now);
+    this.o.log.warn(fields, message);
+  }
+}
