@@ -7,8 +7,9 @@ export interface InfluxServer {
   url: string;
   port: number;
   dir: string;
-  /** Extra config appended to influxd's file (e.g. a `[[collectd]]` section). */
   start(): Promise<void>;
+  /** The running influxd's process id. */
+  pid(): number | undefined;
   stop(): Promise<void>;
 }
 
@@ -74,6 +75,7 @@ ${options.extraConfig ?? ''}
       }
       throw new Error(`influxd did not answer on ${url} within 30 s: ${stderr}`);
     },
+    pid: () => child?.pid,
     async stop() {
       const proc = child;
       child = undefined;
