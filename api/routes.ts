@@ -1,4 +1,28 @@
+import { permissionRoutes } from './access/permissions.routes.js';
 import type { RoutePlugin } from './app.js';
+import { auditRoutes } from './audit/audit.routes.js';
+import { authRoutes } from './auth/auth.routes.js';
+import { hostRoutes } from './hosts/hosts.routes.js';
+import { imageRoutes } from './images/images.routes.js';
+import { metricsRoutes } from './metrics/metrics.routes.js';
+import { poolRoutes } from './pools/pools.routes.js';
+import { quotaRoutes } from './quota/quota.routes.js';
+import { smartPoolRoutes } from './smart-pools/smart-pools.routes.js';
+import { storageRoutes } from './storage/storage.routes.js';
+import { userRoutes } from './users/users.routes.js';
 
 /** Every domain's routes, registered by buildApp in this order. */
-export const apiRoutes: RoutePlugin[] = [];
+export const apiRoutes: RoutePlugin[] = [
+  // First: its onRequest hook authenticates every /api/v1 route registered after it.
+  authRoutes,
+  userRoutes,
+  poolRoutes,
+  permissionRoutes,
+  quotaRoutes,
+  smartPoolRoutes,
+  auditRoutes,
+  hostRoutes,
+  storageRoutes,
+  imageRoutes,
+  metricsRoutes,
+];

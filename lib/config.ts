@@ -11,11 +11,15 @@ export const DEFAULTS = {
   collectdPort: 25826,
   collectdRcvbuf: 16 * 1024 * 1024,
   logLevel: 'info',
+  heartbeatSeconds: 10,
   influxBatchSize: 5000,
   influxFlushMs: 1000,
   influxMemoryPoints: 500_000,
   spillMaxBytes: 1024 * 1024 * 1024,
   metricsRetentionDays: 30,
+  rawRetentionHours: 48,
+  rollupStepSeconds: 300,
+  rollupRetentionDays: 365,
   ldapUserFilter: '(uid={username})',
   ldapUsernameAttribute: 'uid',
 } as const;
@@ -48,8 +52,18 @@ const envSchema = z.object({
   HERD_INFLUX_MEMORY_POINTS: positiveInt.default(DEFAULTS.influxMemoryPoints),
   HERD_SPILL_MAX_BYTES: positiveInt.default(DEFAULTS.spillMaxBytes),
   HERD_METRICS_RETENTION_DAYS: positiveInt.default(DEFAULTS.metricsRetentionDays),
+  HERD_RAW_RETENTION_HOURS: z.coerce.number().int().min(0).default(DEFAULTS.rawRetentionHours),
+  HERD_ROLLUP_STEP_SECONDS: z.coerce.number().int().min(10).max(86_400).default(DEFAULTS.rollupStepSeconds),
+  HERD_ROLLUP_RETENTION_DAYS: positiveInt.default(DEFAULTS.rollupRetentionDays),
   HERD_ADMIN_PASSWORD: optionalString,
-  HERD_LDAP_URL: optionalString.pipe(z.string().regex(/^ldaps?:\/\/[^/]+\/?$/, 'ldap://host:port or ldaps://host:port').optional()),
+  HERD_HEARTBEAT_SECONDS: positiveInt.default(DEFAULTS.heartbeatSeconds),
+  HERD_MDNS: z.enum(['0', '1', 'true', 'false', '']).default('0'),
+  HERD_LDAP_URL: optionalString.pipe(
+    z
+      .string()
+      .regex(/^ldaps?:\/\/[^/]+\/?$/, 'ldap://host:port or ldaps://host:port')
+      .optional(),
+  ),
   HERD_LDAP_BASE_DN: optionalString,
   HERD_LDAP_BIND_DN: optionalString,
   HERD_LDAP_BIND_PASSWORD: optionalString,
@@ -58,7 +72,10 @@ const envSchema = z.object({
   HERD_LDAP_GROUP_ROLES: optionalString.pipe(
     z
       .string()
-      .regex(/^\s*[^;]+=(admin|user|monitor)@\d+\s*(;\s*[^;]+=(admin|user|monitor)@\d+\s*)*;?\s*$/, '<group DN>=<role>@<pool id>;…')
+      .regex(
+        /^\s*[^;]+=(admin|user|monitor)@\d+\s*(;\s*[^;]+=(admin|user|monitor)@\d+\s*)*;?\s*$/,
+        '<group DN>=<role>@<pool id>;…',
+      )
       .optional(),
   ),
   HERD_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default(DEFAULTS.logLevel),
@@ -97,7 +114,21 @@ function toConfig(env: z.infer<typeof envSchema>) {
     },
     /** Raw points kept this long in PostgreSQL (InfluxDB keeps its own retention policies). */
     metricsRetentionDays: env.HERD_METRICS_RETENTION_DAYS,
+    /**
+     * Downsampled metrics for long graphs: mean and max per `stepSeconds` bucket, kept `retentionDays`.
+     * Graphs longer than `rawRetentionHours` (or reaching further back) read them; on InfluxDB it is also
+     * the default retention policy's duration (0: leave it alone).
+     */
+    rollups: {
+      stepSeconds: env.HERD_ROLLUP_STEP_SECONDS,
+      retentionDays: env.HERD_ROLLUP_RETENTION_DAYS,
+      rawRetentionHours: env.HERD_RAW_RETENTION_HOURS,
+    },
     adminPassword: env.HERD_ADMIN_PASSWORD,
+    hosts: {
+      heartbeatSeconds: env.HERD_HEARTBEAT_SECONDS,
+      mdns: env.HERD_MDNS === '1' || env.HERD_MDNS === 'true',
+    },
     ldap: env.HERD_LDAP_URL
       ? {
           url: env.HERD_LDAP_URL,
@@ -114,7 +145,9 @@ function toConfig(env: z.infer<typeof envSchema>) {
 }
 
 /** `cn=ops,ou=groups,dc=x=admin@1;cn=dev,ou=groups,dc=x=user@3`: members of a group get a role on a pool. */
-function parseGroupRoles(value: string): Array<{ groupDn: string; role: 'admin' | 'user' | 'monitor'; poolId: number }> {
+type LdapRole = 'admin' | 'user' | 'monitor';
+
+function parseGroupRoles(value: string): Array<{ groupDn: string; role: LdapRole; poolId: number }> {
   return value
     .split(';')
     .map((entry) => entry.trim())
@@ -122,7 +155,7 @@ function parseGroupRoles(value: string): Array<{ groupDn: string; role: 'admin' 
     .map((entry) => {
       const at = entry.lastIndexOf('=');
       const [role, poolId] = entry.slice(at + 1).split('@');
-      return { groupDn: entry.slice(0, at).trim(), role: role as 'admin' | 'user' | 'monitor', poolId: Number(poolId) };
+      return { groupDn: entry.slice(0, at).trim(), role: role as LdapRole, poolId: Number(poolId) };
     });
 }
 

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../api/app.js';
+import { ensureAdmin } from '../api/auth/auth.service.js';
 import { apiRoutes } from '../api/routes.js';
 import { type IngestService, startIngest } from '../ingest/ingest-service.js';
 import { LiveView } from '../ingest/live-view.js';
@@ -24,7 +25,11 @@ export interface RunningHerd {
 }
 
 /** Starts the requested roles of herd on one database. `stop()` is safe to call twice. */
-export async function startHerd(config: Config, log: Logger, options: { roles: readonly Role[] }): Promise<RunningHerd> {
+export async function startHerd(
+  config: Config,
+  log: Logger,
+  options: { roles: readonly Role[] },
+): Promise<RunningHerd> {
   const database = await openDatabase(config, log);
   const stops: Array<() => Promise<unknown>> = [() => database.close()];
   const stop = async () => {
@@ -35,6 +40,9 @@ export async function startHerd(config: Config, log: Logger, options: { roles: r
   };
   try {
     await migrateOrThrow(database.db, log);
+    if (config.adminPassword && (await ensureAdmin(database.db, config.adminPassword))) {
+      log.info('created the super-admin "admin" (HERD_ADMIN_PASSWORD)');
+    }
     const registry = createRegistry({ defaultMetrics: true });
     const liveView = new LiveView();
     const store = createMetricsStore(config, database.db, log, { registry });

@@ -1,5 +1,10 @@
 import type { ColumnType, Generated, Migration } from 'kysely';
 import * as core from './2026-11-23T00-core.js';
+import * as metrics from './2026-11-23T01-metrics.js';
+import * as governance from './2026-11-23T10-governance.js';
+import * as vmTasks from './2026-11-23T40-vm-tasks.js';
+import * as metricRollups from './2026-11-23T50-metric-rollups.js';
+import * as alerts from './2026-11-23T60-alerts.js';
 
 /**
  * Every migration, in order. Names are frozen once released; append new ones at the end.
@@ -7,9 +12,16 @@ import * as core from './2026-11-23T00-core.js';
  */
 export const migrations: Record<string, Migration> = {
   '2026-11-23T00-core': core,
+  '2026-11-23T01-metrics': metrics,
+  '2026-11-23T10-governance': governance,
+  '2026-11-23T40-vm-tasks': vmTasks,
+  '2026-11-23T50-metric-rollups': metricRollups,
+  '2026-11-23T60-alerts': alerts,
 };
 
 type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
+/** A timestamp with a database default (`Generated<Timestamp>` would select as the ColumnType itself). */
+type GeneratedTimestamp = ColumnType<Date, Date | string | undefined, Date | string>;
 type NullableTimestamp = ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
 type Json<T = unknown> = ColumnType<T, string | T | undefined, string | T>;
 /** int8 columns: pg returns them as strings unless parsed; lib/db.ts parses them as numbers. */
@@ -24,7 +36,9 @@ export interface UsersTable {
   email: string | null;
   is_super_admin: Generated<boolean>;
   disabled: Generated<boolean>;
-  created_at: Generated<Timestamp>;
+  created_at: GeneratedTimestamp;
+  /** Directory entry of an LDAP user (migration T10). */
+  ldap_dn: string | null;
 }
 
 export interface SessionsTable {
@@ -34,7 +48,7 @@ export interface SessionsTable {
   kind: 'session' | 'token';
   name: string | null;
   csrf_token: string | null;
-  created_at: Generated<Timestamp>;
+  created_at: GeneratedTimestamp;
   expires_at: Timestamp;
   revoked_at: NullableTimestamp;
   last_used_at: NullableTimestamp;
@@ -53,14 +67,14 @@ export interface PoolsTable {
   placement_policy: PlacementPolicy | null;
   cpu_allocation_ratio: number | null;
   ram_allocation_ratio: number | null;
-  created_at: Generated<Timestamp>;
+  created_at: GeneratedTimestamp;
 }
 
 export interface SmartPoolsTable {
   id: Generated<number>;
   user_id: number;
   name: string;
-  created_at: Generated<Timestamp>;
+  created_at: GeneratedTimestamp;
 }
 
 export interface SmartPoolMembersTable {
@@ -75,7 +89,9 @@ export interface PermissionsTable {
   pool_id: number;
   user_id: number;
   role: Role;
-  granted_at: Generated<Timestamp>;
+  granted_at: GeneratedTimestamp;
+  /** `ldap`: made by the group mapping at login, replaced at each login (migration T10). */
+  source: ColumnType<'manual' | 'ldap', 'manual' | 'ldap' | undefined>;
 }
 
 export interface QuotasTable {
@@ -112,7 +128,7 @@ export interface HostsTable {
   reserved_memory_mib: ColumnType<number, number | undefined, number>;
   cpu_allocation_ratio: number | null;
   ram_allocation_ratio: number | null;
-  created_at: Generated<Timestamp>;
+  created_at: GeneratedTimestamp;
 }
 
 export interface StoragePoolsTable {
@@ -122,7 +138,7 @@ export interface StoragePoolsTable {
   type: 'iscsi' | 'nfs' | 'lvm' | 'libvirt';
   name: string;
   params: Json<Record<string, unknown>>;
-  created_at: Generated<Timestamp>;
+  created_at: GeneratedTimestamp;
 }
 
 export interface ImagesTable {
@@ -133,7 +149,7 @@ export interface ImagesTable {
   cmdline: string | null;
   ipxe_url: string | null;
   iso_volume_id: number | null;
-  created_at: Generated<Timestamp>;
+  created_at: GeneratedTimestamp;
 }
 
 export interface VmsTable {
@@ -149,8 +165,16 @@ export interface VmsTable {
   image_id: number | null;
   boot_network: Generated<boolean>;
   started_at: NullableTimestamp;
-  state_changed_at: Generated<Timestamp>;
-  created_at: Generated<Timestamp>;
+  state_changed_at: GeneratedTimestamp;
+  created_at: GeneratedTimestamp;
+  /** While migrating: the destination, which holds room for the VM too (migration T40). */
+  migration_host_id: number | null;
+  /** The task acting on the VM now, if any (migration T40). */
+  task_id: number | null;
+  /** Where the saved image of a `saved` VM is (migration T40). */
+  save_path: string | null;
+  /** The last placement decision, to explain it (migration T40). */
+  placement: Json | null;
 }
 
 export interface VmNicsTable {
@@ -167,7 +191,7 @@ export interface VolumesTable {
   path: string | null;
   size_gib: ColumnType<number, number | undefined, number>;
   vm_id: number | null;
-  created_at: Generated<Timestamp>;
+  created_at: GeneratedTimestamp;
 }
 
 export type TaskState = 'queued' | 'running' | 'done' | 'failed' | 'cancelled';
@@ -182,14 +206,20 @@ export interface TasksTable {
   state: ColumnType<TaskState, TaskState | undefined, TaskState>;
   progress: number | null;
   error: string | null;
-  created_at: Generated<Timestamp>;
+  created_at: GeneratedTimestamp;
   started_at: NullableTimestamp;
   finished_at: NullableTimestamp;
+  /** The pool of the task's target, for lists and access (migration T40). */
+  pool_id: number | null;
+  /** The worker running it and its last sign of life: a stale heartbeat means a dead worker (migration T40). */
+  worker_id: string | null;
+  heartbeat_at: NullableTimestamp;
+  result: Json | null;
 }
 
 export interface AuditLogTable {
   id: Generated<Int8>;
-  at: Generated<Timestamp>;
+  at: GeneratedTimestamp;
   user_id: number | null;
   action: string;
   entity_type: string;
@@ -201,7 +231,7 @@ export interface AuditLogTable {
 export interface EventsTable {
   id: Generated<Int8>;
   time: Timestamp;
-  received_at: Generated<Timestamp>;
+  received_at: GeneratedTimestamp;
   host: string;
   plugin: ColumnType<string, string | undefined, string>;
   plugin_instance: ColumnType<string, string | undefined, string>;
@@ -209,6 +239,155 @@ export interface EventsTable {
   type_instance: ColumnType<string, string | undefined, string>;
   severity: string;
   message: ColumnType<string, string | undefined, string>;
+}
+
+/** One field of one measurement + tag set (PostgreSQL metrics store). */
+export interface MetricSeriesTable {
+  id: Generated<number>;
+  measurement: string;
+  field: string;
+  tags: Json<Record<string, string>>;
+}
+
+export interface MetricPointsTable {
+  series_id: number;
+  time: Timestamp;
+  value: number;
+}
+
+/** Mean and max of a metric series per rollup bucket (migration T50). */
+export interface MetricRollupsTable {
+  series_id: number;
+  bucket: Timestamp;
+  mean: number;
+  max: number;
+}
+
+export interface MetricRollupProgressTable {
+  step_seconds: number;
+  done_until: Timestamp;
+}
+
+export type AlertSeverity = 'info' | 'warning' | 'critical';
+export type AlertState = 'ok' | 'pending' | 'firing' | 'nodata' | 'error';
+
+export interface NotificationChannelsTable {
+  id: Generated<number>;
+  name: string;
+  type: 'webhook' | 'email';
+  pool_id: number | null;
+  config: Json<Record<string, unknown>>;
+  secret: string | null;
+  min_severity: ColumnType<AlertSeverity, AlertSeverity | undefined, AlertSeverity>;
+  send_resolved: Generated<boolean>;
+  enabled: Generated<boolean>;
+  created_by: number | null;
+  created_at: GeneratedTimestamp;
+}
+
+export interface AlertRulesTable {
+  id: Generated<number>;
+  builtin: string | null;
+  name: string;
+  description: ColumnType<string, string | undefined, string>;
+  enabled: Generated<boolean>;
+  scope: 'global' | 'pool' | 'host';
+  pool_id: number | null;
+  host_id: number | null;
+  aggregate: 'mean' | 'max' | 'min' | 'sum' | null;
+  metric: Json<Record<string, unknown>>;
+  condition: 'above' | 'below' | 'absent';
+  threshold: number | null;
+  window_seconds: Generated<number>;
+  window_function: ColumnType<'last' | 'mean' | 'max' | 'min', 'last' | 'mean' | 'max' | 'min' | undefined>;
+  pending_seconds: Generated<number>;
+  keep_firing_seconds: Generated<number>;
+  nodata_policy: ColumnType<'nodata' | 'ok' | 'alerting' | 'keep', 'nodata' | 'ok' | 'alerting' | 'keep' | undefined>;
+  error_policy: ColumnType<'error' | 'ok' | 'alerting' | 'keep', 'error' | 'ok' | 'alerting' | 'keep' | undefined>;
+  severity: ColumnType<AlertSeverity, AlertSeverity | undefined, AlertSeverity>;
+  labels: Json<Record<string, string>>;
+  group_wait_seconds: Generated<number>;
+  repeat_interval_seconds: Generated<number>;
+  channel_ids: number[] | null;
+  created_by: number | null;
+  created_at: GeneratedTimestamp;
+  updated_at: GeneratedTimestamp;
+}
+
+export interface AlertInstancesTable {
+  id: Generated<number>;
+  rule_id: number;
+  subject: string;
+  pool_id: number | null;
+  host_id: number | null;
+  labels: Json<Record<string, string>>;
+  state: AlertState;
+  version: Generated<number>;
+  value: number | null;
+  error: string | null;
+  active_since: NullableTimestamp;
+  firing_since: NullableTimestamp;
+  last_breach_at: NullableTimestamp;
+  resolved_at: NullableTimestamp;
+  last_notified_at: NullableTimestamp;
+  last_evaluated_at: NullableTimestamp;
+  state_changed_at: Timestamp;
+}
+
+export interface SilencesTable {
+  id: Generated<number>;
+  pool_id: number | null;
+  matchers: Json<Array<{ name: string; value: string; op: '=' | '!=' | '=~' | '!~' }>>;
+  starts_at: Timestamp;
+  ends_at: Timestamp;
+  comment: string;
+  created_by: number | null;
+  created_at: GeneratedTimestamp;
+  updated_at: GeneratedTimestamp;
+}
+
+export type NotificationStatus = 'grouping' | 'sending' | 'retrying' | 'delivered' | 'failed' | 'silenced';
+
+export interface NotificationsTable {
+  id: Generated<number>;
+  channel_id: number;
+  rule_id: number | null;
+  pool_id: number | null;
+  group_key: string;
+  status: NotificationStatus;
+  alerts: Json<unknown[]>;
+  payload: Json<Record<string, unknown>> | null;
+  created_at: Timestamp;
+  not_before: Timestamp;
+  locked_until: NullableTimestamp;
+  attempts: Generated<number>;
+  last_error: string | null;
+  delivered_at: NullableTimestamp;
+  history: Json<unknown[]>;
+}
+
+export interface QuotaEnforcementTable {
+  pool_id: number;
+  user_id: number | null;
+  over: Json<Record<string, { used: number; limit: number }>>;
+  over_since: Timestamp;
+  policy: QuotaPolicy;
+  action: ColumnType<'none' | 'alert' | 'block' | 'suspend', 'none' | 'alert' | 'block' | 'suspend' | undefined>;
+  blocked: Generated<boolean>;
+  reason: string;
+  checked_at: Timestamp;
+}
+
+export interface QuotaEnforcementLogTable {
+  id: Generated<number>;
+  at: Timestamp;
+  pool_id: number;
+  user_id: number | null;
+  action: 'over' | 'alert' | 'block' | 'unblock' | 'suspend' | 'resolved' | 'skipped';
+  vm_id: number | null;
+  task_id: number | null;
+  reason: string;
+  details: Json<Record<string, unknown>>;
 }
 
 /** The database, declared once. Later migrations add their tables here. */
@@ -229,4 +408,15 @@ export interface DB {
   tasks: TasksTable;
   audit_log: AuditLogTable;
   events: EventsTable;
+  metric_series: MetricSeriesTable;
+  metric_points: MetricPointsTable;
+  metric_rollups: MetricRollupsTable;
+  metric_rollup_progress: MetricRollupProgressTable;
+  notification_channels: NotificationChannelsTable;
+  alert_rules: AlertRulesTable;
+  alert_instances: AlertInstancesTable;
+  silences: SilencesTable;
+  notifications: NotificationsTable;
+  quota_enforcement: QuotaEnforcementTable;
+  quota_enforcement_log: QuotaEnforcementLogTable;
 }

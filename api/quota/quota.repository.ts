@@ -1,0 +1,150 @@
+import { sql } from 'kysely';
+import type { Database } from '../../lib/db.js';
+import { ACTIVE_VM_STATES } from '../vms/vm-states.js';
+
+export interface ChainPool {
+  id: number;
+  parent_id: number | null;
+  kind: 'hardware' | 'vm';
+}
+
+export interface QuotaRow {
+  pool_id: number;
+  user_id: number | null;
+  vcpus: number | null;
+  memory_mib: number | null;
+  storage_gib: number | null;
+  nics: number | null;
+  vms: number | null;
+}
+
+export interface UsageRow {
+  owner_id: number;
+  vcpus: number;
+  memory_mib: number;
+  storage_gib: number;
+  nics: number;
+  vms: number;
+}
+
+/** The pool and its ancestors, nearest first; empty when the pool does not exist. */
+export async function ancestorChain(db: Database, poolId: number): Promise<ChainPool[]> {
+  const { rows } = await sql<ChainPool>`
+    WITH RECURSIVE chain(id, parent_id, kind, depth) AS (
+      SELECT id, parent_id, kind, 0 FROM pools WHERE id = ${poolId}
+      UNION
+      SELECT p.id, p.parent_id, p.kind, chain.depth + 1 FROM pools p JOIN chain ON p.id = chain.parent_id
+    )
+    SELECT id, parent_id, kind FROM chain ORDER BY depth`.execute(db);
+  return rows;
+}
+
+/** Quota rows on the given pools: the pool totals, and per-user rows of `userId` (every user's if omitted). */
+export async function quotaRows(db: Database, poolIds: number[], userId?: number): Promise<QuotaRow[]> {
+  let q = db
+    .selectFrom('quotas')
+    .select(['pool_id', 'user_id', 'vcpus', 'memory_mib', 'storage_gib', 'nics', 'vms'])
+    .where('pool_id', 'in', poolIds.length ? poolIds : [0]);
+  if (userId !== undefined)
+    q = q.where((eb) => eb.or([eb('user_id', 'is', null), eb('user_id', '=', userId)]));
+  return q.execute();
+}
+
+/**
+ * Row locks on pools, always taken in ascending id order within one statement so that concurrent
+ * claimers never wait on each other in a cycle.
+ */
+export async function lockPools(db: Database, poolIds: number[]): Promise<void> {
+  await db.selectFrom('pools').select('id').where('id', 'in', poolIds).orderBy('id').forUpdate().execute();
+}
+
+/**
+ * Usage per VM owner in the subtree of `poolId`, counted from the vms, vm_nics and volumes tables as they are
+ * now: storage for every VM in any state, the rest only for VMs in ACTIVE_VM_STATES.
+ */
+export async function subtreeUsageByOwner(
+  db: Database,
+  poolId: number,
+  ownerId?: number,
+): Promise<UsageRow[]> {
+  const active = [...ACTIVE_VM_STATES];
+  const { rows } = await sql<UsageRow>`
+    WITH RECURSIVE sub(id) AS (
+      SELECT id FROM pools WHERE id = ${poolId}
+      UNION
+      SELECT p.id FROM pools p JOIN sub ON p.parent_id = sub.id
+    )
+    SELECT v.owner_id,
+      coalesce(sum(v.vcpus) FILTER (WHERE v.state = any(${active}::text[])), 0)::int8 AS vcpus,
+      coalesce(sum(v.memory_mib) FILTER (WHERE v.state = any(${active}::text[])), 0)::int8 AS memory_mib,
+      coalesce(sum(vol.gib), 0)::float8 AS storage_gib,
+      coalesce(sum(nic.n) FILTER (WHERE v.state = any(${active}::text[])), 0)::int8 AS nics,
+      count(*) FILTER (WHERE v.state = any(${active}::text[]))::int8 AS vms
+    FROM vms v
+    LEFT JOIN LATERAL (SELECT count(*) AS n FROM vm_nics WHERE vm_nics.vm_id = v.id) nic ON true
+    LEFT JOIN LATERAL (SELECT sum(size_gib) AS gib FROM volumes WHERE volumes.vm_id = v.id) vol ON true
+    WHERE v.pool_id IN (SELECT id FROM sub) ${ownerId === undefined ? sql`` : sql`AND v.owner_id = ${ownerId}`}
+    GROUP BY v.owner_id
+    ORDER BY v.owner_id`.execute(db);
+  return rows;
+}
+
+/** The hosts of a hardware pool and of the hardware pools nested in it: the biggest of each, and a fit. */
+export async function hostCapacity(
+  db: Database,
+  hardwarePoolId: number,
+  want: { vcpus: number; memoryMiB: number },
+): Promise<{ max_cpus: number; max_memory_mib: number; fits: boolean }> {
+  const { rows } = await sql<{ max_cpus: number; max_memory_mib: number; fits: boolean }>`
+    WITH RECURSIVE sub(id) AS (
+      SELECT id FROM pools WHERE id = ${hardwarePoolId}
+      UNION
+      SELECT p.id FROM pools p JOIN sub ON p.parent_id = sub.id
+    )
+    SELECT coalesce(max(cpus), 0)::int8 AS max_cpus, coalesce(max(memory_mib), 0)::int8 AS max_memory_mib,
+      coalesce(bool_or(cpus >= ${want.vcpus} AND memory_mib >= ${want.memoryMiB}), false) AS fits
+    FROM hosts WHERE pool_id IN (SELECT id FROM sub)`.execute(db);
+  return rows[0];
+}
+
+/** Everything the reconciler recounts from, read raw so that the recount shares no SQL with the usage query. */
+export async function everything(db: Database) {
+  const [pools, vms, nics, volumes] = await Promise.all([
+    db.selectFrom('pools').select(['id', 'parent_id']).execute(),
+    db.selectFrom('vms').select(['id', 'pool_id', 'owner_id', 'state', 'vcpus', 'memory_mib']).execute(),
+    db.selectFrom('vm_nics').select('vm_id').execute(),
+    db.selectFrom('volumes').select(['vm_id', 'size_gib']).where('vm_id', 'is not', null).execute(),
+  ]);
+  return { pools, vms, nics, volumes };
+}
+
+export async function usernames(db: Database, ids: number[]): Promise<Map<number, string>> {
+  if (!ids.length) return new Map();
+  const rows = await db.selectFrom('users').select(['id', 'username']).where('id', 'in', ids).execute();
+  return new Map(rows.map((r) => [r.id, r.username]));
+}
+
+export async function upsertQuota(db: Database, row: QuotaRow): Promise<void> {
+  await db
+    .insertInto('quotas')
+    .values(row)
+    .onConflict((oc) =>
+      oc.columns(['pool_id', 'user_id']).doUpdateSet({
+        vcpus: row.vcpus,
+        memory_mib: row.memory_mib,
+        storage_gib: row.storage_gib,
+        nics: row.nics,
+        vms: row.vms,
+      }),
+    )
+    .execute();
+}
+
+export async function deleteQuota(db: Database, poolId: number, userId: number | null): Promise<boolean> {
+  const res = await db
+    .deleteFrom('quotas')
+    .where('pool_id', '=', poolId)
+    .where((eb) => (userId === null ? eb('user_id', 'is', null) : eb('user_id', '=', userId)))
+    .executeTakeFirst();
+  return res.numDeletedRows > 0n;
+}
