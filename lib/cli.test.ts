@@ -1,0 +1,114 @@
+import { type ChildProcessWithoutNullStreams, spawn, spawnSync } from 'node:child_process';
+import dgram from 'node:dgram';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, expect, test } from 'vitest';
+import { fixturePackets } from '../ingest/protocol/test-fixtures.js';
+import type { DatabaseHandle } from './db.js';
+import { createTestDatabase, testInflux } from './testing/db.js';
+import { influxQuery, waitFor } from './testing/wait.js';
+
+/** The built command line (`npm test` builds first), as users run it. */
+const CLI = path.resolve('dist/lib/cli.js');
+
+let dir: string;
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'herd-cli-'));
+});
+afterAll(() => rm(dir, { recursive: true, force: true }));
+
+test('herd decode prints one JSON object per value list and fails on a bad file', async () => {
+  const good = fixturePackets('plain')[0].path;
+  const bad = path.join(dir, 'bad.bin');
+  await writeFile(bad, Buffer.from([0x00, 0x06, 0x00, 0xff, 1, 2, 3]));
+  const ok = spawnSync(process.execPath, [CLI, 'decode', good], { encoding: 'utf8' });
+  expect(ok.status).toBe(0);
+  const lines = ok.stdout.trim().split('\n').map((l) => JSON.parse(l));
+  expect(lines.length).toBeGreaterThan(5);
+  expect(lines[0]).toMatchObject({ kind: 'values', host: expect.any(String), values: expect.any(Array) });
+  const failed = spawnSync(process.execPath, [CLI, 'decode', good, bad], { encoding: 'utf8' });
+  expect(failed.status).toBe(1);
+  expect(failed.stderr).toContain('bad.bin');
+});
+
+test('herd with a bad variable exits 2 listing it', () => {
+  const r = spawnSync(process.execPath, [CLI, 'migrate'], {
+    encoding: 'utf8',
+    env: { ...process.env, HERD_HTTP_PORT: 'x', HERD_COLLECTD_SECURITY_LEVEL: 'weird' },
+  });
+  expect(r.status).toBe(2);
+  expect(r.stderr).toContain('HERD_HTTP_PORT');
+  expect(r.stderr).toContain('HERD_COLLECTD_SECURITY_LEVEL');
+});
+
+test('herd serve: health, login, collectd packets into InfluxDB, clean stop', async () => {
+  const database: DatabaseHandle = await createTestDatabase();
+  const influx = testInflux();
+  const child: ChildProcessWithoutNullStreams = spawn(process.execPath, [CLI, 'serve'], {
+    env: {
+      ...process.env,
+      HERD_DATA_DIR: path.join(dir, 'data'),
+      DATABASE_URL: database.url,
+      INFLUX_URL: influx.url,
+      INFLUX_DB: influx.db,
+      HERD_HTTP_PORT: '0',
+      HERD_COLLECTD_HOST: '127.0.0.1',
+      HERD_COLLECTD_PORT: '0',
+      HERD_ADMIN_PASSWORD: 'first-start-secret',
+      HERD_INFLUX_FLUSH_MS: '200',
+      HERD_LOG_LEVEL: 'info',
+    },
+  });
+  let output = '';
+  child.stdout.on('data', (d) => {
+    output += d;
+  });
+  child.stderr.on('data', (d) => {
+    output += d;
+  });
+  try {
+    let http = '';
+    let udpPort = 0;
+    await waitFor(() => {
+      for (const line of output.split('\n')) {
+        if (!line.startsWith('{')) continue;
+        const entry = JSON.parse(line);
+        if (entry.msg === 'HTTP API listening') http = entry.address;
+        if (entry.msg === 'collectd listener bound') udpPort = entry.port;
+      }
+      return http !== '' && udpPort > 0;
+    }, 30_000);
+    expect(output).not.toContain('first-start-secret');
+
+    const health = await fetch(`${http}/api/health`);
+    expect(health.status).toBe(200);
+    expect(await health.json()).toEqual({ ok: true, database: true, influx: true, ingest: true });
+    expect((await fetch(`${http}/api/v1/pools`)).status).toBe(401);
+    const login = await fetch(`${http}/api/v1/session`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ username: 'admin', password: 'first-start-secret' }),
+    });
+    expect(login.status).toBe(200);
+    const { token } = (await login.json()) as { token: string };
+    const pools = await fetch(`${http}/api/v1/pools`, { headers: { authorization: `Bearer ${token}` } });
+    expect(pools.status).toBe(200);
+
+    const socket = dgram.createSocket('udp4');
+    for (const p of fixturePackets('plain')) {
+      await new Promise<void>((resolve, reject) => socket.send(p.bytes, udpPort, '127.0.0.1', (e) => (e ? reject(e) : resolve())));
+    }
+    socket.close();
+    await waitFor(async () => (await influxQuery(influx, 'SELECT count(value) FROM load_shortterm'))[0]?.[1] > 0, 15_000);
+    const metrics = await (await fetch(`${http}/metrics`)).text();
+    expect(metrics).toMatch(/herd_collectd_values_total \d+/);
+
+    child.kill('SIGTERM');
+    const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+    expect(code).toBe(0);
+  } finally {
+    child.kill('SIGKILL');
+    await database.close();
+  }
+});
