@@ -1,0 +1,550 @@
+import { type RawBuilder, sql } from 'kysely';
+import type { Database } from '../../lib/db.js';
+import type { Logger } from '../../lib/log.js';
+import type { Registry } from '../../lib/metrics.js';
+import type { Point } from '../types.js';
+import type {
+  LatestQuery,
+  LatestValue,
+  MetricsStore,
+  RangeQuery,
+  Series,
+  SeriesInfo,
+  SeriesQuery,
+  TagFilter,
+} from './metrics-store.js';
+import { BAD_TIME, PointRules, Refusal } from './point-rules.js';
+import {
+  cleanMeasurement,
+  cleanTags,
+  type PlannedRange,
+  planLatest,
+  planRange,
+  sortSeries,
+  sortSeriesInfo,
+  tidyTags,
+} from './range-query.js';
+import { backoff } from './retry.js';
+import { RateLimitedLog, type StoreStats, WriteCounters } from './store-stats.js';
+
+export const POSTGRES_DEFAULTS = {
+  minBackoffMs: 250,
+  maxBackoffMs: 15_000,
+  stopTimeoutMs: 5_000,
+  pruneEveryMs: 60 * 60 * 1000,
+  /** Rows per DELETE when pruning, so retention never holds long locks or a huge transaction. */
+  pruneChunk: 20_000,
+};
+
+export interface PostgresStoreOptions extends Partial<typeof POSTGRES_DEFAULTS> {
+  db: Database;
+  batchSize: number;
+  flushMs: number;
+  /** Values kept in memory while PostgreSQL is unreachable; beyond that they are dropped and counted. */
+  memoryPoints: number;
+  retentionDays: number;
+  log: Logger;
+  registry?: Registry;
+}
+
+/** One row per field value, column-wise so a batch goes to PostgreSQL as a few arrays. */
+interface Rows {
+  seq: number;
+  /** Points, for batching and accounting; a point has one row per field. */
+  points: number;
+  count: number;
+  measurements: string[];
+  fields: string[];
+  /** Canonical tags: sorted keys, no empty values (jsonb compares them equal whatever the order). */
+  tags: string[];
+  timesUs: number[];
+  values: number[];
+}
+
+const SERIES_CACHE_LIMIT = 1_000_000;
+// Errors without a SQLSTATE (the network) and SQLSTATEs for connection trouble, serialization or
+// deadlock, resources, shutdown are worth retrying; anything else (a data error) would fail again.
+const RETRYABLE_SQLSTATE = /^(08|40|53|57)/;
+
+/** Points in microseconds since the epoch, exactly (no float seconds on the way). */
+function ts(us: number | RawBuilder<unknown>): RawBuilder<Date> {
+  return sql`(timestamptz 'epoch' + ${us}::float8 * interval '1 microsecond')`;
+}
+const US = (column: string) => sql.raw(`(extract(epoch FROM ${column}) * 1000000)::float8`);
+
+/**
+ * The PostgreSQL store (used when INFLUX_URL is unset): the same batching as InfluxStore, rows into
+ * `metric_points` keyed by a cached series id, and the same queries answered in SQL.
+ */
+export class PostgresStore implements MetricsStore {
+  readonly kind = 'postgres' as const;
+  private readonly o: PostgresStoreOptions & typeof POSTGRES_DEFAULTS;
+  private readonly db: Database;
+  private readonly rules = new PointRules();
+  private readonly counters: WriteCounters;
+  private readonly warnings: RateLimitedLog;
+  private readonly seriesIds = new Map<string, number>();
+  private pending: Rows;
+  private pendingTimer?: NodeJS.Timeout;
+  private memory: Rows[] = [];
+  private memoryPoints = 0;
+  private taken?: Rows;
+  private seq = 0;
+  private waiters: Array<{ seq: number; resolve: () => void }> = [];
+  private running = false;
+  private stopping?: Promise<void>;
+  private loop?: Promise<void>;
+  private abort?: AbortController;
+  private wake?: () => void;
+  private pruneTimer?: NodeJS.Timeout;
+  private failing = false;
+
+  constructor(options: PostgresStoreOptions) {
+    this.o = { ...POSTGRES_DEFAULTS, ...options } as PostgresStoreOptions & typeof POSTGRES_DEFAULTS;
+    this.db = options.db;
+    this.pending = this.emptyRows();
+    this.warnings = new RateLimitedLog(this.o.log);
+    this.counters = new WriteCounters(
+      'postgres',
+      () => ({ bufferedPoints: this.buffered(), spilledPoints: 0, spilledBytes: 0 }),
+      this.o.registry,
+    );
+  }
+
+  write(points: readonly Point[]): void {
+    for (const point of points) {
+      try {
+        this.add(point);
+      } catch (err) {
+        this.refuse(point, (err as Error).message);
+      }
+    }
+    if (this.pending.points > 0 && !this.pendingTimer) {
+      this.pendingTimer = setTimeout(() => this.seal(), this.o.flushMs);
+      this.pendingTimer.unref();
+    }
+  }
+
+  async flush(): Promise<void> {
+    this.seal();
+    const target = this.seq;
+    if (this.oldestPending() > target) return;
+    await new Promise<void>((resolve) => this.waiters.push({ seq: target, resolve }));
+  }
+
+  async start(): Promise<void> {
+    if (this.stopping) await this.stopping;
+    if (this.running) return;
+    this.running = true;
+    this.abort = new AbortController();
+    this.loop = this.run(this.abort.signal);
+    const prune = () =>
+      this.prune().catch((err) =>
+        this.o.log.warn({ err }, 'pruning old metric points failed; will try again'),
+      );
+    // The first pruning waits a minute, off the busy start-up; then every pruneEveryMs.
+    this.pruneTimer = setTimeout(
+      () => {
+        void prune();
+        this.pruneTimer = setInterval(prune, this.o.pruneEveryMs);
+        this.pruneTimer.unref();
+      },
+      Math.min(60_000, this.o.pruneEveryMs),
+    );
+    this.pruneTimer.unref();
+  }
+
+  stop(): Promise<void> {
+    if (!this.running) return this.stopping ?? Promise.resolve();
+    this.stopping ??= this.shutdown().finally(() => {
+      this.running = false;
+      this.stopping = undefined;
+    });
+    return this.stopping;
+  }
+
+  stats(): StoreStats {
+    return this.counters.snapshot();
+  }
+
+  async ping(): Promise<boolean> {
+    try {
+      await sql`SELECT 1`.execute(this.db);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Deletes raw points older than the retention; returns how many. Runs hourly while started. */
+  async prune(now = Date.now()): Promise<number> {
+    const cutoffUs = (now - this.o.retentionDays * 86_400_000) * 1000;
+    let total = 0;
+    for (;;) {
+      const result = await sql`
+        DELETE FROM metric_points WHERE ctid = ANY(ARRAY(
+          SELECT ctid FROM metric_points WHERE time < ${ts(cutoffUs)} LIMIT ${this.o.pruneChunk}
+        ))`.execute(this.db);
+      const deleted = Number(result.numAffectedRows ?? 0);
+      total += deleted;
+      if (deleted < this.o.pruneChunk) break;
+    }
+    if (total > 0)
+      this.o.log.info({ deleted: total, retentionDays: this.o.retentionDays }, 'old metric points pruned');
+    return total;
+  }
+
+  async latest(query: LatestQuery): Promise<LatestValue[]> {
+    const p = planLatest(query);
+    const since = p.sinceUs === undefined ? sql`` : sql`AND time >= ${ts(p.sinceUs)}`;
+    const { rows } = await sql<{ tags: Record<string, string>; t: number; value: number }>`
+      SELECT s.tags, p.t, p.value
+      FROM metric_series s
+      CROSS JOIN LATERAL (
+        SELECT ${US('time')} AS t, value FROM metric_points
+        WHERE series_id = s.id ${since} ORDER BY time DESC LIMIT 1
+      ) p
+      WHERE s.measurement = ${p.measurement} AND s.field = ${p.field} AND ${tagWhere(p.tags)}`.execute(
+      this.db,
+    );
+    return sortSeriesInfo(
+      rows.map((r) => ({
+        measurement: p.measurement,
+        tags: tidyTags(r.tags),
+        field: p.field,
+        time: r.t / 1e6,
+        value: r.value,
+      })),
+    );
+  }
+
+  async range(query: RangeQuery): Promise<Series[]> {
+    const p = planRange(query);
+    const { rows } = await rangeSql(p).execute(this.db);
+    const bySeries = new Map<string, Series>();
+    for (const r of rows) {
+      const tags = tidyTags(r.tags);
+      const key = JSON.stringify(tags);
+      let series = bySeries.get(key);
+      if (!series) {
+        series = { tags, points: [] };
+        bySeries.set(key, series);
+      }
+      if (r.v !== null) series.points.push([r.t / 1e6, r.v]);
+    }
+    return sortSeries([...bySeries.values()].filter((s) => s.points.length > 0));
+  }
+
+  async listSeries(query: SeriesQuery = {}): Promise<SeriesInfo[]> {
+    const measurement =
+      query.measurement === undefined ? sql`true` : sql`measurement = ${cleanMeasurement(query.measurement)}`;
+    const { rows } = await sql<{ measurement: string; tags: Record<string, string> }>`
+      SELECT DISTINCT measurement, tags FROM metric_series
+      WHERE ${measurement} AND ${tagWhere(cleanTags(query.tags))}`.execute(this.db);
+    return sortSeriesInfo(rows.map((r) => ({ measurement: r.measurement, tags: tidyTags(r.tags) })));
+  }
+
+  private add(point: Point): void {
+    const measurement = this.rules.measurement(point.measurement);
+    const tags = this.rules.tagPairs(point.tags);
+    const fields = this.rules.fields(point);
+    const timeOk = typeof point.time === 'number' && Number.isFinite(point.time);
+    if (measurement instanceof Refusal || tags instanceof Refusal || fields instanceof Refusal || !timeOk) {
+      const refusal = [measurement, tags, fields].find((r) => r instanceof Refusal) ?? BAD_TIME;
+      this.refuse(point, refusal.reason);
+      return;
+    }
+    if (this.buffered() >= this.o.memoryPoints) {
+      this.counters.drop('memory', 1);
+      this.warnings.warn(
+        'memory',
+        { memoryPoints: this.o.memoryPoints },
+        'points dropped: PostgreSQL is behind and memory is full',
+        1,
+      );
+      return;
+    }
+    const rows = this.pending;
+    const timeUs = Math.round(point.time * 1e6);
+    const json = JSON.stringify(Object.fromEntries(tags));
+    for (const [field, value] of fields) {
+      rows.measurements.push(measurement);
+      rows.fields.push(field);
+      rows.tags.push(json);
+      rows.timesUs.push(timeUs);
+      rows.values.push(value);
+    }
+    rows.count += fields.length;
+    if (++rows.points >= this.o.batchSize) this.seal();
+  }
+
+  private refuse(point: Point, reason: string): void {
+    this.counters.drop('invalid', 1);
+    this.warnings.warn(
+      `invalid:${reason}`,
+      { reason, measurement: typeof point?.measurement === 'string' ? point.measurement : undefined },
+      'point dropped: it cannot be stored',
+      1,
+    );
+  }
+
+  private emptyRows(): Rows {
+    return {
+      seq: 0,
+      points: 0,
+      count: 0,
+      measurements: [],
+      fields: [],
+      tags: [],
+      timesUs: [],
+      values: [],
+    };
+  }
+
+  private buffered(): number {
+    return this.pending.points + this.memoryPoints + (this.taken?.points ?? 0);
+  }
+
+  private seal(): void {
+    if (this.pendingTimer) {
+      clearTimeout(this.pendingTimer);
+      this.pendingTimer = undefined;
+    }
+    if (this.pending.points === 0) return;
+    const batch = this.pending;
+    batch.seq = ++this.seq;
+    this.pending = this.emptyRows();
+    this.memory.push(batch);
+    this.memoryPoints += batch.points;
+    this.wake?.();
+  }
+
+  private oldestPending(): number {
+    return Math.min(this.taken?.seq ?? Infinity, this.memory[0]?.seq ?? Infinity);
+  }
+
+  private settle(): void {
+    const oldest = this.oldestPending();
+    const ready = this.waiters.filter((w) => w.seq < oldest);
+    this.waiters = this.waiters.filter((w) => w.seq >= oldest);
+    for (const w of ready) w.resolve();
+  }
+
+  private async run(signal: AbortSignal): Promise<void> {
+    while (!signal.aborted) {
+      const batch = this.memory.shift();
+      if (!batch) {
+        await new Promise<void>((resolve) => {
+          const done = () => {
+            signal.removeEventListener('abort', done);
+            this.wake = undefined;
+            resolve();
+          };
+          this.wake = done;
+          signal.addEventListener('abort', done);
+        });
+        continue;
+      }
+      this.memoryPoints -= batch.points;
+      this.taken = batch;
+      if ((await this.deliver(batch, signal)) === 'aborted') return;
+      this.taken = undefined;
+      this.settle();
+    }
+  }
+
+  private async deliver(batch: Rows, signal: AbortSignal): Promise<'done' | 'aborted'> {
+    for (let attempt = 0; ; attempt++) {
+      if (signal.aborted) return 'aborted';
+      if (attempt > 0 && !(await backoff(attempt, this.o.minBackoffMs, this.o.maxBackoffMs, signal)))
+        return 'aborted';
+      const started = performance.now();
+      try {
+        const ids = await this.seriesIdsFor(batch);
+        await sql`
+          INSERT INTO metric_points (series_id, time, value)
+          SELECT DISTINCT ON (u.s, u.t) u.s, ${ts(sql`u.t`)}, u.v
+          FROM unnest(${ids}::int4[], ${batch.timesUs}::float8[], ${batch.values}::float8[]) WITH ORDINALITY AS u(s, t, v, n)
+          ORDER BY u.s, u.t, u.n DESC
+          ON CONFLICT (series_id, time) DO UPDATE SET value = EXCLUDED.value`.execute(this.db);
+        this.counters.written(batch.points, performance.now() - started);
+        if (this.failing) {
+          this.failing = false;
+          this.o.log.info('PostgreSQL metric writes succeed again');
+        }
+        return 'done';
+      } catch (err) {
+        this.counters.writeError();
+        const code = (err as { code?: string }).code;
+        const sqlState = typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code);
+        if (!sqlState || RETRYABLE_SQLSTATE.test(code)) {
+          this.failing = true;
+          this.warnings.warn(
+            'write-failed',
+            { err: (err as Error).message, code, buffered: this.buffered() },
+            'PostgreSQL metric write failed, will retry',
+          );
+          continue;
+        }
+        this.counters.drop('rejected', batch.points);
+        this.warnings.warn(
+          `rejected:${code}`,
+          { err: (err as Error).message, code },
+          'points dropped: PostgreSQL refused them',
+          batch.points,
+        );
+        return 'done';
+      }
+    }
+  }
+
+  /** Series ids for every row, from the cache or by creating the missing series in one statement. */
+  private async seriesIdsFor(batch: Rows): Promise<number[]> {
+    const ids = new Array<number>(batch.count);
+    let missing:
+      | Map<string, { rows: number[]; measurement: string; field: string; tags: string }>
+      | undefined;
+    for (let i = 0; i < batch.count; i++) {
+      const key = `${batch.measurements[i]}\u0000${batch.fields[i]}\u0000${batch.tags[i]}`;
+      const id = this.seriesIds.get(key);
+      if (id !== undefined) {
+        ids[i] = id;
+        continue;
+      }
+      missing ??= new Map();
+      const entry = missing.get(key);
+      if (entry) entry.rows.push(i);
+      else
+        missing.set(key, {
+          rows: [i],
+          measurement: batch.measurements[i],
+          field: batch.fields[i],
+          tags: batch.tags[i],
+        });
+    }
+    if (!missing) return ids;
+    let wanted = [...missing.entries()];
+    // Another herd process may create the same series at the same moment; a second round then sees it.
+    for (let round = 0; round < 3 && wanted.length > 0; round++) {
+      const { rows } = await sql<{ i: string | number; id: number | null }>`
+        WITH input AS (
+          SELECT * FROM unnest(${wanted.map(([, w]) => w.measurement)}::text[], ${wanted.map(([, w]) => w.field)}::text[],
+            ${wanted.map(([, w]) => w.tags)}::jsonb[]) WITH ORDINALITY AS t(measurement, field, tags, i)
+        ), created AS (
+          INSERT INTO metric_series (measurement, field, tags)
+          SELECT measurement, field, tags FROM input ORDER BY i
+          ON CONFLICT DO NOTHING
+          RETURNING id, measurement, field, tags
+        )
+        SELECT input.i, coalesce(existing.id, created.id) AS id
+        FROM input
+        LEFT JOIN metric_series existing
+          ON existing.measurement = input.measurement AND existing.field = input.field AND existing.tags = input.tags
+        LEFT JOIN created
+          ON created.measurement = input.measurement AND created.field = input.field AND created.tags = input.tags`.execute(
+        this.db,
+      );
+      const found = new Set<number>();
+      for (const r of rows) {
+        if (r.id === null) continue;
+        const index = Number(r.i) - 1;
+        found.add(index);
+        const [key, w] = wanted[index];
+        if (this.seriesIds.size >= SERIES_CACHE_LIMIT) this.seriesIds.clear();
+        this.seriesIds.set(key, r.id);
+        for (const row of w.rows) ids[row] = r.id;
+      }
+      wanted = wanted.filter((_, i) => !found.has(i));
+    }
+    if (wanted.length > 0) throw new Error(`could not create ${wanted.length} metric series`);
+    return ids;
+  }
+
+  private async shutdown(): Promise<void> {
+    clearTimeout(this.pruneTimer);
+    this.seal();
+    if (!this.failing) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([this.flush(), new Promise((r) => (timer = setTimeout(r, this.o.stopTimeoutMs)))]);
+      clearTimeout(timer);
+    }
+    this.abort?.abort();
+    await this.loop;
+    this.wake = undefined;
+    const left = (this.taken?.points ?? 0) + this.memoryPoints;
+    if (left > 0) {
+      this.counters.drop('stopped', left);
+      this.o.log.warn({ points: left }, 'points dropped: PostgreSQL did not take them before herd stopped');
+    }
+    this.taken = undefined;
+    this.memory = [];
+    this.memoryPoints = 0;
+    for (const w of this.waiters) w.resolve();
+    this.waiters = [];
+  }
+}
+
+/** `tags @> {...}` for single values (GIN-indexed), `->> = ANY` for lists, `NOT ?` for "no such tag". */
+function tagWhere(tags: TagFilter): RawBuilder<unknown> {
+  const exact: Record<string, string> = {};
+  const conditions: RawBuilder<unknown>[] = [];
+  for (const [key, wanted] of Object.entries(tags)) {
+    const values = typeof wanted === 'string' ? [wanted] : [...wanted];
+    if (values.length === 0) {
+      conditions.push(sql`false`);
+    } else if (values.length === 1 && values[0] !== '') {
+      exact[key] = values[0];
+    } else {
+      const some = values.filter((v) => v !== '');
+      const alternatives: RawBuilder<unknown>[] = [];
+      if (some.length) alternatives.push(sql`tags ->> ${key} = ANY(${some}::text[])`);
+      if (some.length < values.length) alternatives.push(sql`NOT (tags ? ${key})`);
+      conditions.push(sql`(${sql.join(alternatives, sql` OR `)})`);
+    }
+  }
+  if (Object.keys(exact).length) conditions.unshift(sql`tags @> ${JSON.stringify(exact)}::jsonb`);
+  return conditions.length ? sql`(${sql.join(conditions, sql` AND `)})` : sql`true`;
+}
+
+const AGGREGATE_SQL = {
+  mean: sql`avg(value)`,
+  max: sql`max(value)`,
+  min: sql`min(value)`,
+  sum: sql`sum(value)`,
+  last: sql`(array_agg(value ORDER BY time DESC))[1]`,
+};
+const COMBINE_SQL = { mean: sql`avg(b.v)`, max: sql`max(b.v)`, min: sql`min(b.v)`, sum: sql`sum(b.v)` };
+
+/** The same semantics as influx-query.ts's rangeStatement, in SQL (see RangeQuery). */
+function rangeSql(p: PlannedRange) {
+  const from = ts(p.fromUs);
+  const to = ts(p.toUs);
+  const points = p.rate
+    ? sql`
+      SELECT series_id, time, value FROM (
+        SELECT series_id, time,
+          (value - lag(value) OVER w) / extract(epoch FROM time - lag(time) OVER w)::float8 AS value
+        FROM metric_points
+        WHERE series_id IN (SELECT id FROM s) AND time >= ${ts(p.lookbackUs)} AND time < ${to}
+        WINDOW w AS (PARTITION BY series_id ORDER BY time)
+      ) d WHERE time >= ${from} AND value >= 0`
+    : sql`SELECT series_id, time, value FROM metric_points WHERE series_id IN (SELECT id FROM s) AND time >= ${from} AND time < ${to}`;
+  const perSeries = sql`
+    WITH s AS (
+      SELECT id, tags FROM metric_series WHERE measurement = ${p.measurement} AND field = ${p.field} AND ${tagWhere(p.tags)}
+    ), pts AS (${points}), b AS (
+      SELECT series_id, date_bin(${p.stepUs}::float8 * interval '1 microsecond', time, timestamptz 'epoch') AS bucket,
+        ${AGGREGATE_SQL[p.agg]} AS v
+      FROM pts GROUP BY 1, 2
+    )`;
+  if (!p.groupBy) {
+    return sql<{ tags: Record<string, string>; t: number; v: number | null }>`${perSeries}
+      SELECT s.tags, ${US('b.bucket')} AS t, b.v FROM b JOIN s ON s.id = b.series_id`;
+  }
+  const groupTags = p.groupBy.length
+    ? sql`jsonb_build_object(${sql.join(p.groupBy.map((k) => sql`${k}::text, s.tags -> ${k}::text`))})`
+    : sql`'{}'::jsonb`;
+  return sql<{ tags: Record<string, string | null>; t: number; v: number | null }>`${perSeries}
+    SELECT ${groupTags} AS tags, ${US('b.bucket')} AS t, ${COMBINE_SQL[p.combine]} AS v
+    FROM b JOIN s ON s.id = b.series_id GROUP BY 1, b.bucket`;
+}
