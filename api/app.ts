@@ -1,3 +1,4 @@
+import type { EventEmitter } from 'node:events';
 import fastifyCookie from '@fastify/cookie';
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
@@ -5,9 +6,12 @@ import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstanc
 import type { Registry } from 'prom-client';
 import type { LiveView } from '../ingest/live-view.js';
 import type { MetricsStore } from '../ingest/store/metrics-store.js';
+import { QueryError } from '../ingest/store/range-query.js';
+import type { Rollups } from '../ingest/store/rollups.js';
 import type { Config } from '../lib/config.js';
 import type { Database } from '../lib/db.js';
 import type { Logger } from '../lib/log.js';
+import type { HostConnections } from './hosts/driver/index.js';
 import { HttpError } from './http/errors.js';
 
 /** What the HTTP app needs from the rest of herd. Optional parts are absent when their role is not running. */
@@ -20,6 +24,12 @@ export interface AppDeps {
   store?: MetricsStore;
   /** Latest values per host and guest, kept by ingest. */
   liveView?: LiveView;
+  /** Downsampled metrics that long graphs read (ingest/store/rollups.ts). */
+  rollups?: Rollups;
+  /** The process's one driver per libvirt host (api/hosts/driver): API, worker and monitor must share it. */
+  hostConnections?: HostConnections;
+  /** Host and VM state changes (`host.state`, `vm.state`: api/hosts/host-events.ts), for live pushes. */
+  events?: EventEmitter;
   /** Health of the parts outside the database, each answering quickly. */
   health?: { influx?: () => Promise<boolean>; ingest?: () => boolean };
 }
@@ -56,6 +66,9 @@ export async function buildApp(deps: AppDeps, routes: RoutePlugin[] = []): Promi
   app.setErrorHandler((error: FastifyError | HttpError, request, reply) => {
     if (error instanceof HttpError) {
       return reply.status(error.statusCode).send({ error: error.code, message: error.message, ...error.details });
+    }
+    if (error instanceof QueryError) {
+      return reply.status(400).send({ error: 'bad_query', message: error.message });
     }
     if ((error as FastifyError).validation) {
       const first = (error as FastifyError).validation![0];
