@@ -12,6 +12,9 @@ export const DEFAULTS = {
   collectdRcvbuf: 16 * 1024 * 1024,
   logLevel: 'info',
   heartbeatSeconds: 10,
+  alertEvaluateSeconds: 10,
+  quotaReconcileSeconds: 15,
+  smtpFrom: 'herd@localhost',
   influxBatchSize: 5000,
   influxFlushMs: 1000,
   influxMemoryPoints: 500_000,
@@ -58,6 +61,15 @@ const envSchema = z.object({
   HERD_ADMIN_PASSWORD: optionalString,
   HERD_HEARTBEAT_SECONDS: positiveInt.default(DEFAULTS.heartbeatSeconds),
   HERD_MDNS: z.enum(['0', '1', 'true', 'false', '']).default('0'),
+  HERD_ALERT_EVALUATE_SECONDS: positiveInt.default(DEFAULTS.alertEvaluateSeconds),
+  HERD_QUOTA_RECONCILE_SECONDS: positiveInt.default(DEFAULTS.quotaReconcileSeconds),
+  HERD_SMTP_URL: optionalString.pipe(
+    z
+      .string()
+      .regex(/^smtps?:\/\/.+/, 'smtp://[user:pass@]host[:port] or smtps://…')
+      .optional(),
+  ),
+  HERD_SMTP_FROM: z.string().min(3).default(DEFAULTS.smtpFrom),
   HERD_LDAP_URL: optionalString.pipe(
     z
       .string()
@@ -128,6 +140,12 @@ function toConfig(env: z.infer<typeof envSchema>) {
     hosts: {
       heartbeatSeconds: env.HERD_HEARTBEAT_SECONDS,
       mdns: env.HERD_MDNS === '1' || env.HERD_MDNS === 'true',
+    },
+    alerting: {
+      evaluateSeconds: env.HERD_ALERT_EVALUATE_SECONDS,
+      quotaReconcileSeconds: env.HERD_QUOTA_RECONCILE_SECONDS,
+      /** SMTP server of e-mail channels that name none. */
+      smtp: { url: env.HERD_SMTP_URL, from: env.HERD_SMTP_FROM },
     },
     ldap: env.HERD_LDAP_URL
       ? {

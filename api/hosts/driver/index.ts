@@ -1,0 +1,62 @@
+import type { Logger } from '../../../lib/log.js';
+import type { HostDriver } from './host-driver.js';
+import { LibvirtDriver } from './libvirt-driver.js';
+
+export * from './host-driver.js';
+
+/** Opens a driver for the libvirt host at `uri` (qemu+ssh://, qemu+tcp://, qemu:///system, test:///file.xml). */
+export async function createHostDriver(uri: string, log: Logger): Promise<HostDriver> {
+  return LibvirtDriver.open(uri, log);
+}
+
+export type HostDriverFactory = (uri: string, log: Logger) => Promise<HostDriver>;
+
+/**
+ * One driver per host URI for the whole process. Every part of herd that acts on a host must go through
+ * here: with the test driver a second connection would be a second, independent fake host.
+ */
+export class HostConnections {
+  private readonly drivers = new Map<string, Promise<HostDriver>>();
+
+  constructor(
+    private readonly log: Logger,
+    private readonly factory: HostDriverFactory = createHostDriver,
+  ) {}
+
+  /** The host's driver, opened on first use; a failed open is not cached, so the next call retries. */
+  get(uri: string): Promise<HostDriver> {
+    let driver = this.drivers.get(uri);
+    if (!driver) {
+      driver = this.factory(uri, this.log);
+      this.drivers.set(uri, driver);
+      driver.catch(() => {
+        if (this.drivers.get(uri) === driver) this.drivers.delete(uri);
+      });
+    }
+    return driver;
+  }
+
+  /** True when a driver for `uri` is open or opening. */
+  has(uri: string): boolean {
+    return this.drivers.has(uri);
+  }
+
+  /**
+   * Closes and forgets one host's driver (host removed, or its connection broke and must be reopened).
+   * Never needed for test:// hosts, whose state would be lost with the connection.
+   */
+  async drop(uri: string): Promise<void> {
+    const driver = this.drivers.get(uri);
+    if (!driver) return;
+    this.drivers.delete(uri);
+    await driver.then(
+      (d) => d.close(),
+      () => {},
+    );
+  }
+
+  async closeAll(): Promise<void> {
+    const all = [...this.drivers.keys()];
+    await Promise.all(all.map((uri) => this.drop(uri)));
+  }
+}

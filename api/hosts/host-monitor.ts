@@ -1,0 +1,228 @@
+import type { EventEmitter } from 'node:events';
+import type { HostLiveSummary } from '../../ingest/live-view.js';
+import type { Database } from '../../lib/db.js';
+import type { Logger } from '../../lib/log.js';
+import type { DomainInfo, HostConnections, HostInventory } from './driver/index.js';
+import { emitHostState, emitVmState } from './host-events.js';
+import { collectdSilent, hostState } from './host-state.js';
+import { allHosts, type HostRow, recordHeartbeat } from './hosts.repository.js';
+import { applyReconciledState, domainsByUuid, idleVmsOnHost, reconciledState } from './reconcile.js';
+
+export interface HostMonitorOptions {
+  db: Database;
+  connections: HostConnections;
+  log: Logger;
+  /** collectd's side of the host's state; absent when ingest runs in another process. */
+  liveView?: { hostSummary(hostname: string): HostLiveSummary | undefined };
+  events?: EventEmitter;
+  /** Seconds between heartbeats (HERD_HEARTBEAT_SECONDS). */
+  intervalSeconds: number;
+  /** How long one host may take to answer a heartbeat; defaults to the interval, at most 30 s. */
+  timeoutMs?: number;
+  /** Hosts checked at once. */
+  concurrency?: number;
+  /** Re-read a host's inventory every this many heartbeats (and whenever it comes back up). */
+  inventoryEvery?: number;
+  now?: () => number;
+}
+
+export interface TickResult {
+  hosts: number;
+  up: number;
+  failed: number;
+  vmChanges: number;
+}
+
+interface CheckResult {
+  domains?: DomainInfo[];
+  inventory?: HostInventory;
+  error?: string;
+}
+
+/**
+ * The heartbeat: every interval, each host's driver is pinged and its domains listed; herd's VM rows are
+ * reconciled with libvirt by UUID, and the host's state is derived from the heartbeat and collectd's
+ * last-seen time. Runs in the worker role. Several processes may run it on one database: every write is
+ * conditional on the state it saw, so each change is applied (and announced) once.
+ */
+export class HostMonitor {
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<TickResult> | undefined;
+  private stopped = true;
+  private ticks = 0;
+  /** Hosts whose previous check has not come back: never two at once on one host. */
+  private readonly inFlight = new Map<number, Promise<CheckResult>>();
+  /** Last collectd silence reported per host, to announce changes only. */
+  private readonly silence = new Map<number, boolean>();
+  private readonly now: () => number;
+
+  constructor(private readonly options: HostMonitorOptions) {
+    this.now = options.now ?? Date.now;
+  }
+
+  start(): void {
+    if (!this.stopped) return;
+    this.stopped = false;
+    const loop = async () => {
+      if (this.stopped) return;
+      await this.tick().catch((err) => this.options.log.error({ err }, 'host heartbeat failed'));
+      if (!this.stopped) this.timer = setTimeout(loop, this.options.intervalSeconds * 1000);
+    };
+    void loop();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    await this.running?.catch(() => {});
+  }
+
+  /** One heartbeat over every host; exported for tests and for `herd` to run one at startup. */
+  tick(): Promise<TickResult> {
+    this.running ??= this.runTick().finally(() => {
+      this.running = undefined;
+    });
+    return this.running;
+  }
+
+  private async runTick(): Promise<TickResult> {
+    this.ticks++;
+    const hosts = await allHosts(this.options.db);
+    const result: TickResult = { hosts: hosts.length, up: 0, failed: 0, vmChanges: 0 };
+    const queue = [...hosts];
+    const workers = Array.from(
+      { length: Math.min(this.options.concurrency ?? 16, queue.length) },
+      async () => {
+        for (let host = queue.shift(); host; host = queue.shift()) {
+          try {
+            const { ok, vmChanges } = await this.heartbeat(host);
+            if (ok) result.up++;
+            else result.failed++;
+            result.vmChanges += vmChanges;
+          } catch (err) {
+            result.failed++;
+            this.options.log.error({ err, hostId: host.id }, 'recording a heartbeat failed');
+          }
+        }
+      },
+    );
+    await Promise.all(workers);
+    return result;
+  }
+
+  private async heartbeat(host: HostRow): Promise<{ ok: boolean; vmChanges: number }> {
+    const refreshInventory = host.state !== 'up' || this.ticks % (this.options.inventoryEvery ?? 60) === 0;
+    let check = this.inFlight.get(host.id);
+    const late = check !== undefined;
+    if (!check) {
+      check = this.check(host.uri, refreshInventory);
+      this.inFlight.set(host.id, check);
+      void check.finally(() => this.inFlight.delete(host.id));
+    }
+    const outcome = await withTimeout(check, this.timeoutMs(), () => ({
+      error: `no answer from libvirt within ${this.timeoutMs() / 1000} s${late ? ' (previous heartbeat still pending)' : ''}`,
+    }));
+    if (outcome.error && !host.uri.startsWith('test:')) {
+      // The connection may be dead (libvirtd restarted, network cut): reopen it next time. Never for the test
+      // driver, whose fake host would be reborn empty.
+      void this.options.connections.drop(host.uri);
+    }
+
+    const live = this.options.liveView?.hostSummary(host.hostname);
+    const lastSeenMs = Math.max(host.last_seen_at?.getTime() ?? 0, live?.lastSeen ?? 0) || null;
+    const silent = collectdSilent(lastSeenMs, live?.interval ?? null, this.now());
+    const state = hostState(!outcome.error, silent);
+    const recorded = await recordHeartbeat(this.options.db, host.id, {
+      state,
+      heartbeatError: outcome.error ?? null,
+      heartbeatAt: outcome.error ? undefined : new Date(this.now()),
+      lastSeenAt: live ? new Date(live.lastSeen) : undefined,
+      inventory: outcome.inventory,
+    });
+    if (!recorded) return { ok: !outcome.error, vmChanges: 0 };
+
+    const { previous, row } = recorded;
+    const silenceChanged = this.silence.has(host.id) && this.silence.get(host.id) !== silent;
+    this.silence.set(host.id, silent);
+    if (previous !== state || silenceChanged) {
+      if (previous !== state) {
+        this.options.log.info(
+          { hostId: host.id, hostname: row.hostname, state, previous, error: outcome.error },
+          'host state changed',
+        );
+      }
+      emitHostState(this.options.events, {
+        hostId: row.id,
+        hostname: row.hostname,
+        poolId: row.pool_id,
+        state,
+        previous,
+        heartbeatError: row.heartbeat_error,
+        collectdSilent: silent,
+        enabled: row.enabled,
+        at: new Date(this.now()).toISOString(),
+      });
+    }
+    const vmChanges = outcome.domains ? await this.reconcile(row, outcome.domains) : 0;
+    return { ok: !outcome.error, vmChanges };
+  }
+
+  private async check(uri: string, withInventory: boolean): Promise<CheckResult> {
+    try {
+      const driver = await this.options.connections.get(uri);
+      await driver.ping();
+      const domains = await driver.listDomains();
+      const inventory = withInventory ? await driver.inventory() : undefined;
+      return { domains, inventory };
+    } catch (err) {
+      return { error: err instanceof Error ? err.message : String(err) };
+    }
+  }
+
+  private async reconcile(host: HostRow, domains: DomainInfo[]): Promise<number> {
+    const byUuid = domainsByUuid(domains);
+    let changes = 0;
+    for (const vm of await idleVmsOnHost(this.options.db, host.id)) {
+      const next = reconciledState(vm.state, byUuid.get(vm.uuid.toLowerCase())?.state);
+      if (next === null) continue;
+      if (!(await applyReconciledState(this.options.db, vm, host.id, next))) continue;
+      changes++;
+      this.options.log.info(
+        { vmId: vm.id, hostId: host.id, state: next, previous: vm.state },
+        'VM state corrected from libvirt',
+      );
+      emitVmState(this.options.events, {
+        vmId: vm.id,
+        uuid: vm.uuid,
+        name: vm.name,
+        poolId: vm.pool_id,
+        hostId: host.id,
+        state: next,
+        previous: vm.state,
+        reason: 'reconcile',
+        at: new Date(this.now()).toISOString(),
+      });
+    }
+    return changes;
+  }
+
+  private timeoutMs(): number {
+    return this.options.timeoutMs ?? Math.min(this.options.intervalSeconds * 1000, 30_000);
+  }
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number, onTimeout: () => T): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => resolve(onTimeout()), ms);
+    promise.then(
+      (v) => {
+        clearTimeout(timer);
+        resolve(v);
+      },
+      (err) => {
+        clearTimeout(timer);
+        reject(err);
+      },
+    );
+  });
+}

@@ -1,0 +1,100 @@
+import { sql } from 'kysely';
+import type { Database } from '../../lib/db.js';
+import { isActive } from '../vms/vm-states.js';
+import type { DomainInfo, DomainState } from './driver/index.js';
+
+/** herd states a stopped domain is consistent with: nothing to correct. */
+const AT_REST = new Set(['defined', 'shutoff', 'saved']);
+/** herd states in which the VM needs no domain on its host (not yet defined, or kept as a saved image). */
+const WITHOUT_DOMAIN = new Set(['defined', 'saved', 'unknown']);
+
+/**
+ * What herd's VM state should become given what libvirt says (undefined: the domain is missing), or null when
+ * herd's state already agrees. libvirt is the truth for anything that happened outside herd: a guest that shut
+ * itself down, crashed, or was paused with virsh; and for transitional states a dead task left behind.
+ */
+export function reconciledState(herd: string, domain: DomainState | undefined): string | null {
+  if (domain === undefined) return WITHOUT_DOMAIN.has(herd) ? null : 'unknown';
+  switch (domain) {
+    case 'running':
+    case 'paused':
+    case 'crashed':
+      return herd === domain ? null : domain;
+    case 'shutoff':
+      return AT_REST.has(herd) ? null : 'shutoff';
+    case 'saved':
+      return herd === 'saved' ? null : 'saved';
+    default:
+      // libvirt has no state for it right now: nothing to conclude.
+      return null;
+  }
+}
+
+export interface VmOnHost {
+  id: number;
+  uuid: string;
+  name: string;
+  pool_id: number;
+  state: string;
+}
+
+/** The host's VMs that no task is acting on (queued or running): those a task owns are left to it. */
+export async function idleVmsOnHost(db: Database, hostId: number): Promise<VmOnHost[]> {
+  return db
+    .selectFrom('vms')
+    .select(['id', 'uuid', 'name', 'pool_id', 'state'])
+    .where('host_id', '=', hostId)
+    .where(({ not, exists, selectFrom }) =>
+      not(
+        exists(
+          selectFrom('tasks')
+            .select('tasks.id')
+            .where('tasks.target_type', '=', 'vm')
+            .whereRef('tasks.target_id', '=', 'vms.id')
+            .where('tasks.state', 'in', ['queued', 'running']),
+        ),
+      ),
+    )
+    .execute();
+}
+
+/**
+ * Applies one correction if the VM is still as seen and no task took it meanwhile (a task queued between
+ * the read and this write wins). True when the row changed.
+ */
+export async function applyReconciledState(
+  db: Database,
+  vm: VmOnHost,
+  hostId: number,
+  state: string,
+): Promise<boolean> {
+  const startedNow = state === 'running' && !isActive(vm.state);
+  const res = await db
+    .updateTable('vms')
+    .set({
+      state,
+      state_changed_at: sql`now()`,
+      ...(startedNow ? { started_at: sql`now()` } : {}),
+    })
+    .where('id', '=', vm.id)
+    .where('state', '=', vm.state)
+    .where('host_id', '=', hostId)
+    .where(({ not, exists, selectFrom }) =>
+      not(
+        exists(
+          selectFrom('tasks')
+            .select('tasks.id')
+            .where('tasks.target_type', '=', 'vm')
+            .whereRef('tasks.target_id', '=', 'vms.id')
+            .where('tasks.state', 'in', ['queued', 'running']),
+        ),
+      ),
+    )
+    .executeTakeFirst();
+  return res.numUpdatedRows > 0n;
+}
+
+/** Domains by UUID (lower case, as PostgreSQL prints uuids). */
+export function domainsByUuid(domains: DomainInfo[]): Map<string, DomainInfo> {
+  return new Map(domains.map((d) => [d.uuid.toLowerCase(), d]));
+}

@@ -1,0 +1,190 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { createTestApp, type TestApp } from '../../lib/testing/app.js';
+import { authHeader, createPool, createUserWithToken, grantRole } from '../../lib/testing/users.js';
+import { normalizeMac } from './images.service.js';
+
+let t: TestApp;
+let admin: { id: number; token: string };
+let rackAdmin: { id: number; token: string };
+let owner: { id: number; token: string };
+let other: { id: number; token: string };
+let vmPool: number;
+
+async function api(method: 'GET' | 'POST' | 'DELETE', url: string, who: { token: string }, payload?: object) {
+  return t.app.inject({ method, url, headers: authHeader(who.token), payload });
+}
+
+async function insertVm(
+  name: string,
+  mac: string,
+  imageId: number | null,
+  bootNetwork: boolean,
+): Promise<number> {
+  const { id } = await t.database.db
+    .insertInto('vms')
+    .values({
+      uuid: randomUUID(),
+      name,
+      pool_id: vmPool,
+      owner_id: owner.id,
+      vcpus: 1,
+      memory_mib: 512,
+      image_id: imageId,
+      boot_network: bootNetwork,
+    })
+    .returning('id')
+    .executeTakeFirstOrThrow();
+  await t.database.db.insertInto('vm_nics').values({ vm_id: id, mac }).execute();
+  return id;
+}
+
+beforeAll(async () => {
+  t = await createTestApp();
+  const db = t.database.db;
+  admin = await createUserWithToken(db, { username: 'root', superAdmin: true });
+  rackAdmin = await createUserWithToken(db, { username: 'rackadmin' });
+  owner = await createUserWithToken(db, { username: 'owner' });
+  other = await createUserWithToken(db, { username: 'other' });
+  const rack = await createPool(db, { name: 'rack' });
+  vmPool = await createPool(db, { name: 'team', kind: 'vm', parentId: rack });
+  await grantRole(db, rack, rackAdmin.id, 'admin');
+  await grantRole(db, vmPool, owner.id, 'user');
+  await grantRole(db, vmPool, other.id, 'user');
+});
+afterAll(() => t.close());
+
+describe('the catalogue', () => {
+  test('kernel, iPXE and ISO images', async () => {
+    const kernel = await api('POST', '/api/v1/images', rackAdmin, {
+      name: 'debian-12',
+      kernel: 'http://boot.example/debian/linux',
+      initrd: 'http://boot.example/debian/initrd.gz',
+      cmdline: 'auto=true priority=critical hostname={{name}} url=http://boot.example/preseed/{{uuid}}',
+    });
+    expect(kernel.statusCode).toBe(201);
+    expect(kernel.json()).toMatchObject({ name: 'debian-12', kind: 'kernel', ipxeUrl: null });
+    const ipxe = await api('POST', '/api/v1/images', admin, {
+      name: 'netboot.xyz',
+      ipxeUrl: 'https://boot.netboot.xyz/menu.ipxe',
+    });
+    expect(ipxe.json().kind).toBe('ipxe');
+
+    const storagePool = await t.database.db
+      .insertInto('storage_pools')
+      .values({ pool_id: 1, type: 'libvirt', name: 'isos' })
+      .returning('id')
+      .executeTakeFirstOrThrow();
+    const volume = await t.database.db
+      .insertInto('volumes')
+      .values({
+        storage_pool_id: storagePool.id,
+        name: 'alpine.iso',
+        path: '/isos/alpine.iso',
+        size_gib: 0.2,
+      })
+      .returning('id')
+      .executeTakeFirstOrThrow();
+    const iso = await api('POST', '/api/v1/images', admin, { name: 'alpine', isoVolumeId: volume.id });
+    expect(iso.json()).toMatchObject({ kind: 'iso', isoVolumeId: volume.id });
+    // The rack admin cannot see the default pool's volumes.
+    const hidden = await api('POST', '/api/v1/images', rackAdmin, {
+      name: 'alpine-2',
+      isoVolumeId: volume.id,
+    });
+    expect(hidden.statusCode).toBe(404);
+
+    const list = await api('GET', '/api/v1/images', owner);
+    expect(list.json().items.map((i: { name: string }) => i.name)).toEqual([
+      'alpine',
+      'debian-12',
+      'netboot.xyz',
+    ]);
+  });
+
+  test('refusals: two kinds at once, none, newlines, duplicates, plain users', async () => {
+    const both = await api('POST', '/api/v1/images', admin, {
+      name: 'x',
+      kernel: 'http://a/k',
+      ipxeUrl: 'http://a/s',
+    });
+    expect(both.statusCode).toBe(400);
+    const none = await api('POST', '/api/v1/images', admin, { name: 'x' });
+    expect(none.statusCode).toBe(400);
+    const injected = await api('POST', '/api/v1/images', admin, {
+      name: 'x',
+      kernel: 'http://a/k',
+      cmdline: 'a\nshell',
+    });
+    expect(injected.statusCode).toBe(400);
+    expect(injected.json().field).toBe('cmdline');
+    const badUrl = await api('POST', '/api/v1/images', admin, { name: 'x', ipxeUrl: 'file:///etc/passwd' });
+    expect(badUrl.statusCode).toBe(400);
+    const dup = await api('POST', '/api/v1/images', admin, { name: 'debian-12', ipxeUrl: 'http://a/s' });
+    expect(dup.statusCode).toBe(409);
+    const byUser = await api('POST', '/api/v1/images', owner, { name: 'mine', ipxeUrl: 'http://a/s' });
+    expect(byUser.statusCode).toBe(403);
+    const anonymous = await t.app.inject({ method: 'GET', url: '/api/v1/images' });
+    expect(anonymous.statusCode).toBe(401);
+  });
+});
+
+describe('PXE boot', () => {
+  let images: Record<string, number>;
+  const pxe = (mac: string) =>
+    t.app.inject({ method: 'GET', url: `/pxe/boot?mac=${encodeURIComponent(mac)}` });
+
+  beforeAll(async () => {
+    const list = (await api('GET', '/api/v1/images', admin)).json().items as Array<{
+      id: number;
+      name: string;
+    }>;
+    images = Object.fromEntries(list.map((i) => [i.name, i.id]));
+  });
+
+  test('a VM being installed gets its kernel, initrd and command line, without authentication', async () => {
+    const vmId = await insertVm('web-1', '52:54:00:12:34:56', images['debian-12'], true);
+    const uuid = (
+      await t.database.db.selectFrom('vms').select('uuid').where('id', '=', vmId).executeTakeFirstOrThrow()
+    ).uuid;
+    const res = await pxe('52-54-00-12-34-56');
+    expect(res.statusCode).toBe(200);
+    expect(res.headers['content-type']).toContain('text/plain');
+    expect(res.body).toBe(
+      [
+        '#!ipxe',
+        'echo herd: installing web-1 from debian-12',
+        `kernel http://boot.example/debian/linux auto=true priority=critical hostname=web-1 url=http://boot.example/preseed/${uuid}`,
+        'initrd http://boot.example/debian/initrd.gz',
+        'boot',
+        '',
+      ].join('\n'),
+    );
+
+    // Installed: from now on it boots from its disk. Only those who may control the VM can say so.
+    expect((await api('POST', `/api/v1/vms/${vmId}/installed`, other)).statusCode).toBe(404);
+    const done = await api('POST', `/api/v1/vms/${vmId}/installed`, owner);
+    expect(done.json()).toEqual({ id: vmId, bootNetwork: false });
+    expect((await pxe('52:54:00:12:34:56')).body).toBe('#!ipxe\nexit\n');
+  });
+
+  test('an iPXE image is chained; an ISO image and a VM without image boot on', async () => {
+    await insertVm('menu', '52:54:00:00:00:0a', images['netboot.xyz'], true);
+    expect((await pxe('52:54:00:00:00:0A')).body).toBe(
+      '#!ipxe\necho herd: installing menu from netboot.xyz\nchain https://boot.netboot.xyz/menu.ipxe\n',
+    );
+    await insertVm('cd', '52:54:00:00:00:0b', images.alpine, true);
+    expect((await pxe('52540000000b')).body).toBe('#!ipxe\necho herd: installing cd from alpine\nexit\n');
+    await insertVm('plain', '52:54:00:00:00:0c', null, true);
+    expect((await pxe('52:54:00:00:00:0c')).body).toBe('#!ipxe\nexit\n');
+  });
+
+  test('unknown MACs boot from disk; malformed ones answer 400', async () => {
+    expect((await pxe('52:54:00:ff:ff:ff')).body).toBe('#!ipxe\nexit\n');
+    const bad = await pxe('not-a-mac');
+    expect(bad.statusCode).toBe(400);
+    expect((await t.app.inject({ method: 'GET', url: '/pxe/boot' })).statusCode).toBe(400);
+    expect(normalizeMac('AA:BB:CC:DD:EE:FF')).toBe('aa:bb:cc:dd:ee:ff');
+    expect(normalizeMac('aabb.ccdd.eeff')).toBeNull();
+  });
+});

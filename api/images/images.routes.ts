@@ -1,0 +1,146 @@
+import type { FastifyInstance } from 'fastify';
+import type { AppDeps } from '../app.js';
+import { errorResponses, errorSchema, idParam, listOf, listQuery } from '../http/schemas.js';
+import {
+  createImage,
+  getImage,
+  type ImageBody,
+  listImagesFor,
+  markInstalled,
+  normalizeMac,
+  pxeScript,
+  removeImage,
+} from './images.service.js';
+
+const tags = ['images'];
+/** A URL iPXE fetches: no whitespace (a script line), http(s) or tftp. */
+const bootUrl = { type: 'string', maxLength: 2048, pattern: '^(https?|tftp)://[^\\s]+$' } as const;
+
+const imageSchema = {
+  type: 'object',
+  properties: {
+    id: { type: 'integer' },
+    name: { type: 'string' },
+    kind: { type: 'string', enum: ['kernel', 'ipxe', 'iso'] },
+    kernel: { type: ['string', 'null'] },
+    initrd: { type: ['string', 'null'] },
+    cmdline: { type: ['string', 'null'] },
+    ipxeUrl: { type: ['string', 'null'] },
+    isoVolumeId: { type: ['integer', 'null'] },
+    createdAt: { type: 'string' },
+  },
+} as const;
+
+const imageBody = {
+  type: 'object',
+  required: ['name'],
+  additionalProperties: false,
+  description: 'One of: {name, kernel, initrd?, cmdline?} | {name, ipxeUrl} | {name, isoVolumeId}',
+  properties: {
+    name: { type: 'string', minLength: 1, maxLength: 128, pattern: '^[^\\r\\n]+$' },
+    kernel: bootUrl,
+    initrd: bootUrl,
+    cmdline: {
+      type: 'string',
+      maxLength: 4096,
+      pattern: '^[^\\r\\n]*$',
+      description: "{{name}}, {{uuid}} and {{mac}} are replaced with the VM's",
+    },
+    ipxeUrl: bootUrl,
+    isoVolumeId: { type: 'integer', minimum: 1 },
+  },
+} as const;
+
+export async function imageRoutes(app: FastifyInstance, deps: AppDeps): Promise<void> {
+  app.get<{ Querystring: { limit: number; offset: number } }>(
+    '/api/v1/images',
+    {
+      schema: {
+        tags,
+        summary: 'The install image catalogue (network installs and ISO images)',
+        querystring: listQuery,
+        response: { 200: listOf(imageSchema), ...errorResponses },
+      },
+    },
+    async (request) => listImagesFor(deps, request.query),
+  );
+
+  app.post<{ Body: ImageBody }>(
+    '/api/v1/images',
+    {
+      schema: {
+        tags,
+        summary: 'Add an install image (pool admins)',
+        body: imageBody,
+        response: { 201: imageSchema, ...errorResponses },
+      },
+    },
+    async (request, reply) => reply.status(201).send(await createImage(deps, request.user, request.body)),
+  );
+
+  app.get<{ Params: { id: number } }>(
+    '/api/v1/images/:id',
+    { schema: { tags, params: idParam, response: { 200: imageSchema, ...errorResponses } } },
+    async (request) => getImage(deps, request.params.id),
+  );
+
+  app.delete<{ Params: { id: number } }>(
+    '/api/v1/images/:id',
+    {
+      schema: {
+        tags,
+        summary: 'Remove an image (VMs created with it keep booting from disk)',
+        params: idParam,
+        response: { 204: { type: 'null' }, ...errorResponses },
+      },
+    },
+    async (request, reply) => {
+      await removeImage(deps, request.user, request.params.id);
+      return reply.status(204).send();
+    },
+  );
+
+  app.post<{ Params: { id: number } }>(
+    '/api/v1/vms/:id/installed',
+    {
+      schema: {
+        tags: ['vms', 'images'],
+        summary: 'The VM is installed: from now on it boots from its disk (the iPXE script answers `exit`)',
+        params: idParam,
+        response: {
+          200: { type: 'object', properties: { id: { type: 'integer' }, bootNetwork: { type: 'boolean' } } },
+          ...errorResponses,
+        },
+      },
+    },
+    async (request) => markInstalled(deps, request.user, request.params.id),
+  );
+
+  app.get<{ Querystring: { mac: string } }>(
+    '/pxe/boot',
+    {
+      schema: {
+        tags: ['pxe'],
+        summary: "iPXE script for the VM with this MAC (asked by the guest's firmware; no authentication)",
+        security: [],
+        querystring: {
+          type: 'object',
+          required: ['mac'],
+          properties: { mac: { type: 'string', maxLength: 32 } },
+        },
+        response: { 200: { type: 'string' }, 400: errorSchema },
+      },
+    },
+    async (request, reply) => {
+      const mac = normalizeMac(request.query.mac);
+      if (!mac) {
+        return reply.status(400).send({
+          error: 'bad_request',
+          message: `querystring.mac: not a MAC address: ${request.query.mac}`,
+        });
+      }
+      reply.header('content-type', 'text/plain; charset=utf-8').header('cache-control', 'no-store');
+      return pxeScript(deps, mac);
+    },
+  );
+}
