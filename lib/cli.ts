@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import './threadpool.js';
 import { Command, Option } from 'commander';
 import { runDecode } from '../ingest/protocol/decode-command.js';
 import type { SecurityLevel } from '../ingest/protocol/parts.js';
