@@ -194,6 +194,13 @@ export interface VolumesTable {
   created_at: GeneratedTimestamp;
 }
 
+/** What the active VMs on a host hold, kept by triggers on vms (migration T40). */
+export interface HostAllocationsTable {
+  host_id: number;
+  vcpus: Int8;
+  memory_mib: Int8;
+}
+
 export type TaskState = 'queued' | 'running' | 'done' | 'failed' | 'cancelled';
 
 export interface TasksTable {
@@ -270,6 +277,8 @@ export interface MetricRollupProgressTable {
 
 export type AlertSeverity = 'info' | 'warning' | 'critical';
 export type AlertState = 'ok' | 'pending' | 'firing' | 'nodata' | 'error';
+export type NodataPolicy = 'nodata' | 'ok' | 'alerting' | 'keep';
+export type ErrorPolicy = 'error' | 'ok' | 'alerting' | 'keep';
 
 export interface NotificationChannelsTable {
   id: Generated<number>;
@@ -302,8 +311,8 @@ export interface AlertRulesTable {
   window_function: ColumnType<'last' | 'mean' | 'max' | 'min', 'last' | 'mean' | 'max' | 'min' | undefined>;
   pending_seconds: Generated<number>;
   keep_firing_seconds: Generated<number>;
-  nodata_policy: ColumnType<'nodata' | 'ok' | 'alerting' | 'keep', 'nodata' | 'ok' | 'alerting' | 'keep' | undefined>;
-  error_policy: ColumnType<'error' | 'ok' | 'alerting' | 'keep', 'error' | 'ok' | 'alerting' | 'keep' | undefined>;
+  nodata_policy: ColumnType<NodataPolicy, NodataPolicy | undefined>;
+  error_policy: ColumnType<ErrorPolicy, ErrorPolicy | undefined>;
   severity: ColumnType<AlertSeverity, AlertSeverity | undefined, AlertSeverity>;
   labels: Json<Record<string, string>>;
   group_wait_seconds: Generated<number>;
@@ -366,13 +375,15 @@ export interface NotificationsTable {
   history: Json<unknown[]>;
 }
 
+export type EnforcementAction = 'none' | 'alert' | 'block' | 'suspend';
+
 export interface QuotaEnforcementTable {
   pool_id: number;
   user_id: number | null;
   over: Json<Record<string, { used: number; limit: number }>>;
   over_since: Timestamp;
   policy: QuotaPolicy;
-  action: ColumnType<'none' | 'alert' | 'block' | 'suspend', 'none' | 'alert' | 'block' | 'suspend' | undefined>;
+  action: ColumnType<EnforcementAction, EnforcementAction | undefined>;
   blocked: Generated<boolean>;
   reason: string;
   checked_at: Timestamp;
@@ -406,6 +417,7 @@ export interface DB {
   vm_nics: VmNicsTable;
   volumes: VolumesTable;
   tasks: TasksTable;
+  host_allocations: HostAllocationsTable;
   audit_log: AuditLogTable;
   events: EventsTable;
   metric_series: MetricSeriesTable;

@@ -1,0 +1,106 @@
+import { randomUUID } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { sql } from 'kysely';
+import type pg from 'pg';
+import type { Database } from '../../lib/db.js';
+import type { Logger } from '../../lib/log.js';
+import type { AlertView } from './alert-view.js';
+
+/** PostgreSQL channel that carries alert changes between herd processes. */
+export const ALERT_CHANNEL = 'herd_alerts';
+/** NOTIFY payloads must stay under 8000 bytes; larger events are sent without labels. */
+const MAX_PAYLOAD = 7900;
+
+export type AlertTransition = 'pending' | 'firing' | 'resolved' | 'ok' | 'nodata' | 'error';
+
+export interface AlertEvent {
+  transition: AlertTransition;
+  alert: AlertView;
+}
+
+export interface QuotaEnforcementEvent {
+  poolId: number;
+  userId: number | null;
+  action: string;
+  reason: string;
+  vmId?: number | null;
+}
+
+interface Wire {
+  origin: string;
+  kind: 'alert' | 'enforcement';
+  event: AlertEvent | QuotaEnforcementEvent;
+}
+
+/**
+ * Alert changes as events, for the dashboard: `feed.on('alert', (e: AlertEvent) => …)` and
+ * `feed.on('enforcement', (e: QuotaEnforcementEvent) => …)`. Changes made in this process are emitted once
+ * their transaction committed; with `listen(pool)` changes made by other herd processes on the same database
+ * are emitted too (PostgreSQL LISTEN/NOTIFY), each event once.
+ */
+export class AlertFeed extends EventEmitter {
+  readonly origin = randomUUID();
+
+  /** Queues the events for other processes; PostgreSQL delivers them only if `trx` commits. */
+  async notifyOthers(
+    trx: Database,
+    kind: Wire['kind'],
+    events: Array<AlertEvent | QuotaEnforcementEvent>,
+  ): Promise<void> {
+    for (const event of events) {
+      let payload = JSON.stringify({ origin: this.origin, kind, event } satisfies Wire);
+      if (payload.length > MAX_PAYLOAD && kind === 'alert') {
+        const e = event as AlertEvent;
+        payload = JSON.stringify({
+          origin: this.origin,
+          kind,
+          event: { ...e, alert: { ...e.alert, labels: {} } },
+        });
+      }
+      if (payload.length > MAX_PAYLOAD) continue;
+      await sql`SELECT pg_notify(${ALERT_CHANNEL}, ${payload})`.execute(trx);
+    }
+  }
+
+  publish(kind: Wire['kind'], events: Array<AlertEvent | QuotaEnforcementEvent>): void {
+    for (const event of events) this.emit(kind, event);
+  }
+
+  /** Re-emits what other processes publish; returns the function that stops listening. */
+  async listen(pool: pg.Pool, log: Logger): Promise<() => Promise<void>> {
+    const client = await pool.connect();
+    let stopped = false;
+    const onNotification = (msg: pg.Notification) => {
+      if (msg.channel !== ALERT_CHANNEL || !msg.payload) return;
+      try {
+        const wire = JSON.parse(msg.payload) as Wire;
+        if (wire.origin !== this.origin) this.emit(wire.kind, wire.event);
+      } catch (err) {
+        log.warn({ err }, 'unreadable alert notification');
+      }
+    };
+    client.on('notification', onNotification);
+    client.on('error', (err) => log.warn({ err }, 'alert feed connection failed'));
+    await client.query(`LISTEN ${ALERT_CHANNEL}`);
+    return async () => {
+      if (stopped) return;
+      stopped = true;
+      client.off('notification', onNotification);
+      await client.query(`UNLISTEN ${ALERT_CHANNEL}`).catch(() => undefined);
+      client.release();
+    };
+  }
+}
+
+/**
+ * A feed for a process that does not evaluate alerts (e.g. `--only api` serving the dashboard): it only listens.
+ * Pass the pg pool of the database handle (`DatabaseHandle.pool`).
+ */
+export async function startAlertFeed(deps: {
+  pool: pg.Pool;
+  log: Logger;
+}): Promise<{ feed: AlertFeed; stop(): Promise<void> }> {
+  const feed = new AlertFeed();
+  const stop = await feed.listen(deps.pool, deps.log);
+  return { feed, stop };
+}
