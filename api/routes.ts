@@ -1,4 +1,5 @@
 import { permissionRoutes } from './access/permissions.routes.js';
+import { alertRoutes } from './alerts/alerts.routes.js';
 import type { RoutePlugin } from './app.js';
 import { auditRoutes } from './audit/audit.routes.js';
 import { authRoutes } from './auth/auth.routes.js';
@@ -7,6 +8,7 @@ import { imageRoutes } from './images/images.routes.js';
 import { metricsRoutes } from './metrics/metrics.routes.js';
 import { poolRoutes } from './pools/pools.routes.js';
 import { quotaRoutes } from './quota/quota.routes.js';
+import { quotaEnforcementRoutes } from './quota-enforcer/enforcement.routes.js';
 import { smartPoolRoutes } from './smart-pools/smart-pools.routes.js';
 import { storageRoutes } from './storage/storage.routes.js';
 import { userRoutes } from './users/users.routes.js';
@@ -25,4 +27,6 @@ export const apiRoutes: RoutePlugin[] = [
   storageRoutes,
   imageRoutes,
   metricsRoutes,
+  alertRoutes,
+  quotaEnforcementRoutes,
 ];
