@@ -40,3 +40,38 @@ export const ACTIVE_VM_STATES: readonly VmState[] = [
 ];
 
 export const isActive = (state: string): boolean => (ACTIVE_VM_STATES as readonly string[]).includes(state);
+
+/** What a caller can ask of a VM (`POST /api/v1/vms/:id/actions`); deletion is `DELETE /api/v1/vms/:id`. */
+export const VM_ACTIONS = [
+  'start',
+  'shutdown',
+  'destroy',
+  'suspend',
+  'resume',
+  'save',
+  'restore',
+  'migrate',
+] as const;
+export type VmAction = (typeof VM_ACTIONS)[number];
+/** Every action a task can carry out on a VM. */
+export type VmTaskAction = VmAction | 'delete';
+
+/**
+ * The states each action is allowed from, and the transitional state the VM shows while its task runs.
+ * `destroy` is allowed while a graceful shutdown runs (pulling the plug on a guest that ignores it);
+ * `migrate` is live from running/paused and cold from shutoff/saved.
+ */
+export const VM_ACTION_RULES: Record<VmTaskAction, { from: readonly VmState[]; during: VmState }> = {
+  start: { from: ['defined', 'shutoff', 'crashed'], during: 'starting' },
+  shutdown: { from: ['running'], during: 'stopping' },
+  destroy: { from: ['running', 'paused', 'stopping', 'crashed', 'unknown'], during: 'stopping' },
+  suspend: { from: ['running'], during: 'suspending' },
+  resume: { from: ['paused'], during: 'resuming' },
+  save: { from: ['running', 'paused'], during: 'saving' },
+  restore: { from: ['saved'], during: 'restoring' },
+  migrate: { from: ['running', 'paused', 'shutoff', 'saved'], during: 'migrating' },
+  delete: { from: ['defined', 'shutoff', 'crashed', 'saved'], during: 'deleting' },
+};
+
+/** Actions that need room on a host: quota and placement are claimed with the state change. */
+export const PLACING_ACTIONS: ReadonlySet<VmTaskAction> = new Set(['start', 'restore', 'migrate']);

@@ -1,0 +1,39 @@
+const nullableString = { type: ['string', 'null'] } as const;
+const TASK_STATES = ['queued', 'running', 'done', 'failed', 'cancelled'];
+
+export const taskSchema = {
+  type: 'object',
+  properties: {
+    id: { type: 'integer' },
+    state: { type: 'string', enum: TASK_STATES },
+    action: { type: 'string' },
+    targetType: { type: 'string' },
+    targetId: { type: 'integer' },
+    poolId: { type: ['integer', 'null'] },
+    userId: { type: ['integer', 'null'], description: 'who asked' },
+    args: { type: 'object', additionalProperties: true },
+    progress: { type: 'number', description: '0..1, for long tasks' },
+    error: { type: 'string' },
+    result: {
+      description: 'what the task produced',
+      anyOf: [{ type: 'object', additionalProperties: true }, { type: 'null' }],
+    },
+    workerId: nullableString,
+    createdAt: { type: 'string' },
+    startedAt: nullableString,
+    finishedAt: nullableString,
+  },
+} as const;
+
+export const taskListQuery = {
+  type: 'object',
+  properties: {
+    limit: { type: 'integer', minimum: 1, maximum: 1000, default: 100 },
+    offset: { type: 'integer', minimum: 0, default: 0 },
+    state: { type: 'string', enum: TASK_STATES },
+    action: { type: 'string', maxLength: 64 },
+    poolId: { type: 'integer', minimum: 1 },
+    targetType: { type: 'string', maxLength: 32 },
+    targetId: { type: 'integer', minimum: 1 },
+  },
+} as const;

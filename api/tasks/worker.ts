@@ -1,0 +1,205 @@
+import { randomBytes } from 'node:crypto';
+import { type Runner, run, type Task } from 'graphile-worker';
+import type pg from 'pg';
+import type { Database } from '../../lib/db.js';
+import type { Logger } from '../../lib/log.js';
+import { Counter, Gauge, type Registry } from '../../lib/metrics.js';
+import type { TaskContext, TaskHandler, TaskHandlers } from './task-handler.js';
+import { graphileLogger } from './task-queue.js';
+import {
+  finishTask,
+  heartbeat,
+  requeueOrphanedTasks,
+  setProgress,
+  startTask,
+  TASK_JOB,
+  type TaskRow,
+  takeOverAbandonedTasks,
+} from './tasks.repository.js';
+
+/** Tasks one worker process runs at once (each mostly waits on a host). */
+export const DEFAULT_WORKER_CONCURRENCY = 8;
+/** How often a worker says it is alive for the tasks it runs, and looks for tasks of dead workers. */
+export const DEFAULT_HEARTBEAT_MS = 5_000;
+/** A running task whose worker has not said it is alive for this long was left by a dead worker. */
+export const DEFAULT_LEASE_MS = 30_000;
+
+export interface WorkerOptions {
+  db: Database;
+  /** The pool graphile-worker takes its connections from (LISTEN for new jobs, job locking). */
+  pgPool: pg.Pool;
+  log: Logger;
+  /** Task handlers by target type (`vm`: createVmTaskHandler). */
+  handlers: TaskHandlers;
+  concurrency?: number;
+  heartbeatMs?: number;
+  leaseMs?: number;
+  /** Defaults to a random id; it appears in tasks (`workerId`) and in errors about dead workers. */
+  workerId?: string;
+  registry?: Registry;
+}
+
+export interface RunningWorker {
+  readonly workerId: string;
+  /** Resolves tasks left by dead workers now (also done at start and every heartbeat). */
+  sweep(): Promise<void>;
+  /** Stops taking jobs and waits for the running ones. Safe to call twice. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Runs herd's tasks from PostgreSQL. graphile-worker hands each job to exactly one worker (SKIP LOCKED, however
+ * many processes run); the task row then moves queued → running for this worker only, so even a job handed out
+ * twice (a worker that died holding it) runs once. While a task runs, the worker beats its heartbeat; a task
+ * whose heartbeat stops for `leaseMs` is taken over by another worker's sweep, its target read back from the
+ * hosts (TaskHandler.recover) and the task failed with a message saying so. One attempt per task: host actions
+ * are never retried blindly.
+ */
+export async function startWorker(options: WorkerOptions): Promise<RunningWorker> {
+  const workerId = options.workerId ?? `herd-worker-${randomBytes(4).toString('hex')}`;
+  const log = options.log.child({ part: 'worker', workerId });
+  const { db } = options;
+  const heartbeatMs = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
+  const leaseMs = options.leaseMs ?? DEFAULT_LEASE_MS;
+  const metrics = workerMetrics(options.registry);
+  const running = new Set<number>();
+
+  const context = (task: TaskRow): TaskContext => ({
+    db,
+    log: log.child({ taskId: task.id, action: task.action }),
+    workerId,
+    progress: (fraction) => setProgress(db, task.id, fraction),
+  });
+
+  const finish = async (task: TaskRow, outcome: Parameters<typeof finishTask>[3]) => {
+    if (await finishTask(db, task.id, workerId, outcome))
+      metrics?.finished.inc({ action: task.action, state: outcome.state });
+    else
+      log.warn({ taskId: task.id }, 'task was resolved by another worker meanwhile (this one looked dead)');
+  };
+
+  const recover = async (handler: TaskHandler | undefined, task: TaskRow): Promise<string | undefined> => {
+    if (!handler) return undefined;
+    try {
+      return await handler.recover(task, context(task));
+    } catch (err) {
+      log.error({ err, taskId: task.id }, 'could not read the target back after a failed task');
+      return `reading the target's state back failed too: ${messageOf(err)}`;
+    }
+  };
+
+  const execute = async (task: TaskRow) => {
+    const handler = options.handlers[task.target_type];
+    running.add(task.id);
+    metrics?.running.inc();
+    try {
+      if (!handler) throw new Error(`no handler for tasks on ${task.target_type}`);
+      const result = await handler.run(task, context(task));
+      await finish(task, { state: 'done', result: result ?? undefined });
+    } catch (err) {
+      log.info({ err, taskId: task.id }, 'task failed');
+      const note = await recover(handler, task);
+      await finish(task, { state: 'failed', error: note ? `${messageOf(err)} (${note})` : messageOf(err) });
+    } finally {
+      running.delete(task.id);
+      metrics?.running.dec();
+    }
+  };
+
+  const job: Task = async (payload) => {
+    const taskId = Number((payload as { taskId?: unknown } | null)?.taskId);
+    if (!Number.isSafeInteger(taskId)) {
+      log.warn({ payload }, 'job without a task id, dropped');
+      return;
+    }
+    const task = await startTask(db, taskId, workerId);
+    if (task) await execute(task);
+  };
+
+  let sweeping: Promise<void> | undefined;
+  const sweepOnce = async () => {
+    for (const task of await takeOverAbandonedTasks(db, workerId, leaseMs)) {
+      running.add(task.id);
+      try {
+        const since = task.dead_since ? task.dead_since.toISOString() : 'its start';
+        log.warn(
+          { taskId: task.id, deadWorker: task.dead_worker_id },
+          'resolving a task left by a dead worker',
+        );
+        const note = await recover(options.handlers[task.target_type], task);
+        await finish(task, {
+          state: 'failed',
+          error:
+            `the worker running this task (${task.dead_worker_id ?? 'unknown'}) stopped: no sign of life since ` +
+            `${since}; the outcome is unknown${note ? `; ${note}` : ''}`,
+        });
+      } finally {
+        running.delete(task.id);
+      }
+    }
+    const requeued = await requeueOrphanedTasks(db, leaseMs);
+    if (requeued.length)
+      log.warn({ taskIds: requeued }, 'queued again: taken by a worker that died before starting them');
+  };
+  const sweep = () => {
+    sweeping ??= sweepOnce()
+      .catch((err) => log.error({ err }, 'sweep for tasks of dead workers failed'))
+      .finally(() => {
+        sweeping = undefined;
+      });
+    return sweeping;
+  };
+
+  const runner: Runner = await run({
+    pgPool: options.pgPool,
+    taskList: { [TASK_JOB]: job },
+    concurrency: options.concurrency ?? DEFAULT_WORKER_CONCURRENCY,
+    noHandleSignals: true,
+    pollInterval: 2_000,
+    logger: graphileLogger(log),
+  });
+  await sweep();
+
+  const timer = setInterval(() => {
+    heartbeat(db, workerId, [...running]).catch((err) => log.warn({ err }, 'heartbeat failed'));
+    void sweep();
+  }, heartbeatMs);
+  timer.unref();
+  log.info({ concurrency: options.concurrency ?? DEFAULT_WORKER_CONCURRENCY }, 'task worker started');
+
+  let stopping: Promise<void> | undefined;
+  return {
+    workerId,
+    sweep,
+    stop() {
+      stopping ??= (async () => {
+        clearInterval(timer);
+        await runner.stop();
+        await sweeping;
+        log.info('task worker stopped');
+      })();
+      return stopping;
+    },
+  };
+}
+
+function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+function workerMetrics(registry: Registry | undefined) {
+  if (!registry) return undefined;
+  return {
+    finished: new Counter({
+      name: 'herd_tasks_finished_total',
+      help: 'Tasks this process finished, by action and end state',
+      labelNames: ['action', 'state'],
+      registers: [registry],
+    }),
+    running: new Gauge({
+      name: 'herd_tasks_running',
+      help: 'Tasks this process runs now',
+      registers: [registry],
+    }),
+  };
+}

@@ -1,0 +1,67 @@
+import { randomBytes } from 'node:crypto';
+import type { DomainSpec } from '../hosts/driver/index.js';
+
+/** KVM's locally administered prefix: herd's MACs are 52:54:00 and three random bytes. */
+export const MAC_PREFIX = '52:54:00';
+
+export function randomMac(): string {
+  return [MAC_PREFIX, ...[...randomBytes(3)].map((b) => b.toString(16).padStart(2, '0'))].join(':');
+}
+
+/** The libvirt domain name of a herd VM: unique on a host although VM names are only unique per pool. */
+export function domainName(vm: { id: number; name: string }): string {
+  return `herd-${vm.id}-${vm.name}`;
+}
+
+export interface VmRecordForSpec {
+  id: number;
+  uuid: string;
+  name: string;
+  vcpus: number;
+  memory_mib: number;
+  boot_network: boolean;
+}
+
+export interface ImageForSpec {
+  name: string;
+  /** Set for an ISO image: the install medium's path. */
+  iso_path: string | null;
+  iso_volume_id: number | null;
+}
+
+/**
+ * The domain herd defines from its own record: disks from the attached volumes, NICs with their MACs, and
+ * the boot order. While installing (`boot_network`), a network-install image boots from the network first
+ * (herd serves its iPXE script by MAC) and an ISO image from its CD-ROM first; afterwards from disk.
+ * `name` keeps the name a host already knows the domain by (e.g. a domain herd adopted).
+ */
+export function buildDomainSpec(
+  vm: VmRecordForSpec,
+  parts: {
+    volumes: Array<{ name: string; path: string | null }>;
+    nics: Array<{ mac: string; network: string }>;
+  },
+  image: ImageForSpec | undefined,
+  name = domainName(vm),
+): DomainSpec {
+  const disks: DomainSpec['disks'] = parts.volumes.map((v) => {
+    if (!v.path) throw new Error(`volume ${v.name} has no path on the host: refresh its storage pool`);
+    return { path: v.path, device: 'disk' };
+  });
+  const installing = image !== undefined && vm.boot_network;
+  const iso = image?.iso_volume_id != null;
+  if (installing && iso) {
+    if (!image.iso_path) throw new Error(`the ISO volume of image ${image.name} has no path`);
+    disks.push({ path: image.iso_path, device: 'cdrom' });
+  }
+  const boot: DomainSpec['boot'] = installing ? [iso ? 'cdrom' : 'network', 'hd'] : ['hd'];
+  return {
+    uuid: vm.uuid,
+    name,
+    vcpus: vm.vcpus,
+    memoryMiB: vm.memory_mib,
+    disks,
+    nics: parts.nics.map((n) => ({ mac: n.mac, network: n.network })),
+    boot,
+  };
+}

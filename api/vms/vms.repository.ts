@@ -1,0 +1,389 @@
+import { type Selectable, sql, type Updateable } from 'kysely';
+import type { Database } from '../../lib/db.js';
+import type { PlacementPolicy, VmsTable } from '../../schema/index.js';
+import { type VmVisibility, vmVisibleWhere } from '../access/access.service.js';
+import type { CandidateHost } from '../placement/placement.js';
+import { candidateHostsQuery } from '../placement/placement.repository.js';
+import { type NewTask, TASK_COLUMNS, taskJob, taskValues } from '../tasks/tasks.repository.js';
+
+export type VmRow = Selectable<VmsTable>;
+
+/** A VM with what placement needs from the pools above it. */
+export interface VmWithPools extends VmRow {
+  /** The hardware pool holding the VM's pool: its hosts (and those of hardware pools nested in it) are candidates. */
+  hardware_pool_id: number;
+  /** That hardware pool and the hardware pools nested in it. */
+  hardware_pool_ids: number[];
+  placement_policy: PlacementPolicy | null;
+  nic_count: number;
+}
+
+export function vmById(db: Database, id: number): Promise<VmRow | undefined> {
+  return db.selectFrom('vms').selectAll().where('id', '=', id).executeTakeFirst();
+}
+
+/**
+ * The VM, its hardware pool (a VM pool always sits in one) with the hardware pools nested in it, and its NIC count,
+ * in one round trip.
+ */
+export async function vmWithPools(db: Database, id: number): Promise<VmWithPools | undefined> {
+  const { rows } = await sql<VmWithPools>`
+    SELECT v.*, hw.id AS hardware_pool_id, hw.placement_policy,
+      ARRAY(
+        WITH RECURSIVE sub(id) AS (
+          SELECT hw.id
+          UNION ALL
+          SELECT p.id FROM pools p JOIN sub ON p.parent_id = sub.id WHERE p.kind = 'hardware'
+        )
+        SELECT id FROM sub
+      ) AS hardware_pool_ids,
+      (SELECT count(*)::int FROM vm_nics n WHERE n.vm_id = v.id) AS nic_count
+    FROM vms v JOIN pools vp ON vp.id = v.pool_id JOIN pools hw ON hw.id = vp.parent_id
+    WHERE v.id = ${id}`.execute(db);
+  return rows[0];
+}
+
+export async function insertVm(
+  db: Database,
+  values: {
+    uuid: string;
+    name: string;
+    poolId: number;
+    ownerId: number;
+    vcpus: number;
+    memoryMiB: number;
+    imageId: number | null;
+    bootNetwork: boolean;
+  },
+): Promise<number> {
+  const { id } = await db
+    .insertInto('vms')
+    .values({
+      uuid: values.uuid,
+      name: values.name,
+      pool_id: values.poolId,
+      owner_id: values.ownerId,
+      vcpus: values.vcpus,
+      memory_mib: values.memoryMiB,
+      image_id: values.imageId,
+      boot_network: values.bootNetwork,
+      state: 'defined',
+    })
+    .returning('id')
+    .executeTakeFirstOrThrow();
+  return id;
+}
+
+/** Inserts NICs whose MAC is not taken; answers how many went in (a clash on a random MAC is retried by the caller). */
+export async function insertNics(db: Database, vmId: number, nics: Array<{ mac: string; network: string }>) {
+  if (!nics.length) return 0;
+  const res = await db
+    .insertInto('vm_nics')
+    .values(nics.map((n) => ({ vm_id: vmId, mac: n.mac, network: n.network })))
+    .onConflict((oc) => oc.column('mac').doNothing())
+    .executeTakeFirst();
+  return Number(res.numInsertedOrUpdatedRows ?? 0n);
+}
+
+export async function volumesForAttach(db: Database, ids: number[]) {
+  if (!ids.length) return [];
+  return db
+    .selectFrom('volumes')
+    .innerJoin('storage_pools', 'storage_pools.id', 'volumes.storage_pool_id')
+    .select(['volumes.id', 'volumes.name', 'volumes.size_gib', 'volumes.vm_id', 'storage_pools.pool_id'])
+    .where('volumes.id', 'in', ids)
+    .execute();
+}
+
+/** Attaches free volumes only; answers the ids attached (fewer than asked: one was taken meanwhile). */
+export async function attachVolumes(db: Database, vmId: number, ids: number[]): Promise<number[]> {
+  if (!ids.length) return [];
+  const rows = await db
+    .updateTable('volumes')
+    .set({ vm_id: vmId })
+    .where('id', 'in', ids)
+    .where('vm_id', 'is', null)
+    .returning('id')
+    .execute();
+  return rows.map((r) => r.id);
+}
+
+export async function detachVolumes(db: Database, vmId: number, ids: number[]): Promise<void> {
+  if (!ids.length) return;
+  await db
+    .updateTable('volumes')
+    .set({ vm_id: null })
+    .where('vm_id', '=', vmId)
+    .where('id', 'in', ids)
+    .execute();
+}
+
+/** The pools a pool sits in, itself first (a volume's storage pool must be on the VM's path to the root). */
+export async function poolAndAncestors(db: Database, poolId: number): Promise<number[]> {
+  const { rows } = await sql<{ id: number }>`
+    WITH RECURSIVE chain(id, parent_id, depth) AS (
+      SELECT id, parent_id, 0 FROM pools WHERE id = ${poolId}
+      UNION ALL
+      SELECT p.id, p.parent_id, chain.depth + 1 FROM pools p JOIN chain ON p.id = chain.parent_id WHERE chain.depth < 64
+    )
+    SELECT id FROM chain ORDER BY depth`.execute(db);
+  return rows.map((r) => r.id);
+}
+
+export function imageById(db: Database, id: number) {
+  return db
+    .selectFrom('images')
+    .leftJoin('volumes', 'volumes.id', 'images.iso_volume_id')
+    .select([
+      'images.id',
+      'images.name',
+      'images.kernel',
+      'images.ipxe_url',
+      'images.iso_volume_id',
+      'volumes.path as iso_path',
+    ])
+    .where('images.id', '=', id)
+    .executeTakeFirst();
+}
+
+/** Volumes, NICs and image of some VMs, for answers and for domain definitions. */
+export async function vmParts(db: Database, vmIds: number[]) {
+  if (!vmIds.length) return { volumes: [], nics: [], images: [] };
+  const [volumes, nics, images] = await Promise.all([
+    db
+      .selectFrom('volumes')
+      .select(['id', 'vm_id', 'name', 'path', 'size_gib', 'storage_pool_id'])
+      .where('vm_id', 'in', vmIds)
+      .orderBy('id')
+      .execute(),
+    db
+      .selectFrom('vm_nics')
+      .select(['id', 'vm_id', 'mac', 'network'])
+      .where('vm_id', 'in', vmIds)
+      .orderBy('id')
+      .execute(),
+    db
+      .selectFrom('vms')
+      .innerJoin('images', 'images.id', 'vms.image_id')
+      .leftJoin('volumes', 'volumes.id', 'images.iso_volume_id')
+      .select([
+        'vms.id as vm_id',
+        'images.id',
+        'images.name',
+        'images.kernel',
+        'images.ipxe_url',
+        'images.iso_volume_id',
+        'volumes.path as iso_path',
+      ])
+      .where('vms.id', 'in', vmIds)
+      .execute(),
+  ]);
+  return { volumes, nics, images };
+}
+
+export async function listVms(
+  db: Database,
+  visibility: VmVisibility,
+  filter: { poolId?: number; hostId?: number; state?: string; limit: number; offset: number },
+): Promise<{ items: VmRow[]; total: number }> {
+  let q = db.selectFrom('vms').where(vmVisibleWhere(visibility));
+  if (filter.poolId !== undefined) q = q.where('vms.pool_id', '=', filter.poolId);
+  if (filter.hostId !== undefined) q = q.where('vms.host_id', '=', filter.hostId);
+  if (filter.state) q = q.where('vms.state', '=', filter.state);
+  const [items, count] = await Promise.all([
+    q.selectAll('vms').orderBy('vms.id').limit(filter.limit).offset(filter.offset).execute(),
+    q.select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow(),
+  ]);
+  return { items, total: Number(count.n) };
+}
+
+export async function updateVm(db: Database, id: number, patch: Updateable<VmsTable>): Promise<void> {
+  await db.updateTable('vms').set(patch).where('id', '=', id).execute();
+}
+
+/** The VM as locked for an action, with the candidate hosts of its hardware pool (first look, unlocked). */
+export interface LockedVm {
+  vm: { state: string; vcpus: number; memory_mib: number; host_id: number | null } | undefined;
+  hosts: CandidateHost[];
+}
+
+/**
+ * Locks the VM row (FOR UPDATE; after the quota claim's pool locks: pools, then VMs, then host allocations) and
+ * reads it back as it is now, with the candidate hosts, in one round trip.
+ */
+export async function lockVmWithCandidates(
+  db: Database,
+  vmId: number,
+  hardwarePoolIds: readonly number[],
+): Promise<LockedVm> {
+  const { rows } = await sql<
+    CandidateHost & {
+      vm_state: string | null;
+      vm_vcpus: number;
+      vm_memory_mib: number;
+      vm_host_id: number | null;
+    }
+  >`
+    WITH v AS (SELECT state, vcpus, memory_mib, host_id FROM vms WHERE id = ${vmId} FOR UPDATE)
+    SELECT v.state AS vm_state, v.vcpus AS vm_vcpus, v.memory_mib AS vm_memory_mib, v.host_id AS vm_host_id, c.*
+    FROM v LEFT JOIN LATERAL (${candidateHostsQuery(hardwarePoolIds)}) c ON true`.execute(db);
+  const first = rows[0];
+  if (!first) return { vm: undefined, hosts: [] };
+  const vm = {
+    state: first.vm_state!,
+    vcpus: first.vm_vcpus,
+    memory_mib: first.vm_memory_mib,
+    host_id: first.vm_host_id,
+  };
+  const hosts = rows
+    .filter((r) => r.id !== null)
+    .map(
+      ({ vm_state: _s, vm_vcpus: _v, vm_memory_mib: _m, vm_host_id: _h, ...host }) => host as CandidateHost,
+    );
+  return { vm, hosts };
+}
+
+export interface VmTransition {
+  vmId: number;
+  from: string;
+  to: string;
+  hostId?: number | null;
+  migrationHostId?: number | null;
+  placement?: unknown;
+}
+
+/** Room to claim on a host with the transition: the claim holds if allocated + request stays within capacity. */
+export interface HostClaim {
+  hostId: number;
+  request: { vcpus: number; memoryMiB: number };
+  capacity: { vcpus: number; memoryMiB: number };
+  /** false: give up at once when another claim holds the host (SKIP LOCKED) instead of queueing behind it. */
+  wait: boolean;
+}
+
+export interface QueuedVmTask {
+  /** Null when the host claim did not hold (no task inserted, nothing changed). */
+  taskId: number | null;
+  /** Whether the VM moved to the transitional state (false: it was no longer in `from`). */
+  moved: boolean;
+  /** The host's allocation as locked for the claim; undefined when it was busy (another claim held it). */
+  allocated?: { vcpus: number; memoryMiB: number };
+}
+
+/**
+ * One statement: [lock the host's allocation row and check the room (claim)], insert the task, queue its job and
+ * move the VM from `from` to its transitional state pointing at the task. The VM's new state adds it to the host's
+ * allocation (trigger) while the row is still locked. The caller rolls back when `moved` is false.
+ */
+export async function queueVmTask(
+  db: Database,
+  task: NewTask,
+  transition: VmTransition,
+  claim?: HostClaim,
+): Promise<QueuedVmTask> {
+  const set = [
+    sql`state = ${transition.to}`,
+    sql`task_id = t.id`,
+    sql`state_changed_at = now()`,
+    ...(transition.hostId === undefined ? [] : [sql`host_id = ${transition.hostId}`]),
+    ...(transition.migrationHostId === undefined
+      ? []
+      : [sql`migration_host_id = ${transition.migrationHostId}`]),
+    ...(transition.placement === undefined
+      ? []
+      : [sql`placement = ${JSON.stringify(transition.placement)}::jsonb`]),
+  ];
+  const claimCtes = claim
+    ? sql`a AS (SELECT vcpus, memory_mib FROM host_allocations WHERE host_id = ${claim.hostId}
+        FOR UPDATE ${claim.wait ? sql`` : sql`SKIP LOCKED`}),
+      ok AS (SELECT 1 FROM a WHERE a.vcpus + ${claim.request.vcpus} <= ${claim.capacity.vcpus}
+        AND a.memory_mib + ${claim.request.memoryMiB} <= ${claim.capacity.memoryMiB}),
+      t AS (INSERT INTO tasks ${TASK_COLUMNS} SELECT n.* FROM (${taskValues(task)}) n, ok RETURNING id),`
+    : sql`t AS (INSERT INTO tasks ${TASK_COLUMNS} ${taskValues(task)} RETURNING id),`;
+  const { rows } = await sql<{
+    task_id: number | null;
+    moved: number;
+    vcpus: number | null;
+    memory_mib: number | null;
+  }>`
+    WITH ${claimCtes}
+      j AS (SELECT ${taskJob(sql<number>`t.id`)} FROM t),
+      v AS (UPDATE vms SET ${sql.join(set)} FROM t WHERE vms.id = ${transition.vmId} AND vms.state = ${transition.from}
+        RETURNING vms.id)
+    SELECT (SELECT id FROM t) AS task_id, (SELECT count(*) FROM v)::int AS moved, (SELECT count(*) FROM j) AS queued
+      ${claim ? sql`, (SELECT vcpus FROM a) AS vcpus, (SELECT memory_mib FROM a) AS memory_mib` : sql``}`.execute(
+    db,
+  );
+  const row = rows[0];
+  return {
+    taskId: row.task_id,
+    moved: row.moved > 0,
+    ...(claim && row.vcpus !== null ? { allocated: { vcpus: row.vcpus, memoryMiB: row.memory_mib! } } : {}),
+  };
+}
+
+/**
+ * A task's end state for its VM, applied only while that task still owns the VM (a later action, e.g. a
+ * destroy during a graceful shutdown, takes it over). Answers false when it did not.
+ */
+export async function settleVm(
+  db: Database,
+  vmId: number,
+  taskId: number,
+  patch: {
+    state: string;
+    hostId?: number | null;
+    savePath?: string | null;
+    startedAt?: 'now' | null;
+  },
+): Promise<boolean> {
+  const res = await db
+    .updateTable('vms')
+    .set({
+      state: patch.state,
+      task_id: null,
+      migration_host_id: null,
+      state_changed_at: sql`now()`,
+      ...(patch.hostId === undefined ? {} : { host_id: patch.hostId }),
+      ...(patch.savePath === undefined ? {} : { save_path: patch.savePath }),
+      ...(patch.startedAt === undefined ? {} : { started_at: patch.startedAt === 'now' ? sql`now()` : null }),
+    })
+    .where('id', '=', vmId)
+    .where('task_id', '=', taskId)
+    .executeTakeFirst();
+  return res.numUpdatedRows > 0n;
+}
+
+/** Undoes a transition whose task was cancelled before it started: back to the state and host it had. */
+export async function revertTransition(
+  db: Database,
+  vmId: number,
+  taskId: number,
+  to: { state: string; hostId: number | null },
+): Promise<boolean> {
+  const res = await db
+    .updateTable('vms')
+    .set({
+      state: to.state,
+      host_id: to.hostId,
+      task_id: null,
+      migration_host_id: null,
+      state_changed_at: sql`now()`,
+    })
+    .where('id', '=', vmId)
+    .where('task_id', '=', taskId)
+    .executeTakeFirst();
+  return res.numUpdatedRows > 0n;
+}
+
+export async function deleteVmRow(db: Database, vmId: number, taskId?: number): Promise<boolean> {
+  let q = db.deleteFrom('vms').where('id', '=', vmId);
+  if (taskId !== undefined) q = q.where('task_id', '=', taskId);
+  const res = await q.executeTakeFirst();
+  return res.numDeletedRows > 0n;
+}
+
+export function hostUris(db: Database, ids: number[]) {
+  if (!ids.length) return Promise.resolve([] as Array<{ id: number; uri: string; hostname: string }>);
+  return db.selectFrom('hosts').select(['id', 'uri', 'hostname']).where('id', 'in', ids).execute();
+}

@@ -1,0 +1,306 @@
+import { spawn } from 'node:child_process';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { sql } from 'kysely';
+import { issueToken } from '../api/auth/auth.service.js';
+import { prepareTaskQueue } from '../api/tasks/task-queue.js';
+import { connect, migrateToLatest } from '../lib/db.js';
+import { startEmbeddedPostgres } from '../lib/embedded-postgres.js';
+import { createLogger } from '../lib/log.js';
+import { CLOCK_TICKS, cpuTicks } from './lib/proc.js';
+
+/**
+ * `npm run bench:placement`: the start decision (access check, quota claim, placement, host claim, state change,
+ * task queued) through herd's HTTP API under load, with 500 hosts, 200 pools and 10,000 VMs in PostgreSQL and
+ * live usage for every host. Writes bench/results/placement.json.
+ *
+ * Environment: BENCH_DECISIONS (measured under load, default 4000), BENCH_WARMUP (default 500), BENCH_CONCURRENCY
+ * (default 32), BENCH_SEQUENTIAL (decisions measured one at a time first, for the service time; default 300),
+ * BENCH_FAST=1 to run PostgreSQL without fsync/synchronous_commit (the default keeps them on), BENCH_SLOW_MS=n to
+ * have PostgreSQL log statements slower than n ms (shown with HERD_LOG_LEVEL=debug), BENCH_PREPARED=1 to have the
+ * API prepare every statement once per connection (an experiment: herd's client does not do that).
+ */
+const HOSTS = 500;
+const HARDWARE_POOLS = 10;
+const VM_POOLS = 190;
+const VMS = 10_000;
+const USERS = 100;
+const DECISIONS = Number(process.env.BENCH_DECISIONS ?? 4000);
+const WARMUP = Number(process.env.BENCH_WARMUP ?? 500);
+const SEQUENTIAL = Number(process.env.BENCH_SEQUENTIAL ?? 300);
+const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 32);
+const FAST = process.env.BENCH_FAST === '1';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const log = createLogger(process.env.HERD_LOG_LEVEL ?? 'warn', 'bench');
+
+async function main() {
+  if (DECISIONS + WARMUP + SEQUENTIAL > VMS / 2)
+    throw new Error(`at most ${VMS / 2} decisions (the stopped VMs)`);
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'herd-bench-placement-'));
+  const cluster = path.join(dir, 'postgres');
+  let pg = await startEmbeddedPostgres(cluster, log, { fast: FAST, password: 'bench' });
+  const server: { kill?: () => void; pid?: number } = {};
+  try {
+    // pg_stat_statements (with planning time) breaks the decision down per statement: it needs a restart.
+    const setup = connect(pg.url, { max: 1 });
+    await sql`ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'`.execute(setup.db);
+    await sql`ALTER SYSTEM SET pg_stat_statements.track_planning = on`.execute(setup.db);
+    if (process.env.BENCH_SLOW_MS) {
+      await sql`ALTER SYSTEM SET log_min_duration_statement = ${sql.raw(String(Number(process.env.BENCH_SLOW_MS)))}`.execute(
+        setup.db,
+      );
+    }
+    await setup.close();
+    await pg.stop();
+    pg = await startEmbeddedPostgres(cluster, log, { fast: FAST, password: 'bench' });
+    const db = connect(pg.url, { max: 4, log });
+    await sql`CREATE EXTENSION pg_stat_statements`.execute(db.db);
+    const { error } = await migrateToLatest(db.db);
+    if (error) throw error;
+    await prepareTaskQueue(db.pool, log);
+    const seedStarted = performance.now();
+    const tokens = await seed(db);
+    await sql`VACUUM ANALYZE`.execute(db.db);
+    const seedMs = performance.now() - seedStarted;
+    const stopped = await db.db
+      .selectFrom('vms')
+      .select(['id', 'owner_id'])
+      .where('state', '=', 'shutoff')
+      .orderBy(sql`md5(id::text)`)
+      .execute();
+    await db.close();
+
+    const { url, kill, pid } = await startServer(pg.url);
+    Object.assign(server, { kill, pid });
+    const request = (vm: { id: number; owner_id: number }) =>
+      fetch(`${url}/api/v1/vms/${vm.id}/actions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${tokens.get(vm.owner_id)}`, 'content-type': 'application/json' },
+        body: '{"action":"start"}',
+      });
+
+    await load(stopped.slice(0, WARMUP), request, CONCURRENCY);
+    const alone = await load(stopped.slice(WARMUP, WARMUP + SEQUENTIAL), request, 1);
+    const rest = stopped.slice(WARMUP + SEQUENTIAL);
+    const cpu = connect(pg.url, { max: 1 });
+    const loadBefore = os.loadavg()[0];
+    await sql`SELECT pg_stat_statements_reset()`.execute(cpu.db);
+    const cpuBefore = await cpuTimes(cpu, server.pid!);
+    const measured = await load(rest.slice(0, DECISIONS), request, CONCURRENCY);
+    const cpuAfter = await cpuTimes(cpu, server.pid!);
+    const statements = await statementBreakdown(cpu, DECISIONS);
+    await cpu.close();
+    const perDecision = (part: 'api' | 'postgres' | 'client') =>
+      round((cpuAfter[part] - cpuBefore[part]) / measured.latencies.length);
+    const cpuMs = {
+      api: perDecision('api'),
+      postgres: perDecision('postgres'),
+      loadGenerator: perDecision('client'),
+    };
+
+    const result = {
+      benchmark:
+        'placement: start decision through the HTTP API (auth, access, quota claim, placement, host claim, task)',
+      date: new Date().toISOString(),
+      machine: {
+        cpus: os.cpus().length,
+        model: os.cpus()[0]?.model,
+        node: process.version,
+        // Other work on the machine shows here: the 1-minute load average before and after the measured run.
+        loadAverage: [round(loadBefore), round(os.loadavg()[0])],
+      },
+      preparedStatements: process.env.BENCH_PREPARED === '1',
+      postgres: FAST
+        ? 'embedded, fsync and synchronous_commit off'
+        : 'embedded, default durability (fsync, synchronous_commit on)',
+      data: {
+        hosts: HOSTS,
+        hardwarePools: HARDWARE_POOLS,
+        vmPools: VM_POOLS,
+        vms: VMS,
+        users: USERS,
+        liveUsageHosts: HOSTS,
+      },
+      seedSeconds: round(seedMs / 1000),
+      concurrency: CONCURRENCY,
+      warmup: WARMUP,
+      decisions: measured.latencies.length,
+      statuses: measured.statuses,
+      serviceTimeMs: {
+        decisions: alone.latencies.length,
+        median: round(quantile(alone.latencies, 0.5)),
+        p99: round(quantile(alone.latencies, 0.99)),
+      },
+      latencyMs: {
+        median: round(quantile(measured.latencies, 0.5)),
+        p90: round(quantile(measured.latencies, 0.9)),
+        p99: round(quantile(measured.latencies, 0.99)),
+        max: round(Math.max(...measured.latencies)),
+      },
+      decisionsPerSecond: round(measured.latencies.length / (measured.wallMs / 1000)),
+      // CPU time each decision cost (the machine is shared: this is what 2 dedicated cores would be divided by).
+      cpuMsPerDecision: cpuMs,
+      decisionsPerSecondPerCore: round(1000 / (cpuMs.api + cpuMs.postgres)),
+      // PostgreSQL's planning + execution time per decision, by statement (pg_stat_statements), largest first.
+      statementsMsPerDecision: statements,
+      targets: { p99Ms: 10, decisionsPerSecond: 1000 },
+    };
+    await mkdir(path.join(root, 'bench/results'), { recursive: true });
+    await writeFile(path.join(root, 'bench/results/placement.json'), `${JSON.stringify(result, null, 2)}\n`);
+    process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+  } finally {
+    server.kill?.();
+    await pg.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** Runs the requests with `concurrency` in flight; each latency is one decision's round trip. */
+async function load<T>(items: T[], request: (item: T) => Promise<Response>, concurrency: number) {
+  const latencies: number[] = [];
+  const statuses: Record<string, number> = {};
+  let next = 0;
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < items.length) {
+        const item = items[next++];
+        const t0 = performance.now();
+        const res = await request(item);
+        const body = await res.text();
+        latencies.push(performance.now() - t0);
+        const key = res.status === 202 ? '202' : `${res.status} ${JSON.parse(body).error}`;
+        statuses[key] = (statuses[key] ?? 0) + 1;
+      }
+    }),
+  );
+  return { latencies, statuses, wallMs: performance.now() - started };
+}
+
+/**
+ * 10 hardware pools of 50 hosts (policies spread, pack, load in turn), 190 VM pools with a pool-total and
+ * per-user quotas, 100 users (each `user` on two VM pools), 10,000 VMs with a NIC and a volume each: half
+ * running on hosts of their hardware pool, half stopped (what the benchmark starts).
+ */
+async function seed(db: ReturnType<typeof connect>): Promise<Map<number, string>> {
+  const q = (s: ReturnType<typeof sql>) => s.execute(db.db);
+  await q(sql`
+    INSERT INTO pools (id, name, kind, parent_id, placement_policy)
+    SELECT 1 + i, 'hw' || i, 'hardware', 1, (ARRAY['spread', 'pack', 'load'])[1 + i % 3]
+    FROM generate_series(1, ${HARDWARE_POOLS}) i`);
+  await q(sql`
+    INSERT INTO pools (id, name, kind, parent_id)
+    SELECT 100 + i, 'vms' || i, 'vm', 2 + i % ${HARDWARE_POOLS} FROM generate_series(1, ${VM_POOLS}) i`);
+  await q(sql`SELECT setval(pg_get_serial_sequence('pools', 'id'), 1000)`);
+  await q(sql`
+    INSERT INTO hosts (pool_id, uri, hostname, cpus, memory_mib, state, enabled, last_seen_at)
+    SELECT 2 + i % ${HARDWARE_POOLS}, 'test:///bench/h' || i || '.xml', 'bench-h' || i, 32, 262144, 'up', true, now()
+    FROM generate_series(1, ${HOSTS}) i`);
+  await q(sql`
+    INSERT INTO users (username, source) SELECT 'user' || i, 'local' FROM generate_series(1, ${USERS}) i`);
+  await q(sql`
+    INSERT INTO permissions (pool_id, user_id, role)
+    SELECT p.id, u.id, 'user' FROM pools p JOIN users u
+      ON u.username IN ('user' || (1 + p.id % ${USERS}), 'user' || (1 + (p.id + 37) % ${USERS}))
+    WHERE p.kind = 'vm'`);
+  await q(sql`
+    INSERT INTO quotas (pool_id, user_id, vcpus, memory_mib, storage_gib, nics, vms)
+    SELECT pool_id, user_id, 100000, 100000000, 1000000, 100000, 100000 FROM permissions
+    UNION ALL
+    SELECT id, NULL, 1000000, 1000000000, 10000000, 1000000, 1000000 FROM pools WHERE kind = 'vm'`);
+  await q(sql`
+    INSERT INTO vms (uuid, name, pool_id, owner_id, vcpus, memory_mib, state, host_id)
+    SELECT gen_random_uuid(), 'vm' || i, p.pool_id, p.user_id, 1 + i % 4, 1024 * (1 + i % 8),
+      CASE WHEN i <= ${VMS / 2} THEN 'running' ELSE 'shutoff' END,
+      CASE WHEN i <= ${VMS / 2} THEN (
+        SELECT h.id FROM hosts h JOIN pools vp ON vp.parent_id = h.pool_id
+        WHERE vp.id = p.pool_id ORDER BY h.id OFFSET (i % 50) LIMIT 1) END
+    FROM generate_series(1, ${VMS}) i
+    JOIN LATERAL (SELECT pool_id, user_id FROM permissions
+      ORDER BY pool_id, user_id OFFSET (i % (SELECT count(*) FROM permissions)) LIMIT 1) p ON true`);
+  await q(sql`
+    INSERT INTO vm_nics (vm_id, mac)
+    SELECT id, ('52:54:00:' || lpad(to_hex((id >> 16) & 255), 2, '0') || ':' || lpad(to_hex((id >> 8) & 255), 2, '0')
+      || ':' || lpad(to_hex(id & 255), 2, '0'))::macaddr FROM vms`);
+  await q(sql`
+    INSERT INTO storage_pools (pool_id, type, name) SELECT id, 'nfs', 'nfs-' || id FROM pools WHERE kind = 'hardware'`);
+  await q(sql`
+    INSERT INTO volumes (storage_pool_id, name, path, size_gib, vm_id)
+    SELECT sp.id, 'disk-' || v.id, '/srv/disk-' || v.id, 20, v.id
+    FROM vms v JOIN pools vp ON vp.id = v.pool_id JOIN storage_pools sp ON sp.pool_id = vp.parent_id`);
+  const users = await db.db.selectFrom('users').select('id').execute();
+  const tokens = new Map<number, string>();
+  for (const u of users) tokens.set(u.id, (await issueToken(db.db, u.id, { name: 'bench' })).token);
+  return tokens;
+}
+
+/** The statements of the measured run: planning + execution ms per decision and calls per decision. */
+async function statementBreakdown(db: ReturnType<typeof connect>, decisions: number) {
+  const { rows } = await sql<{ query: string; calls: number; ms: number }>`
+    SELECT regexp_replace(query, '[[:space:]]+', ' ', 'g') AS query, calls::int8 AS calls,
+      (total_plan_time + total_exec_time)::float8 AS ms
+    FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat%' ORDER BY ms DESC LIMIT 15`.execute(db.db);
+  return rows.map((r) => ({
+    ms: round(r.ms / decisions),
+    calls: round(r.calls / decisions),
+    statement: r.query.slice(0, 160),
+  }));
+}
+
+/** CPU time (ms) used so far by the API process, the PostgreSQL processes of the cluster, and this process. */
+async function cpuTimes(db: ReturnType<typeof connect>, apiPid: number) {
+  const ms = (pid: number) =>
+    cpuTicks(pid).then(
+      (ticks) => (ticks * 1000) / CLOCK_TICKS,
+      () => 0,
+    );
+  // Every backend and background process (WAL writer, checkpointer, autovacuum...) of the cluster.
+  const { rows } = await sql<{ pid: number }>`SELECT pid FROM pg_stat_activity`.execute(db.db);
+  const own = process.cpuUsage();
+  return {
+    api: await ms(apiPid),
+    postgres: (await Promise.all(rows.map((r) => ms(r.pid)))).reduce((a, b) => a + b, 0),
+    client: (own.user + own.system) / 1000,
+  };
+}
+
+async function startServer(databaseUrl: string): Promise<{ url: string; kill: () => void; pid: number }> {
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', path.join(root, 'bench/lib/placement-server.ts')],
+    {
+      cwd: root,
+      env: { ...process.env, DATABASE_URL: databaseUrl, HERD_LOG_LEVEL: 'warn', HERD_DATA_DIR: os.tmpdir() },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
+  const lines = createInterface({ input: child.stdout! });
+  const url = await new Promise<string>((resolve, reject) => {
+    child.once('exit', (code) => reject(new Error(`benchmark API exited with ${code}`)));
+    lines.on('line', (line) => {
+      try {
+        const entry = JSON.parse(line) as { msg?: string; address?: string };
+        if (entry.msg === 'HTTP API listening' && entry.address) resolve(entry.address);
+      } catch {}
+    });
+  });
+  return { url, kill: () => child.kill('SIGTERM'), pid: child.pid! };
+}
+
+function quantile(values: number[], q: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
+}
+
+const round = (n: number) => Math.round(n * 100) / 100;
+
+main().catch((err) => {
+  process.stderr.write(
+    `bench:placement failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+  );
+  process.exit(1);
+});
