@@ -11,7 +11,9 @@ import { quotaRoutes } from './quota/quota.routes.js';
 import { quotaEnforcementRoutes } from './quota-enforcer/enforcement.routes.js';
 import { smartPoolRoutes } from './smart-pools/smart-pools.routes.js';
 import { storageRoutes } from './storage/storage.routes.js';
+import { taskRoutes } from './tasks/tasks.routes.js';
 import { userRoutes } from './users/users.routes.js';
+import { vmRoutes } from './vms/vms.routes.js';
 
 /** Every domain's routes, registered by buildApp in this order. */
 export const apiRoutes: RoutePlugin[] = [
@@ -26,6 +28,8 @@ export const apiRoutes: RoutePlugin[] = [
   hostRoutes,
   storageRoutes,
   imageRoutes,
+  vmRoutes,
+  taskRoutes,
   metricsRoutes,
   alertRoutes,
   quotaEnforcementRoutes,

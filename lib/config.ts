@@ -4,6 +4,8 @@ import { z } from 'zod';
 /** Defaults, named once. The README's configuration table lists each with its variable. */
 export const DEFAULTS = {
   dataDir: './data',
+  /** Where hosts write saved VM images (a path on each host, as libvirtd sees it). */
+  saveDir: '/var/lib/libvirt/qemu/save',
   influxDb: 'collectd',
   httpHost: '127.0.0.1',
   httpPort: 8080,
@@ -60,6 +62,7 @@ const envSchema = z.object({
   HERD_ROLLUP_RETENTION_DAYS: positiveInt.default(DEFAULTS.rollupRetentionDays),
   HERD_ADMIN_PASSWORD: optionalString,
   HERD_HEARTBEAT_SECONDS: positiveInt.default(DEFAULTS.heartbeatSeconds),
+  HERD_SAVE_DIR: z.string().min(1).default(DEFAULTS.saveDir),
   HERD_MDNS: z.enum(['0', '1', 'true', 'false', '']).default('0'),
   HERD_ALERT_EVALUATE_SECONDS: positiveInt.default(DEFAULTS.alertEvaluateSeconds),
   HERD_QUOTA_RECONCILE_SECONDS: positiveInt.default(DEFAULTS.quotaReconcileSeconds),
@@ -139,6 +142,7 @@ function toConfig(env: z.infer<typeof envSchema>) {
     adminPassword: env.HERD_ADMIN_PASSWORD,
     hosts: {
       heartbeatSeconds: env.HERD_HEARTBEAT_SECONDS,
+      saveDir: env.HERD_SAVE_DIR,
       mdns: env.HERD_MDNS === '1' || env.HERD_MDNS === 'true',
     },
     alerting: {

@@ -1,10 +1,24 @@
+import { EventEmitter } from 'node:events';
 import type { FastifyInstance } from 'fastify';
+import { startAlertFeed } from '../api/alerts/alert-feed.js';
+import { startAlerting } from '../api/alerts/start-alerting.js';
 import { buildApp } from '../api/app.js';
 import { ensureAdmin } from '../api/auth/auth.service.js';
+import { GraphRecorder } from '../api/metrics/graph-recorder.js';
+import { HostConnections } from '../api/hosts/driver/index.js';
+import { HostMonitor } from '../api/hosts/host-monitor.js';
+import { writeHostsLastSeen } from '../api/hosts/last-seen.js';
+import { MdnsDiscovery } from '../api/hosts/mdns-discovery.js';
+import { startQuotaEnforcer } from '../api/quota-enforcer/quota-enforcer.js';
 import { apiRoutes } from '../api/routes.js';
+import { prepareTaskQueue } from '../api/tasks/task-queue.js';
+import { startWorker } from '../api/tasks/worker.js';
+import { createVmTaskHandler } from '../api/vms/vm-task-handler.js';
+import { dashboardRoutes } from '../dashboard/server/dashboard.routes.js';
 import { type IngestService, startIngest } from '../ingest/ingest-service.js';
 import { LiveView } from '../ingest/live-view.js';
 import { createMetricsStore, type MetricsStore } from '../ingest/store/metrics-store.js';
+import { createRollups, type Rollups } from '../ingest/store/rollups.js';
 import type { Config } from './config.js';
 import { type DatabaseHandle, migrateOrThrow, openDatabase } from './db.js';
 import type { Logger } from './log.js';
@@ -16,7 +30,10 @@ export type Role = (typeof ROLES)[number];
 export interface RunningHerd {
   database: DatabaseHandle;
   store: MetricsStore;
+  rollups: Rollups;
   liveView: LiveView;
+  /** Host and VM state changes, tasks and alerts, for live pushes (`host.state`, `vm.state`, `alert`). */
+  events: EventEmitter;
   ingest?: IngestService;
   http?: FastifyInstance;
   /** The bound HTTP address, e.g. http://127.0.0.1:8080 */
@@ -40,6 +57,8 @@ export async function startHerd(
   };
   try {
     await migrateOrThrow(database.db, log);
+    // graphile-worker's own schema: the API queues tasks with its add_job().
+    await prepareTaskQueue(database.pool, log);
     if (config.adminPassword && (await ensureAdmin(database.db, config.adminPassword))) {
       log.info('created the super-admin "admin" (HERD_ADMIN_PASSWORD)');
     }
@@ -48,15 +67,89 @@ export async function startHerd(
     const store = createMetricsStore(config, database.db, log, { registry });
     await store.start();
     stops.push(() => store.stop());
-    const running: RunningHerd = { database, store, liveView, stop };
+    const rollups = createRollups(store, config, database.db, log);
+    await rollups.start();
+    stops.push(() => rollups.stop());
+    const events = new EventEmitter();
+    events.setMaxListeners(0);
+    // One driver per libvirt host in the process: with libvirt's test driver a second connection would be a
+    // second, empty fake host, and real hosts should not get a connection per part either.
+    const hostConnections = new HostConnections(log);
+    stops.push(() => hostConnections.closeAll());
+    const running: RunningHerd = { database, store, rollups, liveView, events, stop };
+    const has = (role: Role) => options.roles.includes(role);
 
-    if (options.roles.includes('ingest')) {
+    if (has('ingest')) {
       const ingest = await startIngest({ config, db: database.db, log, registry, store, liveView });
       stops.push(() => ingest.stop());
       running.ingest = ingest;
+      const recorder = new GraphRecorder(liveView, store);
+      recorder.start();
+      stops.push(async () => recorder.stop());
+      if (!has('worker')) {
+        // The host monitor runs with the worker; from a separate ingest process, last-seen goes by the database.
+        const timer = setInterval(() => void writeHostsLastSeen(database.db, liveView).catch(() => undefined), 5000);
+        stops.push(async () => clearInterval(timer));
+      }
     }
 
-    if (options.roles.includes('api')) {
+    let alertFeed: Awaited<ReturnType<typeof startAlerting>>['feed'] | undefined;
+    if (has('ingest') || has('worker')) {
+      const alerting = await startAlerting({
+        db: database.db,
+        log,
+        liveView: has('ingest') ? liveView : undefined,
+        store,
+        evaluateEveryMs: config.alerting.evaluateSeconds * 1000,
+        smtp: config.alerting.smtp,
+        pgPool: database.pool,
+      });
+      stops.push(() => alerting.stop());
+      alertFeed = alerting.feed;
+      alertFeed.on('alert', (e) => events.emit('alert', e));
+      alertFeed.on('enforcement', (e) => events.emit('enforcement', e));
+    } else if (has('api')) {
+      // alert changes made by other herd processes, for the dashboard
+      const feed = await startAlertFeed({ pool: database.pool, log });
+      stops.push(() => feed.stop());
+      feed.feed.on('alert', (e) => events.emit('alert', e));
+      feed.feed.on('enforcement', (e) => events.emit('enforcement', e));
+    }
+
+    if (has('worker')) {
+      const worker = await startWorker({
+        db: database.db,
+        pgPool: database.pool,
+        log,
+        registry,
+        handlers: { vm: createVmTaskHandler({ hosts: hostConnections, saveDir: config.hosts.saveDir }) },
+      });
+      stops.push(() => worker.stop());
+      const monitor = new HostMonitor({
+        db: database.db,
+        connections: hostConnections,
+        log,
+        events,
+        liveView: has('ingest') ? liveView : undefined,
+        intervalSeconds: config.hosts.heartbeatSeconds,
+      });
+      monitor.start();
+      stops.push(() => monitor.stop());
+      if (config.hosts.mdns) {
+        const mdns = new MdnsDiscovery({ db: database.db, connections: hostConnections, log });
+        mdns.start();
+        stops.push(() => mdns.stop());
+      }
+      const enforcer = startQuotaEnforcer({
+        db: database.db,
+        log,
+        intervalMs: config.alerting.quotaReconcileSeconds * 1000,
+        feed: alertFeed,
+      });
+      stops.push(() => enforcer.stop());
+    }
+
+    if (has('api')) {
       const app = await buildApp(
         {
           config,
@@ -64,10 +157,13 @@ export async function startHerd(
           log,
           registry,
           store,
+          rollups,
           liveView,
+          hostConnections,
+          events,
           health: { influx: config.influx ? () => store.ping() : undefined, ingest: running.ingest?.healthy },
         },
-        apiRoutes,
+        [...apiRoutes, dashboardRoutes],
       );
       stops.push(() => app.close());
       const address = await app.listen({ host: config.http.host, port: config.http.port });

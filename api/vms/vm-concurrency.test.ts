@@ -2,7 +2,6 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { createPool, createUserWithToken, grantRole } from '../../lib/testing/users.js';
-import { cliServesVms } from './testing/routes-with-vms.js';
 import { createFleet, type Fleet, type User } from './testing/vm-fleet.js';
 
 /**
@@ -58,7 +57,7 @@ async function expectTenStarted(pool: number, answers: Array<{ status: number; b
 
 /** `herd serve --only api` on the test database (from sources, through tsx), answering its address. */
 async function apiProcess(): Promise<string> {
-  const script = cliServesVms ? ['lib/cli.ts', 'serve', '--only', 'api'] : ['api/vms/testing/api-process.ts'];
+  const script = ['lib/cli.ts', 'serve', '--only', 'api'];
   const child = spawn(process.execPath, ['--import', 'tsx', ...script], {
     env: {
       ...process.env,

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
 import { buildApp } from '../../api/app.js';
-import { routesWithVms } from '../../api/vms/testing/routes-with-vms.js';
+import { apiRoutes } from '../../api/routes.js';
 import { LiveView } from '../../ingest/live-view.js';
 import { loadConfig } from '../../lib/config.js';
 import { connect, type DB } from '../../lib/db.js';
@@ -69,7 +69,7 @@ for (const h of hosts) {
 
 const app = await buildApp(
   { config, db: database.db, log, registry: createRegistry(), liveView },
-  routesWithVms,
+  apiRoutes,
 );
 const address = await app.listen({ host: '127.0.0.1', port: 0 });
 // Its own line (the log level may hide info): the benchmark reads the address from it.

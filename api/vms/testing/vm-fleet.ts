@@ -13,7 +13,7 @@ import { prepareTaskQueue } from '../../tasks/task-queue.js';
 import type { TaskAnswer } from '../../tasks/tasks.service.js';
 import { type RunningWorker, startWorker, type WorkerOptions } from '../../tasks/worker.js';
 import { createVmTaskHandler } from '../vm-task-handler.js';
-import { routesWithVms } from './routes-with-vms.js';
+import { apiRoutes } from '../../routes.js';
 
 export interface User {
   id: number;
@@ -47,7 +47,7 @@ export async function createFleet(options: { liveView?: LiveView } = {}): Promis
   const log = createLogger(process.env.HERD_TEST_LOG_LEVEL ?? 'silent');
   const connections = new HostConnections(log);
   const t = await createTestApp({
-    routes: routesWithVms,
+    routes: apiRoutes,
     deps: { hostConnections: connections, ...(options.liveView ? { liveView: options.liveView } : {}) },
   });
   await prepareTaskQueue(t.database.pool, log);
