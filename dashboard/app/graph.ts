@@ -1,0 +1,317 @@
+import { get, query } from './api.js';
+import { fill, h } from './dom.js';
+import { scaleFor } from './format.js';
+import type { Graph } from './types.js';
+
+type RangeKind = '1h' | '24h' | '7d' | '30d' | 'custom';
+const SPANS: Record<Exclude<RangeKind, 'custom'>, number> = {
+  '1h': 3600,
+  '24h': 86_400,
+  '7d': 7 * 86_400,
+  '30d': 30 * 86_400,
+};
+/** How often a graph of the last hour, day… is fetched again, so it moves. */
+const REFRESH_MS: Record<Exclude<RangeKind, 'custom'>, number> = {
+  '1h': 15_000,
+  '24h': 60_000,
+  '7d': 300_000,
+  '30d': 300_000,
+};
+/** Buckets in the rolling average and peak. */
+const ROLLING = 6;
+
+export interface MetricChoice {
+  name: string;
+  title: string;
+}
+
+interface Row {
+  t: number;
+  line: string;
+  kind: string;
+  key: string;
+  value: number;
+}
+
+/**
+ * Graphs of one host, VM or pool: a range picker (last hour, 24 hours, 7 days, 30 days, custom), then one
+ * vega-lite graph per metric with average (solid) and peak (dashed) lines, optional rolling average and peak,
+ * values in readable units, and a hover rule listing every line at that time. Each graph asks for as many
+ * buckets as it is wide in pixels.
+ */
+export function graphPanel(entity: string, metrics: MetricChoice[]): { el: HTMLElement; dispose(): void } {
+  let range: RangeKind = '1h';
+  let custom = { from: 0, to: 0 };
+  let rolling = false;
+  let timer: number | undefined;
+  let disposed = false;
+  const finalizers = new Map<string, () => void>();
+
+  const buttons = (Object.keys(SPANS) as RangeKind[]).concat('custom').map((kind) =>
+    h(
+      'button',
+      {
+        type: 'button',
+        class: 'small range',
+        'aria-pressed': String(kind === range),
+        'data-range': kind,
+        onclick: () => {
+          range = kind;
+          for (const b of buttons) b.setAttribute('aria-pressed', String(b.dataset.range === kind));
+          customBox.hidden = kind !== 'custom';
+          if (kind !== 'custom') void load();
+        },
+      },
+      kind === 'custom' ? 'Custom…' : `Last ${kind}`,
+    ),
+  );
+  const local = (s: number) =>
+    new Date(s * 1000 - new Date().getTimezoneOffset() * 60_000).toISOString().slice(0, 16);
+  const fromInput = h('input', {
+    type: 'datetime-local',
+    'aria-label': 'From',
+    value: local(Date.now() / 1000 - 86_400),
+  });
+  const toInput = h('input', { type: 'datetime-local', 'aria-label': 'To', value: local(Date.now() / 1000) });
+  const customBox = h(
+    'form',
+    {
+      class: 'custom-range',
+      hidden: true,
+      onsubmit: (e: Event) => {
+        e.preventDefault();
+        const from = Date.parse(fromInput.value) / 1000;
+        const to = Date.parse(toInput.value) / 1000;
+        if (!(to > from)) return;
+        custom = { from, to };
+        void load();
+      },
+    },
+    h('label', null, 'From ', fromInput),
+    h('label', null, 'to ', toInput),
+    h('button', { type: 'submit', class: 'small' }, 'Show'),
+  );
+  const rollingBox = h('input', {
+    type: 'checkbox',
+    onchange: (e: Event) => {
+      rolling = (e.target as HTMLInputElement).checked;
+      void load();
+    },
+  });
+  const cards = metrics.map((m) => {
+    const view = h('div', { class: 'vega', 'data-metric': m.name });
+    const note = h('p', { class: 'graph-note' });
+    return {
+      metric: m,
+      view,
+      note,
+      el: h(
+        'figure',
+        { class: 'graph card', 'data-metric': m.name },
+        h('figcaption', null, m.title),
+        view,
+        note,
+      ),
+    };
+  });
+  const el = h(
+    'section',
+    { class: 'graphs', 'aria-label': 'Graphs' },
+    h(
+      'div',
+      { class: 'graph-toolbar', role: 'group', 'aria-label': 'Time range' },
+      buttons,
+      h('label', { class: 'rolling' }, rollingBox, ` Rolling (${ROLLING} buckets)`),
+    ),
+    customBox,
+    h(
+      'div',
+      { class: 'graph-grid' },
+      cards.map((c) => c.el),
+    ),
+  );
+
+  async function load(): Promise<void> {
+    window.clearTimeout(timer);
+    if (disposed) return;
+    const now = Date.now() / 1000;
+    const [from, to] = range === 'custom' ? [custom.from, custom.to] : [now - SPANS[range], now];
+    await Promise.all(
+      cards.map(async (card) => {
+        const width = Math.max(100, Math.floor(card.view.clientWidth || 600));
+        try {
+          const graph = await get<Graph>(
+            `/api/v1/metrics${query({ entity, metric: card.metric.name, from: from.toFixed(0), to: to.toFixed(0), width })}`,
+          );
+          if (!disposed) await draw(card, graph);
+        } catch (err) {
+          card.note.textContent = `Could not load: ${(err as Error).message}`;
+        }
+      }),
+    );
+    if (range !== 'custom' && !disposed) timer = window.setTimeout(() => void load(), REFRESH_MS[range]);
+  }
+
+  async function draw(card: (typeof cards)[number], graph: Graph): Promise<void> {
+    let max = 0;
+    for (const s of graph.series)
+      for (const [, avg, peak] of s.points) max = Math.max(max, avg ?? 0, peak ?? 0);
+    const scale = scaleFor(graph.unit, max);
+    const rows: Row[] = [];
+    for (const s of graph.series) {
+      const add = (kind: string, values: Array<[number, number | null]>) => {
+        for (const [t, v] of values) {
+          if (v !== null)
+            rows.push({
+              t: t * 1000,
+              line: s.name,
+              kind,
+              key: `${s.name} ${kind}`,
+              value: v / scale.divisor,
+            });
+        }
+      };
+      const avg = s.points.map(([t, a]) => [t, a] as [number, number | null]);
+      const peak = s.points.map(([t, , p]) => [t, p] as [number, number | null]);
+      add('average', avg);
+      add('peak', peak);
+      if (rolling) {
+        add(
+          'rolling average',
+          rollingOf(avg, (v) => v.reduce((a, b) => a + b, 0) / v.length),
+        );
+        add(
+          'rolling peak',
+          rollingOf(peak, (v) => Math.max(...v)),
+        );
+      }
+    }
+    finalizers.get(card.metric.name)?.();
+    finalizers.delete(card.metric.name);
+    const bucket =
+      graph.step >= 3600
+        ? `${graph.step / 3600} h`
+        : graph.step >= 60
+          ? `${graph.step / 60} min`
+          : `${graph.step} s`;
+    card.note.textContent = `${graph.source === 'rollup' ? 'Rollups' : 'Raw data'}, ${bucket} buckets${scale.label ? ` · ${scale.label}` : ''}`;
+    if (rows.length === 0) {
+      fill(card.view, h('p', { class: 'no-data' }, 'No data for this time range.'));
+      return;
+    }
+    card.view.replaceChildren();
+    const result = await vegaEmbed(card.view, spec(graph, rows, scale.label) as never, {
+      renderer: 'svg',
+      actions: false,
+    });
+    finalizers.set(card.metric.name, () => result.finalize());
+  }
+
+  void Promise.resolve().then(load);
+  return {
+    el,
+    dispose() {
+      disposed = true;
+      window.clearTimeout(timer);
+      for (const finalize of finalizers.values()) finalize();
+    },
+  };
+}
+
+function rollingOf(
+  values: Array<[number, number | null]>,
+  f: (window: number[]) => number,
+): Array<[number, number | null]> {
+  return values.map(([t], i) => {
+    const window = values
+      .slice(Math.max(0, i - ROLLING + 1), i + 1)
+      .map(([, v]) => v)
+      .filter((v): v is number => v !== null);
+    return [t, window.length ? f(window) : null];
+  });
+}
+
+/** Line kinds and their dashes: solid average, dashed peak. */
+const KINDS: Array<[string, number[]]> = [
+  ['average', [1, 0]],
+  ['peak', [4, 3]],
+  ['rolling average', [9, 3]],
+  ['rolling peak', [1, 3]],
+];
+
+function spec(graph: Graph, rows: Row[], unitLabel: string): object {
+  const keys = [...new Set(rows.map((r) => r.key))];
+  const kinds = KINDS.filter(([kind]) => rows.some((r) => r.kind === kind));
+  const days = (graph.to - graph.from) / 86_400;
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    description: `${graph.title} (${unitLabel || 'no unit'})`,
+    width: 'container',
+    height: 170,
+    autosize: { type: 'fit-x', contains: 'padding' },
+    data: { values: rows },
+    encoding: {
+      x: {
+        field: 't',
+        type: 'temporal',
+        title: null,
+        axis: {
+          labelOverlap: true,
+          tickCount: 6,
+          grid: false,
+          format: days <= 1.5 ? '%H:%M' : days <= 3 ? '%a %H:%M' : '%b %d',
+        },
+      },
+    },
+    layer: [
+      {
+        mark: { type: 'line', strokeWidth: 1.6, clip: true },
+        encoding: {
+          y: {
+            field: 'value',
+            type: 'quantitative',
+            title: unitLabel || null,
+            scale: graph.unit === '%' ? { domain: [0, 100] } : { zero: true, nice: true },
+          },
+          color: {
+            field: 'line',
+            type: 'nominal',
+            title: null,
+            legend: { orient: 'bottom', direction: 'horizontal' },
+          },
+          strokeDash: {
+            field: 'kind',
+            type: 'nominal',
+            title: null,
+            scale: { domain: kinds.map(([kind]) => kind), range: kinds.map(([, dash]) => dash) },
+            legend: { orient: 'bottom', direction: 'horizontal' },
+          },
+          detail: { field: 'key' },
+        },
+      },
+      {
+        transform: [{ pivot: 'key', value: 'value', groupby: ['t'] }],
+        mark: { type: 'rule', color: '#888' },
+        params: [
+          {
+            name: 'hover',
+            select: { type: 'point', fields: ['t'], nearest: true, on: 'pointerover', clear: 'pointerout' },
+          },
+        ],
+        encoding: {
+          opacity: { condition: { param: 'hover', empty: false, value: 0.5 }, value: 0 },
+          tooltip: [
+            { field: 't', type: 'temporal', title: 'time', format: '%Y-%m-%d %H:%M:%S' },
+            ...keys.map((k) => ({
+              field: k,
+              type: 'quantitative',
+              title: `${k}${unitLabel ? ` (${unitLabel})` : ''}`,
+              format: '.2f',
+            })),
+          ],
+        },
+      },
+    ],
+    config: { view: { stroke: null }, font: 'system-ui, sans-serif' },
+  };
+}

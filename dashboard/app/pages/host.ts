@@ -1,0 +1,131 @@
+import { api, get } from '../api.js';
+import { badge, fill, h, meter, toast } from '../dom.js';
+import { ago, mib, number, percent } from '../format.js';
+import { graphPanel } from '../graph.js';
+import { onLive } from '../live.js';
+import type { Page } from '../main.js';
+import { onStateChange, state } from '../state.js';
+import type { Host } from '../types.js';
+import { breadcrumbs, facts, HOST_METRICS, tasksPanel, vmsOnHost, vmsTable } from './common.js';
+
+/** A host: inventory, state, last seen, live figures, its VMs, its tasks and graphs. */
+export const hostPage: Page = async (main, [id]) => {
+  const hostId = Number(id);
+  let host = await get<Host>(`/api/v1/hosts/${hostId}`);
+  const role = state.pools.get(host.poolId)?.role;
+  const head = h('div', { class: 'head' });
+  const live = h('div', { class: 'live-figures', 'aria-live': 'off' });
+  const inventory = h('div');
+  const vms = vmsTable(`VMs on ${host.hostname}`);
+  const tasks = tasksPanel({ targetType: 'host', targetId: hostId });
+  const graphs = graphPanel(`host:${hostId}`, HOST_METRICS);
+
+  const drawHead = () => {
+    const canManage = state.me?.isSuperAdmin || role === 'admin' || role === 'super';
+    fill(
+      head,
+      h('h1', null, host.hostname, ' ', badge(host.enabled ? host.state : 'disabled')),
+      canManage &&
+        h(
+          'button',
+          {
+            type: 'button',
+            onclick: async () => {
+              try {
+                host = {
+                  ...host,
+                  ...(await api<Host>('PATCH', `/api/v1/hosts/${hostId}`, { enabled: !host.enabled })),
+                };
+                drawHead();
+              } catch (err) {
+                toast((err as Error).message, 'error');
+              }
+            },
+          },
+          host.enabled ? 'Disable' : 'Enable',
+        ),
+    );
+    fill(
+      inventory,
+      facts([
+        ['URI', host.uri],
+        ['State', badge(host.state)],
+        ['Enabled', host.enabled ? 'yes' : 'no'],
+        ['Last seen (collectd)', ago(host.lastSeen)],
+        [
+          'Last heartbeat (libvirt)',
+          host.heartbeatError ? `${ago(host.heartbeatAt)} — ${host.heartbeatError}` : ago(host.heartbeatAt),
+        ],
+        ['Architecture', host.arch],
+        [
+          'CPUs',
+          host.cores ? `${host.cpus} (${host.cores} cores${host.mhz ? `, ${host.mhz} MHz` : ''})` : host.cpus,
+        ],
+        ['Memory', mib(host.memoryMiB)],
+        ['NICs', (host.nics ?? []).map((n) => `${n.name}${n.mac ? ` (${n.mac})` : ''}`).join(', ') || null],
+        ['UUID', host.uuid],
+      ]),
+    );
+  };
+  const drawLive = () => {
+    const fig = state.hostLive.get(hostId);
+    const cpu = fig?.cpu ?? host.live?.cpuBusyPercent ?? null;
+    const used = fig?.memoryUsedMiB ?? host.live?.memoryUsedMiB ?? null;
+    const free = fig?.memoryFreeMiB ?? host.live?.memoryFreeMiB ?? null;
+    fill(
+      live,
+      h(
+        'div',
+        { class: 'bar-line' },
+        h('span', { class: 'bar-title' }, 'CPU busy'),
+        meter(cpu, 100, percent(cpu)),
+      ),
+      h(
+        'div',
+        { class: 'bar-line' },
+        h('span', { class: 'bar-title' }, 'Memory used'),
+        meter(
+          used,
+          (used ?? 0) + (free ?? 0),
+          used === null ? '–' : `${mib(used)} of ${mib((used ?? 0) + (free ?? 0))}`,
+        ),
+      ),
+      h('p', null, `Load: ${number(fig?.load1 ?? host.live?.load1 ?? null)}`),
+    );
+  };
+  fill(
+    main,
+    breadcrumbs(host.poolId, host.hostname),
+    head,
+    h(
+      'div',
+      { class: 'two' },
+      h('section', { class: 'card' }, h('h2', null, 'Inventory'), inventory),
+      h('section', { class: 'card' }, h('h2', null, 'Now'), live),
+    ),
+    h('section', { class: 'card' }, h('h2', null, 'VMs on this host'), vms.el),
+    tasks.el,
+    h('section', { class: 'card' }, h('h2', null, 'Graphs'), graphs.el),
+  );
+  drawHead();
+  drawLive();
+  vms.setRows(vmsOnHost(hostId));
+  const offState = onStateChange(() => {
+    const known = state.hosts.get(hostId);
+    if (known && (known.state !== host.state || known.enabled !== host.enabled)) {
+      host = { ...host, state: known.state, enabled: known.enabled };
+      drawHead();
+    }
+    vms.setRows(vmsOnHost(hostId));
+  });
+  const offMetrics = onLive('metrics', () => {
+    drawLive();
+    vms.redraw();
+  });
+  return () => {
+    offState();
+    offMetrics();
+    tasks.dispose();
+    graphs.dispose();
+  };
+};

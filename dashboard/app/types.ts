@@ -1,0 +1,133 @@
+/** The API's shapes, as far as the dashboard reads them. */
+export type Role = 'super' | 'admin' | 'user' | 'monitor';
+
+export interface Me {
+  id: number;
+  username: string;
+  isSuperAdmin: boolean;
+  displayName?: string | null;
+}
+
+export interface Pool {
+  id: number;
+  name: string;
+  kind: 'hardware' | 'vm';
+  parentId: number | null;
+  role: Role | null;
+}
+
+export interface HostLiveFigures {
+  lastSeen?: number;
+  cpu?: number | null;
+  load1?: number | null;
+  memoryUsedMiB?: number | null;
+  memoryFreeMiB?: number | null;
+}
+
+export interface Host {
+  id: number;
+  poolId: number;
+  uri: string;
+  hostname: string;
+  uuid?: string | null;
+  arch?: string | null;
+  cpus: number;
+  cores?: number | null;
+  mhz?: number | null;
+  memoryMiB: number;
+  nics?: Array<{ name: string; mac?: string }>;
+  enabled: boolean;
+  state: string;
+  lastSeen?: string | null;
+  heartbeatAt?: string | null;
+  heartbeatError?: string | null;
+  live?: { cpuBusyPercent?: number; load1?: number; memoryUsedMiB?: number; memoryFreeMiB?: number } | null;
+  vms?: Array<{ id: number; name: string; state: string }>;
+}
+
+export interface Vm {
+  id: number;
+  uuid?: string;
+  name: string;
+  poolId: number;
+  ownerId: number;
+  state: string;
+  hostId: number | null;
+  vcpus: number;
+  memoryMiB: number;
+  volumes?: Array<{
+    id: number;
+    name: string;
+    sizeGiB: number;
+    path?: string | null;
+    storagePoolId?: number;
+  }>;
+  nics?: Array<{ mac: string; network: string }>;
+  image?: { id: number; name: string; kind: string } | null;
+  taskId?: number | null;
+  stateChangedAt?: string;
+}
+
+export interface VmLiveFigures {
+  cpu?: number | null;
+  memoryMiB?: number | null;
+  netBytesPerSec?: number;
+  diskBytesPerSec?: number;
+}
+
+export interface Task {
+  id: number;
+  state: 'queued' | 'running' | 'done' | 'failed' | 'cancelled' | string;
+  action: string;
+  targetType: string;
+  targetId: number;
+  poolId: number | null;
+  userId?: number | null;
+  progress?: number | null;
+  error?: string | null;
+  createdAt?: string;
+  finishedAt?: string | null;
+}
+
+export interface SmartPool {
+  id: number;
+  name: string;
+  members?: Array<{ entityType: 'pool' | 'host' | 'storage_pool' | 'vm'; entityId: number; name?: string }>;
+}
+
+export interface Graph {
+  entity: string;
+  metric: string;
+  title: string;
+  unit: string;
+  from: number;
+  to: number;
+  step: number;
+  source: 'raw' | 'rollup';
+  series: Array<{ name: string; points: Array<[number, number | null, number | null]> }>;
+}
+
+/** What each action needs the VM to be in (api/vms/vm-states.ts, VM_ACTION_RULES). */
+export const VM_ACTIONS: Record<string, { label: string; from: string[] }> = {
+  start: { label: 'Start', from: ['defined', 'shutoff', 'crashed'] },
+  shutdown: { label: 'Shut down', from: ['running'] },
+  destroy: { label: 'Power off', from: ['running', 'paused', 'stopping', 'crashed', 'unknown'] },
+  suspend: { label: 'Suspend', from: ['running'] },
+  resume: { label: 'Resume', from: ['paused'] },
+  save: { label: 'Save', from: ['running', 'paused'] },
+  restore: { label: 'Restore', from: ['saved'] },
+  migrate: { label: 'Migrate…', from: ['running', 'paused', 'shutoff', 'saved'] },
+  delete: { label: 'Delete', from: ['defined', 'shutoff', 'crashed', 'saved'] },
+};
+
+export const RUNNING_STATES = new Set([
+  'running',
+  'paused',
+  'migrating',
+  'stopping',
+  'suspending',
+  'saving',
+  'starting',
+  'resuming',
+  'restoring',
+]);

@@ -1,0 +1,104 @@
+import type { Config } from '../../lib/config.js';
+import type { Database } from '../../lib/db.js';
+import type { Logger } from '../../lib/log.js';
+import { InfluxRollups } from './influx-rollups.js';
+import { InfluxStore } from './influx-store.js';
+import type { MetricsStore, RangeQuery, Series } from './metrics-store.js';
+import { PostgresRollups } from './postgres-rollups.js';
+import { sortSeries } from './range-query.js';
+
+export type RollupSettings = Config['rollups'];
+
+/** When HERD_RAW_RETENTION_HOURS is 0 (raw data kept as it is), graphs still switch to rollups past this. */
+export const DEFAULT_RAW_WINDOW_HOURS = 48;
+
+/**
+ * Downsampled metrics for long graphs: per series and `stepSeconds` bucket, the mean and the max of the raw
+ * values, kept `retentionDays`. On InfluxDB they are a retention policy filled by a continuous query; on
+ * PostgreSQL a table filled by a job. `range` answers RangeQuery (see metrics-store.ts) from them: gauges
+ * reduce the bucket means (`max` reduces the bucket maxima), rates come from consecutive bucket means.
+ */
+export interface Rollups {
+  readonly kind: 'influx' | 'postgres';
+  readonly settings: RollupSettings;
+  /** Sets the rollups up and keeps them filled; never fails (a database that is down is retried). */
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  /** Rolls up [from, to) now (seconds). Time passing does this by itself; for backfills and tests. */
+  refresh(from: number, to: number): Promise<void>;
+  /** Buckets before this time (seconds) are complete; later ones come from raw points. */
+  doneUntil(): number;
+  range(query: RangeQuery): Promise<Series[]>;
+}
+
+/** The rollups that go with the store: same database, same series. */
+export function createRollups(store: MetricsStore, config: Config, db: Database, log: Logger): Rollups {
+  const rollupLog = log.child({ component: 'rollups' });
+  if (store instanceof InfluxStore) {
+    return new InfluxRollups(store, config.influx?.db ?? config.influxDb, config.rollups, rollupLog);
+  }
+  return new PostgresRollups(db, config.rollups, rollupLog);
+}
+
+/** The raw window: graphs longer than this, or reaching further back, read the rollups. */
+export function rawWindowSeconds(settings: RollupSettings): number {
+  return (settings.rawRetentionHours || DEFAULT_RAW_WINDOW_HOURS) * 3600;
+}
+
+/** Raw samples (one per series and 10 s) a graph may read before it reads the rollups instead. */
+export const RAW_SAMPLE_BUDGET = 100_000;
+
+/**
+ * Whether a graph of `series` series over [from, to) reads the rollups: when raw points are gone (longer
+ * than the raw window, or further back), or when there would be more raw samples than RAW_SAMPLE_BUDGET
+ * (a pool of 100 hosts over a day): the rollups answer such graphs in a fraction of the time.
+ */
+export function wantsRollups(
+  settings: RollupSettings,
+  range: { from: number; to: number; series: number },
+  now: number,
+): boolean {
+  const window = rawWindowSeconds(settings);
+  const { from, to, series } = range;
+  return to - from > window || from < now - window || (series * (to - from)) / 10 > RAW_SAMPLE_BUDGET;
+}
+
+export interface GraphRange {
+  series: Series[];
+  source: 'raw' | 'rollup';
+}
+
+/**
+ * A range query for a graph: from the rollups when given (decide with wantsRollups), else from raw points.
+ * The buckets the rollups do not hold yet (the last few minutes) are read from raw points, so long graphs
+ * still move. `query.step` must then be a multiple of the rollup step.
+ */
+export async function graphRange(
+  store: MetricsStore,
+  rollups: Rollups | undefined,
+  query: RangeQuery,
+): Promise<GraphRange> {
+  if (!rollups) return { series: await store.range(query), source: 'raw' };
+  const split = Math.floor(rollups.doneUntil() / query.step) * query.step;
+  if (split >= query.to) return { series: await rollups.range(query), source: 'rollup' };
+  if (split <= query.from) return { series: await store.range(query), source: 'raw' };
+  const [old, recent] = await Promise.all([
+    rollups.range({ ...query, to: split }),
+    store.range({ ...query, from: split }),
+  ]);
+  return { series: joinSeries(old, recent), source: 'rollup' };
+}
+
+/** Appends `later`'s points to the series of `earlier` with the same tags (both sorted the stores' way). */
+function joinSeries(earlier: Series[], later: Series[]): Series[] {
+  const byTags = new Map(
+    earlier.map((s) => [JSON.stringify(s.tags), { tags: s.tags, points: [...s.points] }]),
+  );
+  for (const s of later) {
+    const key = JSON.stringify(s.tags);
+    const found = byTags.get(key);
+    if (found) found.points.push(...s.points);
+    else byTags.set(key, { tags: s.tags, points: [...s.points] });
+  }
+  return sortSeries([...byTags.values()]);
+}
