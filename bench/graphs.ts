@@ -63,7 +63,6 @@ async function main(): Promise<void> {
       HERD_DATA_DIR: dir,
       DATABASE_URL: pg.url,
       ...(STORE === 'influx' ? { INFLUX_URL: influx.url, INFLUX_DB: 'bench' } : {}),
-      HERD_METRICS_RETENTION_DAYS: '30',
     });
     const store = createMetricsStore(config, handle.db, log);
     await store.start();

@@ -21,7 +21,6 @@ export const DEFAULTS = {
   influxFlushMs: 1000,
   influxMemoryPoints: 500_000,
   spillMaxBytes: 1024 * 1024 * 1024,
-  metricsRetentionDays: 30,
   rawRetentionHours: 48,
   rollupStepSeconds: 300,
   rollupRetentionDays: 365,
@@ -56,7 +55,6 @@ const envSchema = z.object({
   HERD_INFLUX_FLUSH_MS: positiveInt.default(DEFAULTS.influxFlushMs),
   HERD_INFLUX_MEMORY_POINTS: positiveInt.default(DEFAULTS.influxMemoryPoints),
   HERD_SPILL_MAX_BYTES: positiveInt.default(DEFAULTS.spillMaxBytes),
-  HERD_METRICS_RETENTION_DAYS: positiveInt.default(DEFAULTS.metricsRetentionDays),
   HERD_RAW_RETENTION_HOURS: z.coerce.number().int().min(0).default(DEFAULTS.rawRetentionHours),
   HERD_ROLLUP_STEP_SECONDS: z.coerce.number().int().min(10).max(86_400).default(DEFAULTS.rollupStepSeconds),
   HERD_ROLLUP_RETENTION_DAYS: positiveInt.default(DEFAULTS.rollupRetentionDays),
@@ -128,7 +126,6 @@ function toConfig(env: z.infer<typeof envSchema>) {
       spillMaxBytes: env.HERD_SPILL_MAX_BYTES,
     },
     /** Raw points kept this long in PostgreSQL (InfluxDB keeps its own retention policies). */
-    metricsRetentionDays: env.HERD_METRICS_RETENTION_DAYS,
     /**
      * Downsampled metrics for long graphs: mean and max per `stepSeconds` bucket, kept `retentionDays`.
      * Graphs longer than `rawRetentionHours` (or reaching further back) read them; on InfluxDB it is also

@@ -16,7 +16,7 @@ export async function up(db: Kysely<any>): Promise<void> {
     );
     CREATE INDEX metric_series_tags ON metric_series USING gin (tags jsonb_path_ops);
 
-    -- Raw points, kept HERD_METRICS_RETENTION_DAYS. No foreign key: it would cost a lookup per row on
+    -- Raw points, kept HERD_RAW_RETENTION_HOURS. No foreign key: it would cost a lookup per row on
     -- the hot insert path, and series are never deleted while points refer to them. Rollup tables
     -- (per series and bucket: min, max, sum, count, last) can sit beside this one with the same key.
     CREATE TABLE metric_points (

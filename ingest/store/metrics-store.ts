@@ -142,7 +142,8 @@ export function createMetricsStore(
     batchSize: writer.batchSize,
     flushMs: writer.flushMs,
     memoryPoints: writer.memoryPoints,
-    retentionDays: config.metricsRetentionDays,
+    // raw points are kept as long as on InfluxDB's default policy; longer graphs read the rollups
+    retentionDays: config.rollups.rawRetentionHours / 24,
     log: log.child({ component: 'postgres-store' }),
     registry: options.registry,
   });

@@ -178,6 +178,7 @@ export class PostgresStore implements MetricsStore {
 
   /** Deletes raw points older than the retention; returns how many. Runs hourly while started. */
   async prune(now = Date.now()): Promise<number> {
+    if (!(this.o.retentionDays > 0)) return 0;
     const cutoffUs = (now - this.o.retentionDays * 86_400_000) * 1000;
     let total = 0;
     for (;;) {
