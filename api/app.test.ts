@@ -11,7 +11,15 @@ beforeAll(async () => {
         });
         app.post(
           '/api/v1/echo',
-          { schema: { body: { type: 'object', required: ['name'], properties: { name: { type: 'string' }, n: { type: 'integer' } } } } },
+          {
+            schema: {
+              body: {
+                type: 'object',
+                required: ['name'],
+                properties: { name: { type: 'string' }, n: { type: 'integer' } },
+              },
+            },
+          },
           async (req) => req.body,
         );
       },
@@ -37,7 +45,11 @@ test('bad bodies answer 400 naming the field', async () => {
   const missing = await t.app.inject({ method: 'POST', url: '/api/v1/echo', payload: { n: 1 } });
   expect(missing.statusCode).toBe(400);
   expect(missing.json()).toMatchObject({ error: 'bad_request', field: 'name' });
-  const wrongType = await t.app.inject({ method: 'POST', url: '/api/v1/echo', payload: { name: 'x', n: 'lots' } });
+  const wrongType = await t.app.inject({
+    method: 'POST',
+    url: '/api/v1/echo',
+    payload: { name: 'x', n: 'lots' },
+  });
   expect(wrongType.statusCode).toBe(400);
   expect(wrongType.json().message).toContain('n');
   const badJson = await t.app.inject({

@@ -45,7 +45,9 @@ export async function buildApp(deps: AppDeps, routes: RoutePlugin[] = []): Promi
     loggerInstance: deps.log.child({ part: 'http' }) as FastifyBaseLogger,
     bodyLimit: 1024 * 1024,
     trustProxy: false,
-    ajv: { customOptions: { removeAdditional: true, coerceTypes: 'array', useDefaults: true, allErrors: false } },
+    ajv: {
+      customOptions: { removeAdditional: true, coerceTypes: 'array', useDefaults: true, allErrors: false },
+    },
   });
 
   await app.register(fastifyCookie);
@@ -65,7 +67,9 @@ export async function buildApp(deps: AppDeps, routes: RoutePlugin[] = []): Promi
 
   app.setErrorHandler((error: FastifyError | HttpError, request, reply) => {
     if (error instanceof HttpError) {
-      return reply.status(error.statusCode).send({ error: error.code, message: error.message, ...error.details });
+      return reply
+        .status(error.statusCode)
+        .send({ error: error.code, message: error.message, ...error.details });
     }
     if (error instanceof QueryError) {
       return reply.status(400).send({ error: 'bad_query', message: error.message });
@@ -76,7 +80,13 @@ export async function buildApp(deps: AppDeps, routes: RoutePlugin[] = []): Promi
       const field =
         (first?.params as { missingProperty?: string })?.missingProperty ??
         first?.instancePath.replace(/^\//, '').replaceAll('/', '.');
-      return reply.status(400).send({ error: 'bad_request', message: `${where}${field ? `.${field}` : ''}: ${first?.message}`, field });
+      return reply
+        .status(400)
+        .send({
+          error: 'bad_request',
+          message: `${where}${field ? `.${field}` : ''}: ${first?.message}`,
+          field,
+        });
     }
     const status = error.statusCode ?? 500;
     if (status < 500) {
@@ -86,7 +96,9 @@ export async function buildApp(deps: AppDeps, routes: RoutePlugin[] = []): Promi
     return reply.status(500).send({ error: 'internal', message: 'internal error' });
   });
   app.setNotFoundHandler((request, reply) =>
-    reply.status(404).send({ error: 'not_found', message: `${request.method} ${request.url.split('?')[0]} not found` }),
+    reply
+      .status(404)
+      .send({ error: 'not_found', message: `${request.method} ${request.url.split('?')[0]} not found` }),
   );
 
   app.get(

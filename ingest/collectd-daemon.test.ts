@@ -77,7 +77,14 @@ async function startHerdIngest(env: Record<string, string>) {
   const registry = createRegistry();
   const store: MetricsStore = createMetricsStore(config, database.db, log, { registry });
   await store.start();
-  const ingest = await startIngest({ config, db: database.db, log, registry, store, liveView: new LiveView() });
+  const ingest = await startIngest({
+    config,
+    db: database.db,
+    log,
+    registry,
+    store,
+    liveView: new LiveView(),
+  });
   return {
     ingest,
     influx,
@@ -100,7 +107,10 @@ describe('real collectd → herd → real InfluxDB', () => {
     try {
       const collectd = await runCollectd('plain-host', herd.ingest.port, { level: 'None' });
       await waitFor(async () => {
-        const rows = await influxQuery(herd.influx, `SELECT count(value) FROM load_shortterm WHERE host = 'plain-host'`);
+        const rows = await influxQuery(
+          herd.influx,
+          `SELECT count(value) FROM load_shortterm WHERE host = 'plain-host'`,
+        );
         return (rows[0]?.[1] ?? 0) >= 2;
       }, 20_000);
       collectd.kill('SIGTERM');
@@ -126,15 +136,29 @@ describe('real collectd → herd → real InfluxDB', () => {
         HERD_COLLECTD_AUTH_FILE: authFile,
       });
       try {
-        const good = await runCollectd(`good-${level}`, herd.ingest.port, { level, username: 'alice', password: 's3cret' });
-        const bad = await runCollectd(`bad-${level}`, herd.ingest.port, { level, username: 'alice', password: 'wrong' });
+        const good = await runCollectd(`good-${level}`, herd.ingest.port, {
+          level,
+          username: 'alice',
+          password: 's3cret',
+        });
+        const bad = await runCollectd(`bad-${level}`, herd.ingest.port, {
+          level,
+          username: 'alice',
+          password: 'wrong',
+        });
         await waitFor(async () => {
-          const rows = await influxQuery(herd.influx, `SELECT count(value) FROM load_shortterm WHERE host = 'good-${level}'`);
+          const rows = await influxQuery(
+            herd.influx,
+            `SELECT count(value) FROM load_shortterm WHERE host = 'good-${level}'`,
+          );
           return (rows[0]?.[1] ?? 0) >= 2 && (await herd.counter('herd_collectd_auth_failures_total')) >= 2;
         }, 20_000);
         good.kill('SIGTERM');
         bad.kill('SIGTERM');
-        const rejected = await influxQuery(herd.influx, `SELECT count(value) FROM load_shortterm WHERE host = 'bad-${level}'`);
+        const rejected = await influxQuery(
+          herd.influx,
+          `SELECT count(value) FROM load_shortterm WHERE host = 'bad-${level}'`,
+        );
         expect(rejected).toEqual([]);
       } finally {
         await herd.close();

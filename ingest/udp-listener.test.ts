@@ -19,7 +19,11 @@ function send(type: 'udp4' | 'udp6', address: string, port: number, packet: Buff
 
 test('0.0.0.0 listens on IPv4 and IPv6 on one port, with a large receive buffer', async () => {
   const got: string[] = [];
-  const listener = new UdpListener({ host: '0.0.0.0', port: 0, rcvbuf: 8 * 1024 * 1024 }, (p) => got.push(p.toString()), log);
+  const listener = new UdpListener(
+    { host: '0.0.0.0', port: 0, rcvbuf: 8 * 1024 * 1024 },
+    (p) => got.push(p.toString()),
+    log,
+  );
   await listener.start();
   try {
     expect(listener.addresses.map((a) => a.family).sort()).toEqual(['IPv4', 'IPv6']);
@@ -50,7 +54,8 @@ test('packets up to 64 KiB arrive whole; with a bounded queue every packet is co
     const socket = dgram.createSocket('udp6');
     await new Promise<void>((resolve) => {
       let n = 0;
-      for (let i = 0; i < 10; i++) socket.send(Buffer.from([i]), listener.port, '::1', () => ++n === 10 && resolve());
+      for (let i = 0; i < 10; i++)
+        socket.send(Buffer.from([i]), listener.port, '::1', () => ++n === 10 && resolve());
     });
     socket.close();
     await waitFor(() => listener.stats().packets === 11, 5000, 10);

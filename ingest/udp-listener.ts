@@ -84,7 +84,12 @@ export class UdpListener {
         const rcvbuf = socket.getRecvBufferSize();
         this.addresses.push({ address: bound.address, port: bound.port, family: bound.family, rcvbuf });
         this.log.info(
-          { address: bound.address, port: bound.port, rcvbufRequested: this.options.rcvbuf, rcvbufEffective: rcvbuf },
+          {
+            address: bound.address,
+            port: bound.port,
+            rcvbufRequested: this.options.rcvbuf,
+            rcvbufEffective: rcvbuf,
+          },
           'collectd listener bound',
         );
         this.sockets.push(socket);

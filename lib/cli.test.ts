@@ -24,7 +24,10 @@ test('herd decode prints one JSON object per value list and fails on a bad file'
   await writeFile(bad, Buffer.from([0x00, 0x06, 0x00, 0xff, 1, 2, 3]));
   const ok = spawnSync(process.execPath, [CLI, 'decode', good], { encoding: 'utf8' });
   expect(ok.status).toBe(0);
-  const lines = ok.stdout.trim().split('\n').map((l) => JSON.parse(l));
+  const lines = ok.stdout
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
   expect(lines.length).toBeGreaterThan(5);
   expect(lines[0]).toMatchObject({ kind: 'values', host: expect.any(String), values: expect.any(Array) });
   const failed = spawnSync(process.execPath, [CLI, 'decode', good, bad], { encoding: 'utf8' });
@@ -97,10 +100,15 @@ test('herd serve: health, login, collectd packets into InfluxDB, clean stop', as
 
     const socket = dgram.createSocket('udp4');
     for (const p of fixturePackets('plain')) {
-      await new Promise<void>((resolve, reject) => socket.send(p.bytes, udpPort, '127.0.0.1', (e) => (e ? reject(e) : resolve())));
+      await new Promise<void>((resolve, reject) =>
+        socket.send(p.bytes, udpPort, '127.0.0.1', (e) => (e ? reject(e) : resolve())),
+      );
     }
     socket.close();
-    await waitFor(async () => (await influxQuery(influx, 'SELECT count(value) FROM load_shortterm'))[0]?.[1] > 0, 15_000);
+    await waitFor(
+      async () => (await influxQuery(influx, 'SELECT count(value) FROM load_shortterm'))[0]?.[1] > 0,
+      15_000,
+    );
     const metrics = await (await fetch(`${http}/metrics`)).text();
     expect(metrics).toMatch(/herd_collectd_values_total \d+/);
 

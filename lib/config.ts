@@ -91,7 +91,9 @@ const envSchema = z.object({
       )
       .optional(),
   ),
-  HERD_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default(DEFAULTS.logLevel),
+  HERD_LOG_LEVEL: z
+    .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
+    .default(DEFAULTS.logLevel),
 });
 
 export type Config = ReturnType<typeof toConfig>;
@@ -115,7 +117,9 @@ function toConfig(env: z.infer<typeof envSchema>) {
       port: env.HERD_COLLECTD_PORT,
       securityLevel: env.HERD_COLLECTD_SECURITY_LEVEL,
       authFile: env.HERD_COLLECTD_AUTH_FILE,
-      typesDb: env.HERD_COLLECTD_TYPES_DB ? env.HERD_COLLECTD_TYPES_DB.split(path.delimiter).filter(Boolean) : [],
+      typesDb: env.HERD_COLLECTD_TYPES_DB
+        ? env.HERD_COLLECTD_TYPES_DB.split(path.delimiter).filter(Boolean)
+        : [],
       rcvbuf: env.HERD_COLLECTD_RCVBUF,
       multiValue: env.HERD_COLLECTD_MULTIVALUE,
     },
@@ -190,7 +194,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const parsed = envSchema.safeParse(env);
   if (!parsed.success) {
     throw new ConfigError(
-      parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message} (got ${JSON.stringify(env[String(i.path[0])])})`),
+      parsed.error.issues.map(
+        (i) => `${i.path.join('.')}: ${i.message} (got ${JSON.stringify(env[String(i.path[0])])})`,
+      ),
     );
   }
   const config = toConfig(parsed.data);

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, chmod, access, readFile, writeFile } from 'node:fs/promises';
+import { access, chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import type { Logger } from './log.js';
@@ -17,7 +17,9 @@ export async function freePort(host = '127.0.0.1'): Promise<number> {
     server.on('error', reject);
     server.listen(0, host, () => {
       const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
+      server.close(() =>
+        typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port')),
+      );
     });
   });
 }
@@ -43,7 +45,8 @@ export async function startEmbeddedPostgres(
   }
   const EmbeddedPostgres = await loadEmbeddedPostgres();
   const port = options.port ?? (await freePort());
-  const password = options.password ?? (await readOrCreatePassword(path.join(path.dirname(clusterDir), 'pg-password')));
+  const password =
+    options.password ?? (await readOrCreatePassword(path.join(path.dirname(clusterDir), 'pg-password')));
   const pg = new EmbeddedPostgres({
     databaseDir: clusterDir,
     port,
@@ -53,10 +56,15 @@ export async function startEmbeddedPostgres(
     createPostgresUser: isRoot,
     authMethod: 'scram-sha-256',
     postgresFlags: [
-      '-c', 'listen_addresses=127.0.0.1',
-      '-c', `unix_socket_directories=`,
-      '-c', 'max_connections=300',
-      ...(options.fast ? ['-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off'] : []),
+      '-c',
+      'listen_addresses=127.0.0.1',
+      '-c',
+      `unix_socket_directories=`,
+      '-c',
+      'max_connections=300',
+      ...(options.fast
+        ? ['-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off']
+        : []),
     ],
     onLog: (m) => log.debug({ pg: m.trim() }, 'postgres'),
     onError: (m) => log.warn({ pg: String(m).trim() }, 'postgres'),

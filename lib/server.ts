@@ -4,11 +4,11 @@ import { startAlertFeed } from '../api/alerts/alert-feed.js';
 import { startAlerting } from '../api/alerts/start-alerting.js';
 import { buildApp } from '../api/app.js';
 import { ensureAdmin } from '../api/auth/auth.service.js';
-import { GraphRecorder } from '../api/metrics/graph-recorder.js';
 import { HostConnections } from '../api/hosts/driver/index.js';
 import { HostMonitor } from '../api/hosts/host-monitor.js';
 import { writeHostsLastSeen } from '../api/hosts/last-seen.js';
 import { MdnsDiscovery } from '../api/hosts/mdns-discovery.js';
+import { GraphRecorder } from '../api/metrics/graph-recorder.js';
 import { startQuotaEnforcer } from '../api/quota-enforcer/quota-enforcer.js';
 import { apiRoutes } from '../api/routes.js';
 import { prepareTaskQueue } from '../api/tasks/task-queue.js';
@@ -88,7 +88,10 @@ export async function startHerd(
       stops.push(async () => recorder.stop());
       if (!has('worker')) {
         // The host monitor runs with the worker; from a separate ingest process, last-seen goes by the database.
-        const timer = setInterval(() => void writeHostsLastSeen(database.db, liveView).catch(() => undefined), 5000);
+        const timer = setInterval(
+          () => void writeHostsLastSeen(database.db, liveView).catch(() => undefined),
+          5000,
+        );
         stops.push(async () => clearInterval(timer));
       }
     }

@@ -17,7 +17,10 @@ export interface InfluxServer {
  * A real influxd (Debian's `influxdb` package) on loopback with its data under `dir`. It can be stopped
  * and started again on the same port and data, to test herd riding out an outage.
  */
-export async function createInflux(dir: string, options: { extraConfig?: string; port?: number } = {}): Promise<InfluxServer> {
+export async function createInflux(
+  dir: string,
+  options: { extraConfig?: string; port?: number } = {},
+): Promise<InfluxServer> {
   const port = options.port ?? (await freePort());
   const rpcPort = await freePort();
   await mkdir(dir, { recursive: true });
