@@ -1,7 +1,8 @@
 import { type RawBuilder, sql } from 'kysely';
 import type { Database } from '../../lib/db.js';
 import type { Logger } from '../../lib/log.js';
-import type { RangeQuery, Series, TagFilter } from './metrics-store.js';
+import type { RangeQuery, Series } from './metrics-store.js';
+import { AGGREGATE_SQL, COMBINE_SQL, tagWhere } from './postgres-sql.js';
 import { type PlannedRange, planRange, sortSeries, tidyTags } from './range-query.js';
 import type { RollupSettings, Rollups } from './rollups.js';
 
@@ -218,35 +219,3 @@ export class PostgresRollups implements Rollups {
       FROM b JOIN s ON s.id = b.series_id GROUP BY 1, b.bucket`;
   }
 }
-
-// The store's tag filter and aggregates (postgres-store.ts keeps its own private copies): the same SQL so
-// that rollups select exactly the series raw queries do.
-function tagWhere(tags: TagFilter): RawBuilder<unknown> {
-  const exact: Record<string, string> = {};
-  const conditions: RawBuilder<unknown>[] = [];
-  for (const [key, wanted] of Object.entries(tags)) {
-    const values = typeof wanted === 'string' ? [wanted] : [...wanted];
-    if (values.length === 0) {
-      conditions.push(sql`false`);
-    } else if (values.length === 1 && values[0] !== '') {
-      exact[key] = values[0];
-    } else {
-      const some = values.filter((v) => v !== '');
-      const alternatives: RawBuilder<unknown>[] = [];
-      if (some.length) alternatives.push(sql`tags ->> ${key} = ANY(${some}::text[])`);
-      if (some.length < values.length) alternatives.push(sql`NOT (tags ? ${key})`);
-      conditions.push(sql`(${sql.join(alternatives, sql` OR `)})`);
-    }
-  }
-  if (Object.keys(exact).length) conditions.unshift(sql`tags @> ${JSON.stringify(exact)}::jsonb`);
-  return conditions.length ? sql`(${sql.join(conditions, sql` AND `)})` : sql`true`;
-}
-
-const AGGREGATE_SQL = {
-  mean: sql`avg(value)`,
-  max: sql`max(value)`,
-  min: sql`min(value)`,
-  sum: sql`sum(value)`,
-  last: sql`(array_agg(value ORDER BY time DESC))[1]`,
-};
-const COMBINE_SQL = { mean: sql`avg(b.v)`, max: sql`max(b.v)`, min: sql`min(b.v)`, sum: sql`sum(b.v)` };

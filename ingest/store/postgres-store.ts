@@ -11,9 +11,9 @@ import type {
   Series,
   SeriesInfo,
   SeriesQuery,
-  TagFilter,
 } from './metrics-store.js';
 import { BAD_TIME, PointRules, Refusal } from './point-rules.js';
+import { AGGREGATE_SQL, COMBINE_SQL, tagWhere } from './postgres-sql.js';
 import {
   cleanMeasurement,
   cleanTags,
@@ -484,37 +484,6 @@ export class PostgresStore implements MetricsStore {
     this.waiters = [];
   }
 }
-
-/** `tags @> {...}` for single values (GIN-indexed), `->> = ANY` for lists, `NOT ?` for "no such tag". */
-function tagWhere(tags: TagFilter): RawBuilder<unknown> {
-  const exact: Record<string, string> = {};
-  const conditions: RawBuilder<unknown>[] = [];
-  for (const [key, wanted] of Object.entries(tags)) {
-    const values = typeof wanted === 'string' ? [wanted] : [...wanted];
-    if (values.length === 0) {
-      conditions.push(sql`false`);
-    } else if (values.length === 1 && values[0] !== '') {
-      exact[key] = values[0];
-    } else {
-      const some = values.filter((v) => v !== '');
-      const alternatives: RawBuilder<unknown>[] = [];
-      if (some.length) alternatives.push(sql`tags ->> ${key} = ANY(${some}::text[])`);
-      if (some.length < values.length) alternatives.push(sql`NOT (tags ? ${key})`);
-      conditions.push(sql`(${sql.join(alternatives, sql` OR `)})`);
-    }
-  }
-  if (Object.keys(exact).length) conditions.unshift(sql`tags @> ${JSON.stringify(exact)}::jsonb`);
-  return conditions.length ? sql`(${sql.join(conditions, sql` AND `)})` : sql`true`;
-}
-
-const AGGREGATE_SQL = {
-  mean: sql`avg(value)`,
-  max: sql`max(value)`,
-  min: sql`min(value)`,
-  sum: sql`sum(value)`,
-  last: sql`(array_agg(value ORDER BY time DESC))[1]`,
-};
-const COMBINE_SQL = { mean: sql`avg(b.v)`, max: sql`max(b.v)`, min: sql`min(b.v)`, sum: sql`sum(b.v)` };
 
 /** The same semantics as influx-query.ts's rangeStatement, in SQL (see RangeQuery). */
 function rangeSql(p: PlannedRange) {
