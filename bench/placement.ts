@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -7,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { sql } from 'kysely';
 import { issueToken } from '../api/auth/auth.service.js';
 import { prepareTaskQueue } from '../api/tasks/task-queue.js';
-import { connect, migrateToLatest } from '../lib/db.js';
+import { connect, DEFAULT_POOL_SIZE, migrateToLatest } from '../lib/db.js';
 import { startEmbeddedPostgres } from '../lib/embedded-postgres.js';
 import { createLogger } from '../lib/log.js';
 import { CLOCK_TICKS, cpuTicks } from './lib/proc.js';
@@ -19,9 +20,10 @@ import { CLOCK_TICKS, cpuTicks } from './lib/proc.js';
  *
  * Environment: BENCH_DECISIONS (measured under load, default 4000), BENCH_WARMUP (default 500), BENCH_CONCURRENCY
  * (default 32), BENCH_SEQUENTIAL (decisions measured one at a time first, for the service time; default 300),
- * BENCH_FAST=1 to run PostgreSQL without fsync/synchronous_commit (the default keeps them on), BENCH_SLOW_MS=n to
- * have PostgreSQL log statements slower than n ms (shown with HERD_LOG_LEVEL=debug), BENCH_PREPARED=1 to have the
- * API prepare every statement once per connection (an experiment: herd's client does not do that).
+ * BENCH_SYNCHRONOUS_COMMIT=off to have PostgreSQL acknowledge commits before their WAL is on disk (a deployment
+ * choice: a crash may lose the last commits, never corrupt), BENCH_FAST=1 to run it without fsync at all (unsafe;
+ * the default keeps full durability), BENCH_POOL_SIZE=n for the API's PostgreSQL connections (default: herd's),
+ * BENCH_SLOW_MS=n to have PostgreSQL log statements slower than n ms (shown with HERD_LOG_LEVEL=debug).
  */
 const HOSTS = 500;
 const HARDWARE_POOLS = 10;
@@ -33,6 +35,7 @@ const WARMUP = Number(process.env.BENCH_WARMUP ?? 500);
 const SEQUENTIAL = Number(process.env.BENCH_SEQUENTIAL ?? 300);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 32);
 const FAST = process.env.BENCH_FAST === '1';
+const ASYNC_COMMIT = process.env.BENCH_SYNCHRONOUS_COMMIT === 'off';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const log = createLogger(process.env.HERD_LOG_LEVEL ?? 'warn', 'bench');
@@ -49,6 +52,7 @@ async function main() {
     const setup = connect(pg.url, { max: 1 });
     await sql`ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'`.execute(setup.db);
     await sql`ALTER SYSTEM SET pg_stat_statements.track_planning = on`.execute(setup.db);
+    if (ASYNC_COMMIT) await sql`ALTER SYSTEM SET synchronous_commit = off`.execute(setup.db);
     if (process.env.BENCH_SLOW_MS) {
       await sql`ALTER SYSTEM SET log_min_duration_statement = ${sql.raw(String(Number(process.env.BENCH_SLOW_MS)))}`.execute(
         setup.db,
@@ -76,12 +80,10 @@ async function main() {
 
     const { url, kill, pid } = await startServer(pg.url);
     Object.assign(server, { kill, pid });
+    // node:http with keep-alive rather than fetch: the load generator shares the 2 cores with what it measures.
+    const agent = new http.Agent({ keepAlive: true, maxSockets: CONCURRENCY });
     const request = (vm: { id: number; owner_id: number }) =>
-      fetch(`${url}/api/v1/vms/${vm.id}/actions`, {
-        method: 'POST',
-        headers: { authorization: `Bearer ${tokens.get(vm.owner_id)}`, 'content-type': 'application/json' },
-        body: '{"action":"start"}',
-      });
+      post(agent, `${url}/api/v1/vms/${vm.id}/actions`, tokens.get(vm.owner_id)!, '{"action":"start"}');
 
     await load(stopped.slice(0, WARMUP), request, CONCURRENCY);
     const alone = await load(stopped.slice(WARMUP, WARMUP + SEQUENTIAL), request, 1);
@@ -113,10 +115,12 @@ async function main() {
         // Other work on the machine shows here: the 1-minute load average before and after the measured run.
         loadAverage: [round(loadBefore), round(os.loadavg()[0])],
       },
-      preparedStatements: process.env.BENCH_PREPARED === '1',
       postgres: FAST
         ? 'embedded, fsync and synchronous_commit off'
-        : 'embedded, default durability (fsync, synchronous_commit on)',
+        : ASYNC_COMMIT
+          ? 'embedded, synchronous_commit off (fsync on)'
+          : 'embedded, default durability (fsync, synchronous_commit on)',
+      apiPoolSize: process.env.BENCH_POOL_SIZE ? Number(process.env.BENCH_POOL_SIZE) : DEFAULT_POOL_SIZE,
       data: {
         hosts: HOSTS,
         hardwarePools: HARDWARE_POOLS,
@@ -159,8 +163,38 @@ async function main() {
   }
 }
 
+function post(agent: http.Agent, url: string, token: string, body: string): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      url,
+      {
+        method: 'POST',
+        agent,
+        headers: {
+          authorization: `Bearer ${token}`,
+          'content-type': 'application/json',
+          'content-length': Buffer.byteLength(body),
+        },
+      },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => {
+          text += chunk;
+        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+type Answer = { status: number; body: string };
+
 /** Runs the requests with `concurrency` in flight; each latency is one decision's round trip. */
-async function load<T>(items: T[], request: (item: T) => Promise<Response>, concurrency: number) {
+async function load<T>(items: T[], request: (item: T) => Promise<Answer>, concurrency: number) {
   const latencies: number[] = [];
   const statuses: Record<string, number> = {};
   let next = 0;
@@ -171,9 +205,8 @@ async function load<T>(items: T[], request: (item: T) => Promise<Response>, conc
         const item = items[next++];
         const t0 = performance.now();
         const res = await request(item);
-        const body = await res.text();
         latencies.push(performance.now() - t0);
-        const key = res.status === 202 ? '202' : `${res.status} ${JSON.parse(body).error}`;
+        const key = res.status === 202 ? '202' : `${res.status} ${JSON.parse(res.body).error}`;
         statuses[key] = (statuses[key] ?? 0) + 1;
       }
     }),

@@ -5,6 +5,7 @@ import * as governance from './2026-11-23T10-governance.js';
 import * as vmTasks from './2026-11-23T40-vm-tasks.js';
 import * as metricRollups from './2026-11-23T50-metric-rollups.js';
 import * as alerts from './2026-11-23T60-alerts.js';
+import * as startClaim from './2026-11-23T70-start-claim.js';
 
 /**
  * Every migration, in order. Names are frozen once released; append new ones at the end.
@@ -17,6 +18,7 @@ export const migrations: Record<string, Migration> = {
   '2026-11-23T40-vm-tasks': vmTasks,
   '2026-11-23T50-metric-rollups': metricRollups,
   '2026-11-23T60-alerts': alerts,
+  '2026-11-23T70-start-claim': startClaim,
 };
 
 type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Config } from '../../lib/config.js';
-import type { Database } from '../../lib/db.js';
+import { type Database, onTableWrite } from '../../lib/db.js';
 import type { Logger } from '../../lib/log.js';
 import { syncLdapGrants } from '../access/permissions.service.js';
 import { audit } from '../audit/audit.service.js';
@@ -95,18 +95,41 @@ export interface Authenticated {
   csrfToken: string | null;
 }
 
+/**
+ * Credentials found live, by token hash, for CREDENTIAL_CACHE_MS: most requests then need no lookup. A revoked or
+ * expired credential, a disabled user or a changed super-admin flag therefore takes up to that long to be refused
+ * when the change is made by another herd process; a change this process makes (any UPDATE or DELETE of sessions
+ * or users through its database handle: logout, token revocation, user edits) empties the cache at once.
+ */
+export const CREDENTIAL_CACHE_MS = 5_000;
+const CREDENTIAL_CACHE_SIZE = 10_000;
+const credentials = new Map<string, { auth: Authenticated; until: number }>();
+onTableWrite('sessions', (columns) => {
+  // Noting when a credential was last used changes nothing about whether it is valid.
+  if (!columns || columns.some((c) => c !== 'last_used_at')) credentials.clear();
+});
+onTableWrite('users', () => credentials.clear());
+
 /** The user behind a session or API token, or null when it is unknown, revoked, expired or its user disabled. */
 export async function authenticate(db: Database, token: string): Promise<Authenticated | null> {
-  const row = await findLiveSession(db, hashSecret(token));
+  const hash = hashSecret(token);
+  const cached = credentials.get(hash);
+  if (cached && cached.until > Date.now()) return cached.auth;
+  credentials.delete(hash);
+  const row = await findLiveSession(db, hash);
   if (!row) return null;
   if (!row.last_used_at || Date.now() - row.last_used_at.getTime() > TOUCH_EVERY_MS)
     await touchSession(db, row.id);
-  return {
+  const auth: Authenticated = {
     user: { id: row.user_id, username: row.username, isSuperAdmin: row.is_super_admin },
     sessionId: row.id,
     kind: row.kind,
     csrfToken: row.csrf_token,
   };
+  // Map order is insertion order: the oldest entry goes first when full.
+  if (credentials.size >= CREDENTIAL_CACHE_SIZE) credentials.delete(credentials.keys().next().value!);
+  credentials.set(hash, { auth, until: Date.now() + CREDENTIAL_CACHE_MS });
+  return auth;
 }
 
 export async function logout(db: Database, auth: { sessionId: number; userId: number }): Promise<void> {

@@ -22,11 +22,14 @@ export function candidateHostsQuery(hardwarePoolIds: readonly number[]): RawBuil
     ORDER BY h.id`;
 }
 
+/** The same hosts through herd_candidate_hosts (migration T70), as the start decision reads them. */
 export async function candidateHosts(
   db: Database,
   hardwarePoolIds: readonly number[],
 ): Promise<CandidateHost[]> {
-  return (await candidateHostsQuery(hardwarePoolIds).execute(db)).rows;
+  const { rows } = await sql<{ hosts: CandidateHost[] }>`
+    SELECT herd_candidate_hosts(${[...hardwarePoolIds]}::int[]) AS hosts`.execute(db);
+  return rows[0].hosts;
 }
 
 /**

@@ -1,15 +1,15 @@
 import type { Database } from '../../lib/db.js';
 import type { PlacementPolicy } from '../../schema/index.js';
 import { HttpError } from '../http/errors.js';
-import { DEFAULT_PLACEMENT_POLICY } from './inventory.js';
+import { DEFAULT_PLACEMENT_POLICY, type ResourceInventory } from './inventory.js';
 import { type LiveSummarySource, liveUsageFrom } from './live-usage.js';
 import {
-  type CandidateExplanation,
   type CandidateHost,
   type PlacementDecision,
   type PlacementRequest,
   place,
-  recheck,
+  type StoredDecision,
+  takenMeanwhileFormats,
 } from './placement.js';
 import { candidateHosts } from './placement.repository.js';
 
@@ -41,73 +41,68 @@ export async function explainPlacement(db: Database, input: PlacementInput): Pro
   return decide(await candidateHosts(db, input.vm.hardware_pool_ids), input);
 }
 
-/**
- * What a claim attempt on one host answers: done; or the host's allocation that left no room; or busy (another
- * claim held the host and the attempt was not to wait).
- */
-export type ClaimAttempt<T> =
-  | { claimed: true; value: T }
-  | { claimed: false; allocated?: { vcpus: number; memoryMiB: number } };
+/** The reason a host shows when a concurrent claim held it and the claim passed it over for the next one. */
+export const BUSY_REASON = 'busy: a concurrent claim held it, the next host was tried';
 
 /**
- * Chooses a host from `hosts` (read in the caller's transaction) and claims room on it through `tryClaim`, which
- * locks the host's allocation and checks allocated + request ≤ capacity atomically with the VM's state change.
- *
- * Concurrent requests rank hosts alike, so they would all queue on the same best host: the first round tries the
- * eligible hosts best first without waiting (a host another claim holds is passed over, noted as busy), the
- * second waits on the busy ones in order. A host whose room a concurrent claim took is noted as such. Throws
- * NoHostError when none is left. `tryClaim` gets the decision as it stands, with that host chosen, to record it.
+ * One eligible host as the claim (herd_vm_claim, migration T70) tries it: where it sits in the decision's
+ * candidates, and for vCPUs and memory its capacity, total, reserved part and ratio.
  */
-export async function chooseAndClaim<T>(
-  hosts: CandidateHost[],
-  input: PlacementInput,
-  tryClaim: (
-    candidate: CandidateExplanation,
-    decision: PlacementDecision,
-    wait: boolean,
-  ) => Promise<ClaimAttempt<T>>,
-): Promise<{ decision: PlacementDecision; value: T }> {
-  const decision = decide(hosts, input);
-  const options = { policy: decision.policy, live: liveUsageFrom(input.live) };
-  const eligible = decision.candidates.filter((c) => c.eligible);
-  const busy: CandidateExplanation[] = [];
-  for (const [round, candidates] of [
-    [1, eligible],
-    [2, busy],
-  ] as const) {
-    for (const candidate of [...candidates]) {
-      if (round === 2) candidate.reasons = [];
-      const chosen = { ...decision, chosenHostId: candidate.hostId };
-      const attempt = await tryClaim(candidate, chosen, round === 2);
-      if (attempt.claimed) return { decision: chosen, value: attempt.value };
-      if (!attempt.allocated) {
-        busy.push(candidate);
-        candidate.reasons = ['busy: a concurrent claim held it, the next host was tried'];
-        continue;
-      }
-      const host = hosts.find((h) => h.id === candidate.hostId)!;
-      const now = {
-        ...host,
-        allocatedVcpus: attempt.allocated.vcpus,
-        allocatedMemoryMiB: attempt.allocated.memoryMiB,
-      };
-      Object.assign(candidate, {
-        eligible: false,
-        score: null,
-        rank: null,
-        reasons: recheck(now, input.request, options).map((r) => `taken meanwhile: ${r}`),
-      });
-    }
-  }
-  const failed: PlacementDecision = { ...decision, chosenHostId: null };
-  failed.message ??= `every eligible host was taken by concurrent claims: ${decision.candidates
+export interface HostClaim {
+  id: number;
+  entry: number;
+  vcpus: [capacity: number, total: number, reserved: number, ratio: number];
+  memoryMiB: [capacity: number, total: number, reserved: number, ratio: number];
+}
+
+/**
+ * What the claim tries, for a decision: its eligible hosts best first, and the reasons (takenMeanwhileFormats) a
+ * host gives if concurrent claims took its room meanwhile. The claim locks each host's allocation row and checks
+ * allocated + request ≤ capacity atomically with the VM's state change. Concurrent requests rank hosts alike, so
+ * they would all queue on the same best host: a first round tries them without waiting (a host another claim
+ * holds is passed over, noted as busy), a second waits on the busy ones in order. A host whose room a concurrent
+ * claim took is noted as such. The decision kept on the VM shows all of it.
+ */
+export function hostClaims(decision: PlacementDecision): {
+  hosts: HostClaim[];
+  takenMeanwhile: { vcpus: string; memoryMiB: string };
+} {
+  const figures = (inv: ResourceInventory) =>
+    [inv.capacity, inv.total, inv.reserved, inv.ratio] as [number, number, number, number];
+  const hosts = decision.candidates.flatMap((c, entry) =>
+    c.eligible
+      ? [
+          {
+            id: c.hostId,
+            entry,
+            vcpus: figures(c.inventory.vcpus),
+            memoryMiB: figures(c.inventory.memoryMiB),
+          },
+        ]
+      : [],
+  );
+  return { hosts, takenMeanwhile: takenMeanwhileFormats(decision.request) };
+}
+
+/**
+ * The decision as a claim that found no host left it (`ended`: what it recorded per candidate — busy, taken
+ * meanwhile), with no host chosen and a message saying why.
+ */
+export function unclaimedDecision(decision: PlacementDecision, ended: StoredDecision): PlacementDecision {
+  const candidates = decision.candidates.map((c, i) => {
+    const [, score, rank, reasons] = ended.candidates[i];
+    return { ...c, eligible: score !== null, score, rank, reasons };
+  });
+  const failed: PlacementDecision = { ...decision, chosenHostId: null, candidates };
+  failed.message ??= `every eligible host was taken by concurrent claims: ${candidates
     .slice(0, 5)
     .map((c) => `${c.hostname}: ${c.reasons.join('; ')}`)
     .join(' | ')}`;
-  throw new NoHostError(failed);
+  return failed;
 }
 
-function decide(hosts: CandidateHost[], input: PlacementInput): PlacementDecision {
+/** Placement's choice among `hosts` for the input, explained (the preferred host first when eligible). */
+export function decide(hosts: CandidateHost[], input: PlacementInput): PlacementDecision {
   const decision = place(hosts, input.request, {
     policy: input.vm.placement_policy ?? DEFAULT_PLACEMENT_POLICY,
     live: liveUsageFrom(input.live),

@@ -110,7 +110,10 @@ export function explainCandidate(
   };
 }
 
-function noRoom(what: string, unit: string, inv: ResourceInventory, request: number): string {
+/** The figures a "no room" reason names (numbers, or the claim's format() placeholders). */
+type RoomFigures = Record<'allocated' | 'capacity' | 'total' | 'reserved' | 'ratio', number | string>;
+
+function noRoom(what: string, unit: string, inv: RoomFigures, request: number): string {
   return (
     `no room for ${what}: ${inv.allocated}${unit} allocated + ${request}${unit} requested > ${inv.capacity}${unit} ` +
     `capacity ((${inv.total} − ${inv.reserved} reserved) × ${inv.ratio})`
@@ -197,11 +200,20 @@ function noHostMessage(
 }
 
 /**
- * Re-checks one host after it was locked and its allocation re-read (the claim's second look): the reasons it
- * cannot take the request now, empty when it can.
+ * Why an eligible host could not be claimed after all, once locked with what concurrent claims left on it (the
+ * claim's second look; only the room can have changed since the decision, made from the same host record): the
+ * vCPU and the memory reason as PostgreSQL format() strings, filled in by the claim (herd_vm_claim) with the
+ * host's figures — %1$s allocated then, %2$s capacity, %3$s total, %4$s reserved, %5$s ratio.
  */
-export function recheck(host: CandidateHost, request: PlacementRequest, options: PlacementOptions): string[] {
-  return explainCandidate(host, request, { ...options, requestedHostId: undefined }).reasons;
+export function takenMeanwhileFormats(request: PlacementRequest): { vcpus: string; memoryMiB: string } {
+  const slots = ['allocated', 'capacity', 'total', 'reserved', 'ratio'] as const;
+  const marks = Object.fromEntries(slots.map((slot, i) => [slot, `\uE000${i + 1}`])) as RoomFigures;
+  const format = (text: string) =>
+    text.replaceAll('%', '%%').replace(/\uE000(\d)/g, (_, n: string) => `%${n}$s`);
+  return {
+    vcpus: format(`taken meanwhile: ${noRoom('vCPUs', '', marks, request.vcpus)}`),
+    memoryMiB: format(`taken meanwhile: ${noRoom('memory', ' MiB', marks, request.memoryMiB)}`),
+  };
 }
 
 /**

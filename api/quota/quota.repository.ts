@@ -58,9 +58,41 @@ export async function lockPools(db: Database, poolIds: number[]): Promise<void> 
   await db.selectFrom('pools').select('id').where('id', 'in', poolIds).orderBy('id').forUpdate().execute();
 }
 
+/** A quota refusal as herd_quota_claim answers it (resource keys as in quota.service.ts). */
+export interface QuotaRefusal {
+  resource: 'vcpus' | 'memoryMiB' | 'storageGiB' | 'nics' | 'vms';
+  limit: number;
+  used: number;
+  requested: number;
+  scope: 'user' | 'pool';
+  poolId: number;
+  userId: number | null;
+}
+
+/**
+ * The quota claim in one statement (herd_quota_claim, migration T70): locks the pools whose quotas apply, counts
+ * their usage and checks it; null when the request fits, else the first refusal; 'pool_not_found'.
+ */
+export async function claimQuota(
+  db: Database,
+  poolId: number,
+  userId: number,
+  delta: { vcpus: number; memoryMiB: number; storageGiB: number; nics: number; vms: number },
+): Promise<QuotaRefusal | 'pool_not_found' | null> {
+  const { rows } = await sql<{ refusal: (QuotaRefusal & { error?: 'pool_not_found' }) | null }>`
+    SELECT herd_quota_claim(${poolId}::int, ${userId}::int, ${[...ACTIVE_VM_STATES]}::text[], ${delta.vcpus}::int8,
+      ${delta.memoryMiB}::int8, ${delta.storageGiB}::float8, ${delta.nics}::int8, ${delta.vms}::int8) AS refusal`.execute(
+    db,
+  );
+  const refusal = rows[0].refusal;
+  if (refusal?.error) return refusal.error;
+  return refusal;
+}
+
 /**
  * Usage per VM owner in the subtree of `poolId`, counted from the vms, vm_nics and volumes tables as they are
- * now: storage for every VM in any state, the rest only for VMs in ACTIVE_VM_STATES.
+ * now: storage for every VM in any state, the rest only for VMs in ACTIVE_VM_STATES. Set-based: the VMs of the
+ * subtree once, their NICs and volumes joined and summed per owner.
  */
 export async function subtreeUsageByOwner(
   db: Database,
@@ -73,19 +105,28 @@ export async function subtreeUsageByOwner(
       SELECT id FROM pools WHERE id = ${poolId}
       UNION
       SELECT p.id FROM pools p JOIN sub ON p.parent_id = sub.id
+    ),
+    v AS MATERIALIZED (
+      SELECT id, owner_id, vcpus, memory_mib, state = any(${active}::text[]) AS active FROM vms
+      WHERE pool_id IN (SELECT id FROM sub) ${ownerId === undefined ? sql`` : sql`AND owner_id = ${ownerId}`}
+    ),
+    nics AS (
+      SELECT v.owner_id, count(*) AS n FROM v JOIN vm_nics ON vm_nics.vm_id = v.id WHERE v.active GROUP BY v.owner_id
+    ),
+    storage AS (
+      SELECT v.owner_id, sum(volumes.size_gib) AS gib FROM v JOIN volumes ON volumes.vm_id = v.id GROUP BY v.owner_id
+    ),
+    owners AS (
+      SELECT owner_id,
+        coalesce(sum(vcpus) FILTER (WHERE active), 0)::int8 AS vcpus,
+        coalesce(sum(memory_mib) FILTER (WHERE active), 0)::int8 AS memory_mib,
+        count(*) FILTER (WHERE active)::int8 AS vms
+      FROM v GROUP BY owner_id
     )
-    SELECT v.owner_id,
-      coalesce(sum(v.vcpus) FILTER (WHERE v.state = any(${active}::text[])), 0)::int8 AS vcpus,
-      coalesce(sum(v.memory_mib) FILTER (WHERE v.state = any(${active}::text[])), 0)::int8 AS memory_mib,
-      coalesce(sum(vol.gib), 0)::float8 AS storage_gib,
-      coalesce(sum(nic.n) FILTER (WHERE v.state = any(${active}::text[])), 0)::int8 AS nics,
-      count(*) FILTER (WHERE v.state = any(${active}::text[]))::int8 AS vms
-    FROM vms v
-    LEFT JOIN LATERAL (SELECT count(*) AS n FROM vm_nics WHERE vm_nics.vm_id = v.id) nic ON true
-    LEFT JOIN LATERAL (SELECT sum(size_gib) AS gib FROM volumes WHERE volumes.vm_id = v.id) vol ON true
-    WHERE v.pool_id IN (SELECT id FROM sub) ${ownerId === undefined ? sql`` : sql`AND v.owner_id = ${ownerId}`}
-    GROUP BY v.owner_id
-    ORDER BY v.owner_id`.execute(db);
+    SELECT o.owner_id, o.vcpus, o.memory_mib, coalesce(s.gib, 0)::float8 AS storage_gib,
+      coalesce(n.n, 0)::int8 AS nics, o.vms
+    FROM owners o LEFT JOIN nics n ON n.owner_id = o.owner_id LEFT JOIN storage s ON s.owner_id = o.owner_id
+    ORDER BY o.owner_id`.execute(db);
   return rows;
 }
 

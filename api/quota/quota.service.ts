@@ -4,10 +4,10 @@ import { HttpError, notFound } from '../http/errors.js';
 import { isActive } from '../vms/vm-states.js';
 import {
   ancestorChain,
-  type ChainPool,
+  claimQuota,
   everything,
   hostCapacity,
-  lockPools,
+  type QuotaRefusal,
   type QuotaRow,
   quotaRows,
   subtreeUsageByOwner,
@@ -50,9 +50,6 @@ const COLUMNS = {
   nics: 'nics',
   vms: 'vms',
 } as const satisfies Record<ResourceKey, keyof QuotaRow & keyof UsageRow>;
-
-/** Storage sums are doubles: tolerate rounding noise, never a real excess. */
-const EPSILON = 1e-9;
 
 export type QuotaScope = 'user' | 'pool';
 
@@ -103,67 +100,33 @@ export interface ClaimRequest {
  * QuotaExceededError otherwise. Callers then change the VM/volume/NIC rows in the same transaction and commit:
  * the pool locks taken here serialize them against every other claim under the same quotas.
  *
- * Locking: only rows of `pools` are locked (FOR UPDATE), in ascending id order: the VM pool itself and every
- * ancestor holding a quota that applies. To avoid deadlocks, call claim() before locking or updating VM,
+ * One statement (herd_quota_claim, migration T70) does it all in the database: it locks rows of `pools` only
+ * (FOR UPDATE, ascending id): the VM pool itself and every ancestor holding a quota that applies; then it counts
+ * the usage of each applicable quota's subtree from the tables and checks it. To avoid deadlocks, call claim() before locking or updating VM,
  * volume or NIC rows, and do not lock pool rows yourself first. Re-check the VM's state after claim()
  * (e.g. `UPDATE vms SET state = 'starting' WHERE id = $1 AND state = 'shutoff'`) since the claim may have
  * waited. Use the default READ COMMITTED isolation: each statement after the locks sees what others committed.
  */
 export async function claim(trx: Transaction<DB>, request: ClaimRequest): Promise<void> {
   if (request.hardwarePoolMax) await assertFitsLargestHost(trx, request.poolId, request.hardwarePoolMax);
-  const wanted = RESOURCE_KEYS.filter((k) => (request.delta[k] ?? 0) > 0);
-  if (!wanted.length) return;
-  const { chain, quotas } = await lockQuotaScope(trx, request.poolId, request.userId);
-  for (const pool of chain) {
-    const onPool = quotas
-      .filter((q) => q.pool_id === pool.id)
-      .sort((a, b) => (a.user_id === null ? 1 : 0) - (b.user_id === null ? 1 : 0));
-    for (const quota of onPool) {
-      if (wanted.every((key) => quota[COLUMNS[key]] === null)) continue;
-      const usage = sumUsage(await subtreeUsageByOwner(trx, pool.id, quota.user_id ?? undefined));
-      for (const key of wanted) {
-        const limit = quota[COLUMNS[key]];
-        const requested = request.delta[key]!;
-        if (limit !== null && usage[key] + requested > limit + EPSILON) {
-          throw new QuotaExceededError({
-            resource: key,
-            limit,
-            used: usage[key],
-            requested,
-            scope: quota.user_id === null ? 'pool' : 'user',
-            poolId: pool.id,
-            ...(quota.user_id === null ? {} : { userId: quota.user_id }),
-          });
-        }
-      }
-    }
-  }
+  const delta = zero();
+  for (const key of RESOURCE_KEYS) delta[key] = Math.max(0, request.delta[key] ?? 0);
+  const refusal = await claimQuota(trx, request.poolId, request.userId, delta);
+  if (refusal === 'pool_not_found') throw notFound('pool');
+  if (refusal) throw quotaRefusal(refusal);
 }
 
-/**
- * Locks the VM pool and the pools whose quotas apply, then reads the quotas again: a pool moved or a quota
- * added meanwhile can bring in another pool, locked in a second round (rare; PostgreSQL would detect a
- * deadlock there rather than hang).
- */
-async function lockQuotaScope(
-  trx: Transaction<DB>,
-  poolId: number,
-  userId: number,
-): Promise<{ chain: ChainPool[]; quotas: QuotaRow[] }> {
-  const locked = new Set<number>();
-  for (;;) {
-    const chain = await ancestorChain(trx, poolId);
-    if (!chain.length) throw notFound('pool');
-    const quotas = await quotaRows(
-      trx,
-      chain.map((p) => p.id),
-      userId,
-    );
-    const missing = [...new Set([poolId, ...quotas.map((q) => q.pool_id)])].filter((id) => !locked.has(id));
-    if (!missing.length) return { chain, quotas };
-    await lockPools(trx, missing);
-    for (const id of missing) locked.add(id);
-  }
+/** The 409 for a refusal of herd_quota_claim. */
+export function quotaRefusal(r: QuotaRefusal): QuotaExceededError {
+  return new QuotaExceededError({
+    resource: r.resource,
+    limit: r.limit,
+    used: r.used,
+    requested: r.requested,
+    scope: r.scope,
+    poolId: r.poolId,
+    ...(r.userId === null ? {} : { userId: r.userId }),
+  });
 }
 
 /**

@@ -1,22 +1,31 @@
 import type { Database } from '../../lib/db.js';
-import { assertVm } from '../access/access.service.js';
+import type { Logger } from '../../lib/log.js';
+import { type Need, type PoolRole, seesVm } from '../access/access.service.js';
 import type { AuthUser } from '../auth/auth-user.js';
 import { conflict, forbidden, notFound } from '../http/errors.js';
 import type { LiveSummarySource } from '../placement/live-usage.js';
 import { storedDecision } from '../placement/placement.js';
-import { chooseAndClaim, NoHostError } from '../placement/placement.service.js';
-import { claim } from '../quota/quota.service.js';
-import type { TaskRow } from '../tasks/tasks.repository.js';
-import { isActive, PLACING_ACTIONS, VM_ACTION_RULES, type VmState, type VmTaskAction } from './vm-states.js';
-import type { VmTaskArgs } from './vm-task-handler.js';
 import {
-  lockVmWithCandidates,
-  queueVmTask,
-  revertTransition,
-  updateVm,
-  vmById,
-  vmWithPools,
-} from './vms.repository.js';
+  BUSY_REASON,
+  decide,
+  hostClaims,
+  NoHostError,
+  unclaimedDecision,
+} from '../placement/placement.service.js';
+import { quotaRefusal } from '../quota/quota.service.js';
+import { taskJobQueue } from '../tasks/task-queue-jobs.js';
+import type { TaskRow } from '../tasks/tasks.repository.js';
+import { claimVmAction, type VmActionContext, vmActionContext } from './vm-claim.repository.js';
+import {
+  ACTIVE_VM_STATES,
+  isActive,
+  PLACING_ACTIONS,
+  VM_ACTION_RULES,
+  type VmState,
+  type VmTaskAction,
+} from './vm-states.js';
+import type { VmTaskArgs } from './vm-task-handler.js';
+import { queueVmTask, revertTransition, updateVm, vmById } from './vms.repository.js';
 
 export interface VmActionRequest {
   action: VmTaskAction;
@@ -31,6 +40,8 @@ export interface VmActionRequest {
 export interface VmActionDeps {
   db: Database;
   liveView?: LiveSummarySource;
+  /** Where failures to queue a task's job are reported (a logger of their own otherwise). */
+  log?: Logger;
 }
 
 /** 409 `invalid_state`: the action is not allowed from the VM's current state, which the answer names. */
@@ -44,12 +55,25 @@ export function invalidState(vm: { id: number; name: string }, action: string, s
 }
 
 /**
- * Asks for an action on a VM: checks access and the state machine, then in one transaction claims what the action
- * needs and queues its task. For start/restore/migrate: the quota claim (locks the pools), the VM row locked and
- * read again with the candidate hosts, placement's choice, and one statement that locks the chosen host's
- * allocation, checks the room, inserts the task, queues its job and moves the VM to its transitional state (which
- * adds it to the host's allocation). Locks are always taken pools → VM → host, so concurrent claims queue instead
- * of deadlocking, and no two can both take the last room. Answers the task's id.
+ * The caller's role on the VM's pool, decided as assertVm (access.service.ts) does, from the grant the context
+ * read: notFound when the caller may not see the VM, forbidden when it may see but not `need` it.
+ */
+function assertVmRole(user: AuthUser, vm: VmActionContext, need: Need): PoolRole | 'super' {
+  const role = user.isSuperAdmin ? 'super' : vm.role;
+  if (!seesVm(role, vm, user)) throw notFound('vm');
+  if (role === 'monitor' && need !== 'view') throw forbidden(`${need} on this vm needs a stronger role`);
+  return role!;
+}
+
+/**
+ * Asks for an action on a VM: checks access and the state machine (the VM, the caller's role and, for placing
+ * actions, the candidate hosts read in one round trip), then claims what the action needs and queues its task in
+ * one transaction. For start/restore/migrate that is one statement (herd_vm_claim): the quota claim (locks the
+ * pools), the VM row locked and checked again, then placement's choice claimed — the chosen host's allocation row
+ * locked, the room checked, the task inserted and the VM moved to its transitional state (which adds it to the
+ * host's allocation); the task's job is added right after the commit (TaskJobQueue). Locks are always taken
+ * pools → VM → host, so concurrent claims queue instead of deadlocking, and no two can both take the last room.
+ * Answers the task's id.
  */
 export async function requestVmAction(
   deps: VmActionDeps,
@@ -57,9 +81,10 @@ export async function requestVmAction(
   vmId: number,
   request: VmActionRequest,
 ): Promise<{ taskId: number }> {
-  const vm = await vmWithPools(deps.db, vmId);
+  const placing = PLACING_ACTIONS.has(request.action);
+  const vm = await vmActionContext(deps.db, vmId, user.id, placing);
   if (!vm) throw notFound('vm');
-  const role = await assertVm(deps.db, user, vm, request.action === 'delete' ? 'modify' : 'control');
+  const role = assertVmRole(user, vm, request.action === 'delete' ? 'modify' : 'control');
   if (
     (request.action === 'migrate' || request.hostId !== undefined) &&
     role !== 'admin' &&
@@ -75,96 +100,91 @@ export async function requestVmAction(
     ...(request.timeoutSeconds !== undefined ? { timeoutSeconds: request.timeoutSeconds } : {}),
     ...(request.force !== undefined ? { force: request.force } : {}),
   };
-  const task = (hostId?: number) => ({
-    userId: user.id,
-    action: request.action,
-    targetType: 'vm',
-    targetId: vm.id,
-    poolId: vm.pool_id,
-    args: { ...args, ...(hostId !== undefined ? { hostId } : {}) } as unknown as Record<string, unknown>,
-  });
-  const transition = { vmId: vm.id, from: vm.state, to: rule.during };
-  const refused = async (trx: Database, moved: boolean) => {
-    if (moved) return;
-    const now = await vmById(trx, vm.id);
-    if (!now) throw notFound('vm');
-    throw invalidState(vm, request.action, now.state);
-  };
+  if (placing) return claimPlacingAction(deps, user, vm, request, args);
 
-  if (!PLACING_ACTIONS.has(request.action)) {
-    return deps.db.transaction().execute(async (trx) => {
-      const queued = await queueVmTask(trx, task(), transition);
-      await refused(trx, queued.moved);
-      return { taskId: queued.taskId! };
-    });
-  }
-
-  try {
-    return await deps.db.transaction().execute(async (trx) => {
-      // Pools first (the quota claim), then the VM, then one host's allocation: the order every claim locks in.
-      if (!isActive(vm.state)) {
-        await claim(trx, {
-          poolId: vm.pool_id,
-          userId: vm.owner_id,
-          delta: { vcpus: vm.vcpus, memoryMiB: vm.memory_mib, nics: vm.nic_count, vms: 1 },
-        });
-      }
-      const locked = await lockVmWithCandidates(trx, vm.id, vm.hardware_pool_ids);
-      if (!locked.vm) throw notFound('vm');
-      if (locked.vm.state !== vm.state) throw invalidState(vm, request.action, locked.vm.state);
-      if (locked.vm.vcpus !== vm.vcpus || locked.vm.memory_mib !== vm.memory_mib) {
-        throw conflict('vm_changed', `VM ${vm.name} (${vm.id}) was resized meanwhile; ask again`, {
-          state: vm.state,
-        });
-      }
-      const migrate = request.action === 'migrate';
-      const size = { vcpus: vm.vcpus, memoryMiB: vm.memory_mib };
-      const { value } = await chooseAndClaim(
-        locked.hosts,
-        {
-          vm,
-          request: size,
-          hostId: request.hostId,
-          excludeHostIds: migrate && vm.host_id !== null ? [vm.host_id] : undefined,
-          preferHostId: request.action === 'restore' ? (vm.host_id ?? undefined) : undefined,
-          live: deps.liveView,
-        },
-        async (candidate, decision, wait) => {
-          const queued = await queueVmTask(
-            trx,
-            task(candidate.hostId),
-            {
-              ...transition,
-              ...(migrate ? { migrationHostId: candidate.hostId } : { hostId: candidate.hostId }),
-              placement: storedDecision(decision, { action: request.action, decidedAt: new Date() }),
-            },
-            {
-              hostId: candidate.hostId,
-              request: size,
-              capacity: {
-                vcpus: candidate.inventory.vcpus.capacity,
-                memoryMiB: candidate.inventory.memoryMiB.capacity,
-              },
-              wait,
-            },
-          );
-          if (queued.taskId === null) return { claimed: false, allocated: queued.allocated };
-          await refused(trx, queued.moved);
-          return { claimed: true, value: { taskId: queued.taskId } };
-        },
-      );
-      return value;
-    });
-  } catch (err) {
-    // The refusal is the last decision: keep it to explain (the transaction that made it rolled back).
-    if (err instanceof NoHostError) {
-      await updateVm(deps.db, vm.id, {
-        placement: JSON.stringify(
-          storedDecision(err.decision, { action: request.action, decidedAt: new Date() }),
-        ),
-      });
+  return deps.db.transaction().execute(async (trx) => {
+    const queued = await queueVmTask(
+      trx,
+      {
+        userId: user.id,
+        action: request.action,
+        targetType: 'vm',
+        targetId: vm.id,
+        poolId: vm.pool_id,
+        args: args as unknown as Record<string, unknown>,
+      },
+      { vmId: vm.id, from: vm.state, to: rule.during },
+    );
+    if (!queued.moved) {
+      const now = await vmById(trx, vm.id);
+      if (!now) throw notFound('vm');
+      throw invalidState(vm, request.action, now.state);
     }
-    throw err;
+    return { taskId: queued.taskId! };
+  });
+}
+
+/** start, restore, migrate: placement decides from the context's hosts, herd_vm_claim claims in one statement. */
+async function claimPlacingAction(
+  deps: VmActionDeps,
+  user: AuthUser,
+  vm: VmActionContext,
+  request: VmActionRequest,
+  args: VmTaskArgs,
+): Promise<{ taskId: number }> {
+  const migrate = request.action === 'migrate';
+  const size = { vcpus: vm.vcpus, memoryMiB: vm.memory_mib };
+  const decision = decide(vm.hosts ?? [], {
+    vm,
+    request: size,
+    hostId: request.hostId,
+    excludeHostIds: migrate && vm.host_id !== null ? [vm.host_id] : undefined,
+    preferHostId: request.action === 'restore' ? (vm.host_id ?? undefined) : undefined,
+    live: deps.liveView,
+  });
+  const outcome = await claimVmAction(deps.db, {
+    vmId: vm.id,
+    from: vm.state,
+    to: VM_ACTION_RULES[request.action].during,
+    size,
+    // An active VM (a live migration) already counts against its quotas.
+    quota: isActive(vm.state)
+      ? null
+      : { poolId: vm.pool_id, userId: vm.owner_id, nics: vm.nic_count, active: ACTIVE_VM_STATES },
+    migrate,
+    task: {
+      userId: user.id,
+      action: request.action,
+      poolId: vm.pool_id,
+      args: args as unknown as Record<string, unknown>,
+    },
+    ...hostClaims(decision),
+    busyReason: BUSY_REASON,
+    decision: storedDecision(decision, { action: request.action, decidedAt: new Date() }),
+  });
+  switch (outcome.status) {
+    case 'claimed':
+      taskJobQueue(deps.db, deps.log).add(outcome.taskId);
+      return { taskId: outcome.taskId };
+    case 'quota':
+      if ('error' in outcome.refusal) throw notFound('pool');
+      throw quotaRefusal(outcome.refusal);
+    case 'not_found':
+      throw notFound('vm');
+    case 'invalid_state':
+      throw invalidState(vm, request.action, outcome.state);
+    case 'vm_changed':
+      throw conflict('vm_changed', `VM ${vm.name} (${vm.id}) was resized meanwhile; ask again`, {
+        state: vm.state,
+      });
+    case 'no_host': {
+      // The refusal is the last decision: keep it to explain (the claim changed nothing else).
+      const failed = unclaimedDecision(decision, outcome.decision);
+      await updateVm(deps.db, vm.id, {
+        placement: JSON.stringify(storedDecision(failed, { action: request.action, decidedAt: new Date() })),
+      });
+      throw new NoHostError(failed);
+    }
   }
 }
 

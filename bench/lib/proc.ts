@@ -1,0 +1,57 @@
+/**
+ * What the benchmark reads about processes and sockets from /proc: CPU ticks, memory, and per-socket
+ * UDP drops and receive buffers (so loss can be placed: in the kernel's socket buffer or in the receiver).
+ */
+import { execFile } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { promisify } from 'node:util';
+
+/** USER_HZ: /proc/<pid>/stat counts CPU time in 1/100 s on Linux. */
+export const CLOCK_TICKS = 100;
+
+/** User + system CPU of a process and all its threads, in clock ticks. */
+export async function cpuTicks(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return Number(fields[11]) + Number(fields[12]);
+}
+
+/** CPU ticks the whole machine spent busy (all cores; idle and I/O wait left out). */
+export async function machineBusyTicks(): Promise<number> {
+  const cpu = (await readFile('/proc/stat', 'utf8')).split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  const [user, nice, system, , , irq, softirq, steal] = cpu;
+  return user + nice + system + irq + softirq + (steal ?? 0);
+}
+
+/** Resident memory, in MiB. */
+export async function memory(pid: number): Promise<{ rssMiB: number }> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  return { rssMiB: Math.round(Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024) };
+}
+
+/** Datagrams the kernel dropped on the IPv4 socket bound to 127.0.0.1:port (receive buffer full). */
+export async function udpDrops(port: number): Promise<number> {
+  const local = `0100007F:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  const table = await readFile('/proc/net/udp', 'utf8');
+  for (const line of table.split('\n').slice(1)) {
+    const cols = line.trim().split(/\s+/);
+    if (cols[1] === local) return Number(cols[cols.length - 1]);
+  }
+  return Number.NaN;
+}
+
+/** Whether something listens on UDP 127.0.0.1:port. */
+export async function udpBound(port: number): Promise<boolean> {
+  return !Number.isNaN(await udpDrops(port).catch(() => Number.NaN));
+}
+
+/** The receive buffer the kernel gave the socket on UDP port `port` (`ss`'s skmem rb), or null. */
+export async function udpReceiveBuffer(port: number): Promise<number | null> {
+  try {
+    const { stdout } = await promisify(execFile)('ss', ['-uamnH', 'sport', '=', `:${port}`]);
+    const rb = /\brb(\d+)/.exec(stdout)?.[1];
+    return rb === undefined ? null : Number(rb);
+  } catch {
+    return null;
+  }
+}
