@@ -13,6 +13,7 @@ import {
   unclaimedDecision,
 } from '../placement/placement.service.js';
 import { quotaRefusal } from '../quota/quota.service.js';
+import { assertNotBlocked } from '../quota-enforcer/quota-block.js';
 import { taskJobQueue } from '../tasks/task-queue-jobs.js';
 import type { TaskRow } from '../tasks/tasks.repository.js';
 import { claimVmAction, type VmActionContext, vmActionContext } from './vm-claim.repository.js';
@@ -101,6 +102,10 @@ export async function requestVmAction(
     ...(request.force !== undefined ? { force: request.force } : {}),
   };
   if (placing) return claimPlacingAction(deps, user, vm, request, args);
+  // A pool under the `block` policy takes no resumes while over quota. (Starts and restores need no check
+  // here: over quota, their claim already fails.)
+  if (request.action === 'resume')
+    await assertNotBlocked(deps.db, { poolId: vm.pool_id, userId: vm.owner_id });
 
   return deps.db.transaction().execute(async (trx) => {
     const queued = await queueVmTask(
