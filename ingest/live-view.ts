@@ -45,12 +45,41 @@ export interface LiveSeries {
   time: number;
 }
 
+/**
+ * One host's series, packed for memory: with thousands of hosts the live view is most of what herd keeps.
+ * Each series is a slot in one Float64Array per host (off the JavaScript heap) holding
+ * `[time, previous time, values..., previous values...]`; what describes a series (names, types) is a
+ * `SeriesInfo` shared by every host that has that series. A sample is written in place, allocating
+ * nothing; readers get `LiveSeries` objects built on demand (reads are rare next to writes), with rates
+ * worked out from the last two samples then.
+ */
 interface HostEntry {
   lastSeen: number;
   interval: number;
-  series: Map<string, LiveSeries>;
+  /** Series key → series number (index into `info` and `slots`). */
+  index: Map<SeriesKey, number>;
+  info: SeriesInfo[];
+  /** Where each series' slot starts in `data`. */
+  slots: number[];
+  data: Float64Array;
+  used: number;
   summary: HostLiveSummary | undefined;
 }
+
+interface SeriesInfo {
+  readonly plugin: string;
+  readonly pluginInstance: string;
+  readonly type: string;
+  readonly typeInstance: string;
+  readonly names: readonly string[];
+  readonly dsTypes: readonly DsType[];
+  /** Whether any value is a counter or derive (else no previous sample needs keeping). */
+  readonly rated: boolean;
+}
+
+const TIME = 0;
+const PREVIOUS_TIME = 1;
+const VALUES = 2;
 
 /**
  * The latest value of every series per host and guest, kept in memory from what arrives, with rates for
@@ -58,41 +87,69 @@ interface HostEntry {
  */
 export class LiveView {
   private readonly hosts = new Map<string, HostEntry>();
+  private readonly keys = new NameIds();
+  private readonly infos = new SeriesInfos();
 
-  constructor(private readonly now: () => number = Date.now) {}
+  /** `now` is the clock of arrival times (ms); the pipeline stamps packets with it. */
+  constructor(readonly now: () => number = Date.now) {}
 
-  /** Records one value list (copied: the decoder reuses its objects); `names` come from types.db. */
-  update(vl: ValueList, names: readonly string[]): void {
+  /**
+   * Records one value list (read now: the decoder reuses its objects); `names` come from types.db.
+   * `arrival` is when it arrived (ms), defaulting to the clock.
+   */
+  update(vl: ValueList, names: readonly string[], arrival: number = this.now()): void {
     let host = this.hosts.get(vl.host);
     if (!host) {
-      host = { lastSeen: 0, interval: vl.interval, series: new Map(), summary: undefined };
+      host = {
+        lastSeen: 0,
+        interval: vl.interval,
+        index: new Map(),
+        info: [],
+        slots: [],
+        data: new Float64Array(64),
+        used: 0,
+        summary: undefined,
+      };
       this.hosts.set(vl.host, host);
     }
-    host.lastSeen = this.now();
+    host.lastSeen = arrival;
     if (vl.interval > 0) host.interval = vl.interval;
     host.summary = undefined;
 
-    const key = `${vl.plugin}/${vl.pluginInstance}/${vl.type}/${vl.typeInstance}`;
-    const previous = host.series.get(key);
-    const values = vl.values.map(Number);
-    const rates: Array<number | null> = vl.dsTypes.map((ds, i) => {
-      if (ds !== 'counter' && ds !== 'derive') return null;
-      if (!previous || vl.time <= previous.time) return null;
-      const delta = values[i] - previous.values[i];
-      // A counter that went backwards was reset (or wrapped): no rate for this sample.
-      return delta < 0 ? null : delta / (vl.time - previous.time);
-    });
-    host.series.set(key, {
-      plugin: vl.plugin,
-      pluginInstance: vl.pluginInstance,
-      type: vl.type,
-      typeInstance: vl.typeInstance,
-      names,
-      dsTypes: previous && sameTypes(previous.dsTypes, vl.dsTypes) ? previous.dsTypes : [...vl.dsTypes],
-      values,
-      rates,
-      time: vl.time,
-    });
+    const key = this.keys.key(vl.plugin, vl.pluginInstance, vl.type, vl.typeInstance, true);
+    const count = vl.values.length;
+    let n = host.index.get(key);
+    let info = n === undefined ? undefined : host.info[n];
+    if (info === undefined || !sameNames(info.names, names) || !sameTypes(info.dsTypes, vl.dsTypes)) {
+      // A new series, or one whose shape changed: no earlier sample to take a rate from.
+      const before = info;
+      info = this.infos.get(key, vl, names);
+      if (n === undefined) {
+        n = host.info.length;
+        host.index.set(key, n);
+        host.info.push(info);
+        host.slots.push(allocate(host, count));
+      } else {
+        host.info[n] = info;
+        // A slot of another width cannot be reused. The value count is types.db's for the type (the
+        // pipeline drops lists that disagree), so this happens only when types.db changes.
+        if (before === undefined || before.dsTypes.length !== count) host.slots[n] = allocate(host, count);
+      }
+      const at = host.slots[n];
+      const data = host.data;
+      data[at + TIME] = vl.time;
+      data[at + PREVIOUS_TIME] = Number.NaN;
+      for (let i = 0; i < count; i++) data[at + VALUES + i] = Number(vl.values[i]);
+      return;
+    }
+    const at = host.slots[n!];
+    const data = host.data;
+    if (info.rated) {
+      data[at + PREVIOUS_TIME] = data[at + TIME];
+      data.copyWithin(at + VALUES + count, at + VALUES, at + VALUES + count);
+    }
+    data[at + TIME] = vl.time;
+    for (let i = 0; i < count; i++) data[at + VALUES + i] = Number(vl.values[i]);
   }
 
   hostNames(): string[] {
@@ -104,18 +161,30 @@ export class LiveView {
   }
 
   series(host: string): LiveSeries[] {
-    return [...(this.hosts.get(host)?.series.values() ?? [])];
+    const entry = this.hosts.get(host);
+    if (!entry) return [];
+    const out: LiveSeries[] = [];
+    for (let n = 0; n < entry.info.length; n++) out.push(view(entry, n));
+    return out;
   }
 
   /** One series' latest sample, or undefined. */
-  get(host: string, plugin: string, pluginInstance: string, type: string, typeInstance = ''): LiveSeries | undefined {
-    return this.hosts.get(host)?.series.get(`${plugin}/${pluginInstance}/${type}/${typeInstance}`);
+  get(
+    host: string,
+    plugin: string,
+    pluginInstance: string,
+    type: string,
+    typeInstance = '',
+  ): LiveSeries | undefined {
+    const entry = this.hosts.get(host);
+    const n = entry?.index.get(this.keys.key(plugin, pluginInstance, type, typeInstance, false));
+    return entry && n !== undefined ? view(entry, n) : undefined;
   }
 
   hostSummary(host: string): HostLiveSummary | undefined {
     const entry = this.hosts.get(host);
     if (!entry) return undefined;
-    entry.summary ??= summarizeHost(entry);
+    entry.summary ??= summarizeHost(entry, this.series(host));
     return entry.summary;
   }
 
@@ -123,7 +192,7 @@ export class LiveView {
     const entry = this.hosts.get(uuid);
     if (!entry) return undefined;
     const out: GuestLiveSummary = { lastSeen: entry.lastSeen, interval: entry.interval };
-    for (const s of entry.series.values()) {
+    for (const s of this.series(uuid)) {
       if (s.plugin !== 'virt') continue;
       if (s.type === 'virt_cpu_total' && s.rates[0] != null) out.cpuPercent = (s.rates[0] / 1e9) * 100;
       else if (s.type === 'memory' && s.typeInstance === 'total') out.memoryMiB = s.values[0] / MiB;
@@ -156,21 +225,148 @@ export class LiveView {
   }
 }
 
+/**
+ * Reserves a slot for a series of `count` values at the end of the host's data, growing it as needed. Room
+ * for previous values is kept even for gauges, so that a series whose types change (a gauge becoming a
+ * derive) keeps its slot: a sender flipping types cannot make the data grow.
+ */
+function allocate(host: HostEntry, count: number): number {
+  const at = host.used;
+  const need = at + VALUES + 2 * count;
+  if (need > host.data.length) {
+    const grown = new Float64Array(Math.max(need, Math.ceil(host.data.length * 1.5)));
+    grown.set(host.data.subarray(0, at));
+    host.data = grown;
+  }
+  host.used = need;
+  return at;
+}
+
+function view(entry: HostEntry, n: number): LiveSeries {
+  const info = entry.info[n];
+  const at = entry.slots[n];
+  const data = entry.data;
+  const count = info.dsTypes.length;
+  const time = data[at + TIME];
+  const elapsed = time - data[at + PREVIOUS_TIME];
+  const values: number[] = new Array(count);
+  const rates: Array<number | null> = new Array(count);
+  for (let i = 0; i < count; i++) {
+    values[i] = data[at + VALUES + i];
+    rates[i] = null;
+    // No earlier sample, or samples out of order (a NaN elapsed compares false too): no rate.
+    if (info.rated && hasRate(info.dsTypes[i]) && elapsed > 0) {
+      const delta = values[i] - data[at + VALUES + count + i];
+      // A counter that went backwards was reset (or wrapped): no rate for this sample.
+      if (delta >= 0) rates[i] = delta / elapsed;
+    }
+  }
+  return {
+    plugin: info.plugin,
+    pluginInstance: info.pluginInstance,
+    type: info.type,
+    typeInstance: info.typeInstance,
+    names: info.names,
+    dsTypes: info.dsTypes,
+    values,
+    rates,
+    time,
+  };
+}
+
 const MiB = 1024 * 1024;
 
-function sameTypes(a: readonly DsType[], b: readonly DsType[]): boolean {
-  return a.length === b.length && a.every((t, i) => t === b[i]);
+/**
+ * Series keys. The names that make up a series (plugin, plugin instance, type, type instance) come
+ * from a small vocabulary shared by all hosts, so each gets a 13-bit id and a series is keyed by the
+ * number the four ids make (exact in a double): no string is built, hashed and kept per series, which
+ * saves time per value list and memory per series. Ids are never taken back; once the vocabulary is
+ * full, series with a name outside it are keyed by their joined names instead (NUL cannot occur in a
+ * collectd name, so joined keys are unambiguous).
+ */
+type SeriesKey = number | string;
+const ID_LIMIT = 2 ** 13;
+
+class NameIds {
+  private readonly ids = new Map<string, number>();
+
+  key(
+    plugin: string,
+    pluginInstance: string,
+    type: string,
+    typeInstance: string,
+    assign: boolean,
+  ): SeriesKey {
+    const a = this.id(plugin, assign);
+    const b = this.id(pluginInstance, assign);
+    const c = this.id(type, assign);
+    const d = this.id(typeInstance, assign);
+    if (a < 0 || b < 0 || c < 0 || d < 0) return `${plugin}\0${pluginInstance}\0${type}\0${typeInstance}`;
+    return ((a * ID_LIMIT + b) * ID_LIMIT + c) * ID_LIMIT + d;
+  }
+
+  private id(name: string, assign: boolean): number {
+    const id = this.ids.get(name);
+    if (id !== undefined) return id;
+    if (!assign || this.ids.size >= ID_LIMIT) return -1;
+    this.ids.set(name, this.ids.size);
+    return this.ids.size - 1;
+  }
 }
+
+const hasRate = (ds: DsType) => ds === 'counter' || ds === 'derive';
+
+/**
+ * What describes a series, kept once for all hosts that have it (the same make of host has the same
+ * series). Bounded, as series come from the network: past the bound, sharing starts over (what hosts
+ * hold stays valid).
+ */
+class SeriesInfos {
+  private readonly byKey = new Map<SeriesKey, SeriesInfo>();
+
+  get(key: SeriesKey, vl: ValueList, names: readonly string[]): SeriesInfo {
+    const known = this.byKey.get(key);
+    if (known !== undefined && sameNames(known.names, names) && sameTypes(known.dsTypes, vl.dsTypes))
+      return known;
+    if (this.byKey.size >= 200_000) this.byKey.clear();
+    const info: SeriesInfo = {
+      plugin: vl.plugin,
+      pluginInstance: vl.pluginInstance,
+      type: vl.type,
+      typeInstance: vl.typeInstance,
+      names,
+      dsTypes: Object.freeze([...vl.dsTypes]),
+      rated: vl.dsTypes.some(hasRate),
+    };
+    this.byKey.set(key, info);
+    return info;
+  }
+}
+
+/** types.db gives one array per type, so this is mostly an identity check; callers may pass copies. */
+function sameNames(a: readonly string[], b: readonly string[]): boolean {
+  if (a === b) return true;
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+function sameTypes(a: readonly DsType[], b: readonly DsType[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
 const IDLE_STATES = new Set(['idle']);
 
-function summarizeHost(entry: HostEntry): HostLiveSummary {
+function summarizeHost(entry: HostEntry, series: LiveSeries[]): HostLiveSummary {
   const out: HostLiveSummary = { lastSeen: entry.lastSeen, interval: entry.interval };
   let cpuTotal = 0;
   let cpuIdle = 0;
   let cpuPercentSum = 0;
   let cpuPercentIdle = 0;
   const cpus = new Set<string>();
-  for (const s of entry.series.values()) {
+  for (const s of series) {
     if (s.plugin === 'load' && s.type === 'load') {
       [out.load1, out.load5, out.load15] = s.values;
     } else if (s.plugin === 'memory' && s.type === 'memory') {

@@ -16,19 +16,48 @@ export interface ConversionResult {
   nonFinite: number;
 }
 
+/**
+ * Measurement names, built once per plugin and type and shared by every series of them: a point then
+ * carries a string the store has seen (and cached its checks and escaping for) rather than a fresh one.
+ */
+export class MeasurementNames {
+  private readonly byPlugin = new Map<string, Map<readonly string[], readonly string[]>>();
+
+  constructor(private readonly mode: MultiValueMode) {}
+
+  /** split: `<plugin>_<value name>` per value; join: `[plugin]`. `names` is types.db's (one array per type). */
+  of(plugin: string, names: readonly string[]): readonly string[] {
+    let byNames = this.byPlugin.get(plugin);
+    if (byNames === undefined) {
+      // Plugin names come from the network: a flood of made-up ones must not grow this without end.
+      if (this.byPlugin.size >= 10_000) this.byPlugin.clear();
+      byNames = new Map();
+      this.byPlugin.set(plugin, byNames);
+    }
+    let out = byNames.get(names);
+    if (out === undefined) {
+      out = this.mode === 'join' ? [plugin] : names.map((name) => `${plugin}_${name}`);
+      byNames.set(names, out);
+    }
+    return out;
+  }
+}
+
 export function valueListToPoints(
   vl: ValueList,
   names: readonly string[],
   mode: MultiValueMode,
   out: Point[],
   now: () => number = Date.now,
+  measurements: readonly string[] = new MeasurementNames(mode).of(vl.plugin, names),
 ): ConversionResult {
+  const time = vl.time > 0 ? vl.time : now() / 1000;
+  // One tags object for all points of the value list (stores do not change it).
   const tags: Record<string, string> = {};
   if (vl.host) tags.host = vl.host;
   if (vl.pluginInstance) tags.instance = vl.pluginInstance;
   if (vl.type) tags.type = vl.type;
   if (vl.typeInstance) tags.type_instance = vl.typeInstance;
-  const time = vl.time > 0 ? vl.time : now() / 1000;
   let nonFinite = 0;
   let points = 0;
   if (mode === 'join') {
@@ -44,7 +73,7 @@ export function valueListToPoints(
       any = true;
     }
     if (any) {
-      out.push({ measurement: vl.plugin, tags, fields, time });
+      out.push({ measurement: measurements[0], tags, fields, time });
       points++;
     }
     return { points, nonFinite };
@@ -55,7 +84,7 @@ export function valueListToPoints(
       nonFinite++;
       continue;
     }
-    out.push({ measurement: `${vl.plugin}_${names[i]}`, tags, fields: { value }, time });
+    out.push({ measurement: measurements[i], tags, fields: { value }, time });
     points++;
   }
   return { points, nonFinite };
