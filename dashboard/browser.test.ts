@@ -212,6 +212,21 @@ describe('graphs and live updates', () => {
   });
 });
 
+describe('alerts', () => {
+  test('the header badge counts firing alerts and leads to the alerts page; a pool shows its enforcement', async () => {
+    const alice = await loggedIn('alice');
+    const count = alice.locator('header .alerts-link .alert-count');
+    await expect.poll(() => count.getAttribute('data-count')).toMatch(/^\d+$/);
+    await alice.locator('header .alerts-link').click();
+    await alice.waitForSelector('main h1:text("Alerts")');
+    await alice.waitForSelector('main table.data[aria-label="Alerts"]');
+    await go(alice, 'Team Alpha');
+    await alice.waitForSelector('section.enforcement dl.facts');
+    await alice.waitForSelector('section.alerts table.data');
+    await alice.close();
+  });
+});
+
 test('screenshots of the main pages', async () => {
   const login = await browser.newPage({ viewport: { width: 1200, height: 800 } });
   await login.goto(`${demo.url}/`);

@@ -3,6 +3,7 @@ import { fill, h, toast } from './dom.js';
 import { connectLive, disconnectLive, onLive } from './live.js';
 import { navTree } from './nav.js';
 import { adminPage } from './pages/admin.js';
+import { alertCount, alertsPage } from './pages/alerts.js';
 import { homePage } from './pages/home.js';
 import { hostPage } from './pages/host.js';
 import { loginPage } from './pages/login.js';
@@ -25,6 +26,7 @@ const ROUTES: Array<[RegExp, Page]> = [
   [/^\/host\/(\d+)$/, hostPage],
   [/^\/vm\/(\d+)$/, vmPage],
   [/^\/search$/, searchPage],
+  [/^\/alerts$/, alertsPage],
   [/^\/admin(?:\/([a-z-]+))?$/, adminPage],
 ];
 
@@ -61,6 +63,7 @@ async function route(): Promise<void> {
 
 function layout(me: Me): { main: HTMLElement; dispose(): void } {
   const tree = navTree();
+  const alerts = alertCount();
   const search = h('input', {
     type: 'search',
     name: 'q',
@@ -108,6 +111,7 @@ function layout(me: Me): { main: HTMLElement; dispose(): void } {
         },
         search,
       ),
+      alerts.el,
       h('span', { id: 'live-status', class: 'live off', 'aria-live': 'polite' }, 'connecting'),
       me.isSuperAdmin && h('a', { href: '#/admin', class: 'admin-link' }, 'Admin'),
       h('span', { class: 'who' }, me.username),
@@ -116,7 +120,13 @@ function layout(me: Me): { main: HTMLElement; dispose(): void } {
     h('div', { class: 'body' }, h('aside', { class: 'side' }, tree.el), main),
     h('div', { id: 'toasts', class: 'toasts', 'aria-live': 'polite' }),
   );
-  return { main, dispose: tree.dispose };
+  return {
+    main,
+    dispose() {
+      tree.dispose();
+      alerts.dispose();
+    },
+  };
 }
 
 function showLogin(): void {

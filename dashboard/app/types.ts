@@ -131,3 +131,23 @@ export const RUNNING_STATES = new Set([
   'resuming',
   'restoring',
 ]);
+
+/** An alert instance as `GET /api/v1/alerts` and the `alert` live event carry it. */
+export interface Alert {
+  id: number;
+  ruleId: number;
+  ruleName: string;
+  severity: 'info' | 'warning' | 'critical';
+  subject: string;
+  poolId: number | null;
+  hostId: number | null;
+  labels: Record<string, string>;
+  state: 'ok' | 'pending' | 'firing' | 'nodata' | 'error';
+  value: number | null;
+  error: string | null;
+  activeSince: string | null;
+  firingSince: string | null;
+  resolvedAt: string | null;
+  stateChangedAt: string;
+  silenced?: boolean;
+}

@@ -6,6 +6,7 @@ import { onLive } from '../live.js';
 import type { Page } from '../main.js';
 import { onStateChange, state } from '../state.js';
 import type { Host } from '../types.js';
+import { alertsPanel } from './alerts.js';
 import { breadcrumbs, facts, HOST_METRICS, tasksPanel, vmsOnHost, vmsTable } from './common.js';
 
 /** A host: inventory, state, last seen, live figures, its VMs, its tasks and graphs. */
@@ -19,6 +20,7 @@ export const hostPage: Page = async (main, [id]) => {
   const vms = vmsTable(`VMs on ${host.hostname}`);
   const tasks = tasksPanel({ targetType: 'host', targetId: hostId });
   const graphs = graphPanel(`host:${hostId}`, HOST_METRICS);
+  const alerts = alertsPanel({ hostId });
 
   const drawHead = () => {
     const canManage = state.me?.isSuperAdmin || role === 'admin' || role === 'super';
@@ -103,6 +105,7 @@ export const hostPage: Page = async (main, [id]) => {
       h('section', { class: 'card' }, h('h2', null, 'Inventory'), inventory),
       h('section', { class: 'card' }, h('h2', null, 'Now'), live),
     ),
+    alerts.el,
     h('section', { class: 'card' }, h('h2', null, 'VMs on this host'), vms.el),
     tasks.el,
     h('section', { class: 'card' }, h('h2', null, 'Graphs'), graphs.el),
@@ -127,5 +130,6 @@ export const hostPage: Page = async (main, [id]) => {
     offMetrics();
     tasks.dispose();
     graphs.dispose();
+    alerts.dispose();
   };
 };

@@ -6,7 +6,9 @@ import { onLive } from '../live.js';
 import type { Page } from '../main.js';
 import { onStateChange, state, subtree } from '../state.js';
 import { RUNNING_STATES } from '../types.js';
+import { alertsPanel } from './alerts.js';
 import { breadcrumbs, HOST_METRICS, hostsTable, tasksPanel, VM_METRICS, vmsTable } from './common.js';
+import { enforcementPanel } from './enforcement.js';
 
 interface UsedLimit {
   used: number;
@@ -38,6 +40,8 @@ export const poolPage: Page = async (main, [id]) => {
   const vms = vmsTable(`VMs of ${pool.name}`);
   const tasks = tasksPanel({ poolId });
   const graphs = graphPanel(`pool:${poolId}`, pool.kind === 'hardware' ? HOST_METRICS : VM_METRICS);
+  const alerts = alertsPanel({ poolId });
+  const enforcement = enforcementPanel(poolId);
 
   const poolHosts = () => [...state.hosts.values()].filter((x) => tree.has(x.poolId));
   const poolVms = () => {
@@ -109,6 +113,8 @@ export const poolPage: Page = async (main, [id]) => {
       h('h2', null, pool.kind === 'hardware' ? 'Availability' : 'Use against quota'),
       bars,
     ),
+    alerts.el,
+    enforcement.el,
     pool.kind === 'hardware' && h('section', { class: 'card' }, h('h2', null, 'Hosts'), hosts.el),
     h('section', { class: 'card' }, h('h2', null, 'VMs'), vms.el),
     tasks.el,
@@ -135,6 +141,8 @@ export const poolPage: Page = async (main, [id]) => {
     offMetrics();
     tasks.dispose();
     graphs.dispose();
+    alerts.dispose();
+    enforcement.dispose();
   };
 };
 
