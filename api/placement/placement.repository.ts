@@ -1,26 +1,7 @@
-import { type RawBuilder, sql } from 'kysely';
+import { sql } from 'kysely';
 import type { Database } from '../../lib/db.js';
 import { ACTIVE_VM_STATES } from '../vms/vm-states.js';
 import type { CandidateHost } from './placement.js';
-
-/**
- * The hosts of some hardware pools (a VM's hardware pool and those nested in it) with their inventory settings and
- * what the active VMs on them hold (host_allocations, kept by triggers), as a SELECT to embed: one row per host,
- * columns named as CandidateHost.
- */
-export function candidateHostsQuery(hardwarePoolIds: readonly number[]): RawBuilder<CandidateHost> {
-  return sql<CandidateHost>`
-    SELECT h.id, h.hostname, h.enabled, h.state, h.cpus, h.memory_mib AS "memoryMiB",
-      h.reserved_vcpus AS "reservedVcpus", h.reserved_memory_mib AS "reservedMemoryMiB",
-      h.cpu_allocation_ratio AS "cpuAllocationRatio", h.ram_allocation_ratio AS "ramAllocationRatio",
-      hp.cpu_allocation_ratio AS "poolCpuAllocationRatio", hp.ram_allocation_ratio AS "poolRamAllocationRatio",
-      coalesce(a.vcpus, 0) AS "allocatedVcpus", coalesce(a.memory_mib, 0) AS "allocatedMemoryMiB"
-    FROM hosts h
-    JOIN pools hp ON hp.id = h.pool_id
-    LEFT JOIN host_allocations a ON a.host_id = h.id
-    WHERE h.pool_id = any(${[...hardwarePoolIds]}::int[])
-    ORDER BY h.id`;
-}
 
 /** The same hosts through herd_candidate_hosts (migration T70), as the start decision reads them. */
 export async function candidateHosts(

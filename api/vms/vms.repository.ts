@@ -2,8 +2,6 @@ import { type Selectable, sql, type Updateable } from 'kysely';
 import type { Database } from '../../lib/db.js';
 import type { PlacementPolicy, VmsTable } from '../../schema/index.js';
 import { type VmVisibility, vmVisibleWhere } from '../access/access.service.js';
-import type { CandidateHost } from '../placement/placement.js';
-import { candidateHostsQuery } from '../placement/placement.repository.js';
 import { type NewTask, TASK_COLUMNS, taskJob, taskValues } from '../tasks/tasks.repository.js';
 
 export type VmRow = Selectable<VmsTable>;
@@ -199,48 +197,6 @@ export async function listVms(
 
 export async function updateVm(db: Database, id: number, patch: Updateable<VmsTable>): Promise<void> {
   await db.updateTable('vms').set(patch).where('id', '=', id).execute();
-}
-
-/** The VM as locked for an action, with the candidate hosts of its hardware pool (first look, unlocked). */
-export interface LockedVm {
-  vm: { state: string; vcpus: number; memory_mib: number; host_id: number | null } | undefined;
-  hosts: CandidateHost[];
-}
-
-/**
- * Locks the VM row (FOR UPDATE; after the quota claim's pool locks: pools, then VMs, then host allocations) and
- * reads it back as it is now, with the candidate hosts, in one round trip.
- */
-export async function lockVmWithCandidates(
-  db: Database,
-  vmId: number,
-  hardwarePoolIds: readonly number[],
-): Promise<LockedVm> {
-  const { rows } = await sql<
-    CandidateHost & {
-      vm_state: string | null;
-      vm_vcpus: number;
-      vm_memory_mib: number;
-      vm_host_id: number | null;
-    }
-  >`
-    WITH v AS (SELECT state, vcpus, memory_mib, host_id FROM vms WHERE id = ${vmId} FOR UPDATE)
-    SELECT v.state AS vm_state, v.vcpus AS vm_vcpus, v.memory_mib AS vm_memory_mib, v.host_id AS vm_host_id, c.*
-    FROM v LEFT JOIN LATERAL (${candidateHostsQuery(hardwarePoolIds)}) c ON true`.execute(db);
-  const first = rows[0];
-  if (!first) return { vm: undefined, hosts: [] };
-  const vm = {
-    state: first.vm_state!,
-    vcpus: first.vm_vcpus,
-    memory_mib: first.vm_memory_mib,
-    host_id: first.vm_host_id,
-  };
-  const hosts = rows
-    .filter((r) => r.id !== null)
-    .map(
-      ({ vm_state: _s, vm_vcpus: _v, vm_memory_mib: _m, vm_host_id: _h, ...host }) => host as CandidateHost,
-    );
-  return { vm, hosts };
 }
 
 export interface VmTransition {
