@@ -102,6 +102,76 @@ const firingAlertIn = async (w: AuthzWorld, poolId: number) => {
   return Number(id);
 };
 
+const imageOf = async (w: AuthzWorld) => {
+  const res = await w.t.app.inject({
+    method: 'POST',
+    url: '/api/v1/images',
+    headers: w.headers('super'),
+    payload: { name: `image${++fresh}`, ipxeUrl: 'http://127.0.0.1/boot.ipxe' },
+  });
+  return res.json().id as number;
+};
+const volumeIn = async (w: AuthzWorld, poolId: number) => {
+  const storagePoolId = await storagePoolIn(w, poolId);
+  const { id } = await w.db
+    .insertInto('volumes')
+    .values({ storage_pool_id: storagePoolId, name: `vol${++fresh}`, path: null, size_gib: 1, vm_id: null })
+    .returning('id')
+    .executeTakeFirstOrThrow();
+  return { storagePoolId, volumeId: id };
+};
+const silenceBody = (poolId: number) => ({
+  poolId,
+  matchers: [{ name: 'alertname', value: `matrix${++fresh}` }],
+  endsAt: new Date(Date.now() + 3_600_000).toISOString(),
+  comment: 'authz matrix',
+});
+const silenceIn = async (w: AuthzWorld, poolId: number) => {
+  const res = await w.t.app.inject({
+    method: 'POST',
+    url: '/api/v1/silences',
+    headers: w.headers('super'),
+    payload: silenceBody(poolId),
+  });
+  return res.json().id as number;
+};
+const channelBody = (poolId: number) => ({
+  name: `channel${++fresh}`,
+  type: 'webhook',
+  poolId,
+  config: { url: 'http://127.0.0.1:9/hook' },
+});
+const channelIn = async (w: AuthzWorld, poolId: number) => {
+  const res = await w.t.app.inject({
+    method: 'POST',
+    url: '/api/v1/notification-channels',
+    headers: w.headers('super'),
+    payload: channelBody(poolId),
+  });
+  return res.json().id as number;
+};
+const notificationIn = async (w: AuthzWorld, poolId: number) => {
+  const channelId = await channelIn(w, poolId);
+  const { id } = await w.db
+    .insertInto('notifications')
+    .values({
+      channel_id: channelId,
+      rule_id: null,
+      pool_id: poolId,
+      group_key: `g${++fresh}`,
+      status: 'grouping',
+      alerts: JSON.stringify([]),
+      payload: null,
+      created_at: new Date(),
+      not_before: new Date(),
+      last_error: null,
+      history: '[]',
+    })
+    .returning('id')
+    .executeTakeFirstOrThrow();
+  return id;
+};
+
 runAuthzMatrix(
   () => world,
   [
@@ -424,6 +494,144 @@ runAuthzMatrix(
       method: 'GET',
       url: (w) => `/api/v1/pools/${w.otherHw}/usage`,
       expect: statuses(200, 404, 404, 404, 200),
+    }),
+
+    // Install images: a catalogue shared by every pool, which anyone signed in reads and pool admins extend.
+    authzCase({
+      name: 'the image list',
+      method: 'GET',
+      setup: (w) => imageOf(w),
+      url: () => '/api/v1/images?limit=1000',
+      expect: statuses(200, 200, 200, 200, 200),
+      listed: { id: (_w, id) => id, expect: seen(true, true, true, true, true) },
+    }),
+    authzCase({
+      name: 'an image',
+      method: 'GET',
+      setup: (w) => imageOf(w),
+      url: (_w, id) => `/api/v1/images/${id}`,
+      expect: statuses(200, 200, 200, 200, 200),
+    }),
+    authzCase({
+      name: 'an image addition',
+      method: 'POST',
+      url: () => '/api/v1/images',
+      body: () => ({ name: `image${++fresh}`, kernel: 'http://127.0.0.1/vmlinuz' }),
+      // `unrelated` administers a pool of its own, which is all curating the catalogue takes.
+      expect: statuses(201, 201, 403, 403, 201),
+    }),
+    authzCase({
+      name: 'an image removal',
+      method: 'DELETE',
+      setup: (w) => imageOf(w),
+      url: (_w, id) => `/api/v1/images/${id}`,
+      expect: statuses(204, 204, 403, 403, 204),
+    }),
+
+    // Volumes: the fixtures' storage pools have no host, so those who may modify hear that (409) before any
+    // libvirt call.
+    authzCase({
+      name: 'a volume creation',
+      method: 'POST',
+      setup: (w) => storagePoolIn(w, w.hw),
+      url: (_w, id) => `/api/v1/storage-pools/${id}/volumes`,
+      body: () => ({ name: `vol${++fresh}`, sizeGiB: 1 }),
+      expect: statuses(409, 409, 403, 403, 404),
+    }),
+    authzCase({
+      name: 'a volume deletion',
+      method: 'DELETE',
+      setup: (w) => volumeIn(w, w.hw),
+      url: (_w, v) => `/api/v1/storage-pools/${v.storagePoolId}/volumes/${v.volumeId}`,
+      expect: statuses(409, 409, 403, 403, 404),
+    }),
+
+    // Host evacuation and registration
+    authzCase({
+      name: 'the evacuation of an empty host',
+      method: 'POST',
+      setup: (w) => hostIn(w, w.hw),
+      url: (_w, id) => `/api/v1/hosts/${id}/evacuate`,
+      expect: statuses(202, 202, 403, 403, 404),
+    }),
+    authzCase({
+      name: 'a host registration',
+      method: 'POST',
+      url: () => '/api/v1/hosts/register',
+      body: () => {
+        const n = ++fresh;
+        return { uri: `qemu+ssh://matrix-${n}/system`, hostname: `matrix-${n}`, cpus: 4, memoryMiB: 4096 };
+      },
+      // New hosts land in the default pool, where only the super-admin holds a role here.
+      expect: statuses(201, 404, 404, 404, 404),
+    }),
+
+    // Silences
+    authzCase({
+      name: 'the silence list',
+      method: 'GET',
+      setup: (w) => silenceIn(w, w.hw),
+      url: () => '/api/v1/silences?limit=1000',
+      expect: statuses(200, 200, 200, 200, 200),
+      listed: { id: (_w, id) => id, expect: seen(true, true, true, true, false) },
+    }),
+    authzCase({
+      name: 'a silence on a pool',
+      method: 'POST',
+      url: () => '/api/v1/silences',
+      body: (w) => silenceBody(w.hw),
+      expect: statuses(201, 201, 403, 403, 404),
+    }),
+    authzCase({
+      name: 'a global silence',
+      method: 'POST',
+      url: () => '/api/v1/silences',
+      body: (w) => {
+        const { poolId: _global, ...body } = silenceBody(w.hw);
+        return body;
+      },
+      expect: statuses(201, 403, 403, 403, 403),
+    }),
+    authzCase({
+      name: 'a pool silence removal',
+      method: 'DELETE',
+      setup: (w) => silenceIn(w, w.hw),
+      url: (_w, id) => `/api/v1/silences/${id}`,
+      expect: statuses(204, 204, 403, 403, 404),
+    }),
+
+    // Notification channels are the pool admins' only; notifications (deliveries) are seen like alerts.
+    authzCase({
+      name: 'the notification channel list',
+      method: 'GET',
+      setup: (w) => channelIn(w, w.hw),
+      url: () => '/api/v1/notification-channels?limit=1000',
+      expect: statuses(200, 200, 200, 200, 200),
+      listed: { id: (_w, id) => id, expect: seen(true, true, false, false, false) },
+    }),
+    authzCase({
+      name: 'a notification channel on a pool',
+      method: 'POST',
+      url: () => '/api/v1/notification-channels',
+      body: (w) => channelBody(w.hw),
+      expect: statuses(201, 201, 403, 403, 404),
+    }),
+    authzCase({
+      name: 'the notification list',
+      method: 'GET',
+      setup: (w) => notificationIn(w, w.hw),
+      url: () => '/api/v1/notifications?limit=1000',
+      expect: statuses(200, 200, 200, 200, 200),
+      listed: { id: (_w, id) => id, expect: seen(true, true, true, true, false) },
+    }),
+
+    // VM creation
+    authzCase({
+      name: 'a VM in the VM pool',
+      method: 'POST',
+      url: () => '/api/v1/vms',
+      body: (w) => ({ name: `vm-${++fresh}`, poolId: w.vmPool, vcpus: 1, memoryMiB: 256, nics: 0 }),
+      expect: statuses(201, 201, 201, 403, 404),
     }),
   ],
 );
