@@ -43,7 +43,6 @@ export const queueSave: EnforcementAction = async (trx, vm, reason) => {
     { vmId: vm.id, from: locked.state, to: VM_ACTION_RULES[ENFORCEMENT_ACTION].during },
   );
   // The row is locked in that state: the move cannot miss (rolling everything back if it somehow did).
-  if (!queued.moved || queued.taskId === null)
-    throw new Error(`VM ${vm.id} left ${locked.state} while locked`);
+  if (!queued.moved) throw new Error(`VM ${vm.id} left ${locked.state} while locked`);
   return queued.taskId;
 };

@@ -125,7 +125,7 @@ export async function requestVmAction(
       if (!now) throw notFound('vm');
       throw invalidState(vm, request.action, now.state);
     }
-    return { taskId: queued.taskId! };
+    return { taskId: queued.taskId };
   });
 }
 

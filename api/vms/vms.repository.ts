@@ -208,22 +208,10 @@ export interface VmTransition {
   placement?: unknown;
 }
 
-/** Room to claim on a host with the transition: the claim holds if allocated + request stays within capacity. */
-export interface HostClaim {
-  hostId: number;
-  request: { vcpus: number; memoryMiB: number };
-  capacity: { vcpus: number; memoryMiB: number };
-  /** false: give up at once when another claim holds the host (SKIP LOCKED) instead of queueing behind it. */
-  wait: boolean;
-}
-
 export interface QueuedVmTask {
-  /** Null when the host claim did not hold (no task inserted, nothing changed). */
-  taskId: number | null;
+  taskId: number;
   /** Whether the VM moved to the transitional state (false: it was no longer in `from`). */
   moved: boolean;
-  /** The host's allocation as locked for the claim; undefined when it was busy (another claim held it). */
-  allocated?: { vcpus: number; memoryMiB: number };
 }
 
 /**
@@ -235,7 +223,6 @@ export async function queueVmTask(
   db: Database,
   task: NewTask,
   transition: VmTransition,
-  claim?: HostClaim,
 ): Promise<QueuedVmTask> {
   const set = [
     sql`state = ${transition.to}`,
@@ -249,33 +236,18 @@ export async function queueVmTask(
       ? []
       : [sql`placement = ${JSON.stringify(transition.placement)}::jsonb`]),
   ];
-  const claimCtes = claim
-    ? sql`a AS (SELECT vcpus, memory_mib FROM host_allocations WHERE host_id = ${claim.hostId}
-        FOR UPDATE ${claim.wait ? sql`` : sql`SKIP LOCKED`}),
-      ok AS (SELECT 1 FROM a WHERE a.vcpus + ${claim.request.vcpus} <= ${claim.capacity.vcpus}
-        AND a.memory_mib + ${claim.request.memoryMiB} <= ${claim.capacity.memoryMiB}),
-      t AS (INSERT INTO tasks ${TASK_COLUMNS} SELECT n.* FROM (${taskValues(task)}) n, ok RETURNING id),`
-    : sql`t AS (INSERT INTO tasks ${TASK_COLUMNS} ${taskValues(task)} RETURNING id),`;
   const { rows } = await sql<{
-    task_id: number | null;
+    task_id: number;
     moved: number;
-    vcpus: number | null;
-    memory_mib: number | null;
   }>`
-    WITH ${claimCtes}
+    WITH t AS (INSERT INTO tasks ${TASK_COLUMNS} ${taskValues(task)} RETURNING id),
       j AS (SELECT ${taskJob(sql<number>`t.id`)} FROM t),
       v AS (UPDATE vms SET ${sql.join(set)} FROM t WHERE vms.id = ${transition.vmId} AND vms.state = ${transition.from}
         RETURNING vms.id)
     SELECT (SELECT id FROM t) AS task_id, (SELECT count(*) FROM v)::int AS moved, (SELECT count(*) FROM j) AS queued
-      ${claim ? sql`, (SELECT vcpus FROM a) AS vcpus, (SELECT memory_mib FROM a) AS memory_mib` : sql``}`.execute(
-    db,
-  );
+  `.execute(db);
   const row = rows[0];
-  return {
-    taskId: row.task_id,
-    moved: row.moved > 0,
-    ...(claim && row.vcpus !== null ? { allocated: { vcpus: row.vcpus, memoryMiB: row.memory_mib! } } : {}),
-  };
+  return { taskId: row.task_id, moved: row.moved > 0 };
 }
 
 /**
