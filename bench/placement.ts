@@ -17,9 +17,12 @@ import { CLOCK_TICKS, cpuTicks } from './lib/proc.js';
  * `npm run bench:placement`: the start decision (access check, quota claim, placement, host claim, state change,
  * task queued) through herd's HTTP API under load, with 500 hosts, 200 pools and 10,000 VMs in PostgreSQL and
  * live usage for every host. Writes bench/results/placement.json.
+ * Each of BENCH_ROUNDS rounds (default 3) starts the same BENCH_DECISIONS stopped VMs (default 4000) twice, put
+ * back as they were in between: saturated (BENCH_CONCURRENCY clients, default 32, each asking again as soon as
+ * answered: the most decisions per second) and at a fixed rate (BENCH_RATE per second, default 1000, at most
+ * BENCH_CONCURRENCY in flight: the latency at that load). Figures are the median of the rounds.
  *
- * Environment: BENCH_DECISIONS (measured under load, default 4000), BENCH_WARMUP (default 500), BENCH_CONCURRENCY
- * (default 32), BENCH_SEQUENTIAL (decisions measured one at a time first, for the service time; default 300),
+ * Environment: BENCH_WARMUP (default 500), BENCH_SEQUENTIAL (decisions measured one at a time first, for the service time; default 300),
  * BENCH_SYNCHRONOUS_COMMIT=off to have PostgreSQL acknowledge commits before their WAL is on disk (a deployment
  * choice: a crash may lose the last commits, never corrupt), BENCH_FAST=1 to run it without fsync at all (unsafe;
  * the default keeps full durability), BENCH_POOL_SIZE=n for the API's PostgreSQL connections (default: herd's),
@@ -34,6 +37,8 @@ const DECISIONS = Number(process.env.BENCH_DECISIONS ?? 4000);
 const WARMUP = Number(process.env.BENCH_WARMUP ?? 500);
 const SEQUENTIAL = Number(process.env.BENCH_SEQUENTIAL ?? 300);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 32);
+const RATE = Number(process.env.BENCH_RATE ?? 1000);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const FAST = process.env.BENCH_FAST === '1';
 const ASYNC_COMMIT = process.env.BENCH_SYNCHRONOUS_COMMIT === 'off';
 
@@ -41,8 +46,8 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const log = createLogger(process.env.HERD_LOG_LEVEL ?? 'warn', 'bench');
 
 async function main() {
-  if (DECISIONS + WARMUP + SEQUENTIAL > VMS / 2)
-    throw new Error(`at most ${VMS / 2} decisions (the stopped VMs)`);
+  if (Math.max(DECISIONS, WARMUP + SEQUENTIAL) > VMS / 2)
+    throw new Error(`at most ${VMS / 2} decisions per round (the stopped VMs)`);
   const dir = await mkdtemp(path.join(os.tmpdir(), 'herd-bench-placement-'));
   const cluster = path.join(dir, 'postgres');
   let pg = await startEmbeddedPostgres(cluster, log, { fast: FAST, password: 'bench' });
@@ -85,24 +90,46 @@ async function main() {
     const request = (vm: { id: number; owner_id: number }) =>
       post(agent, `${url}/api/v1/vms/${vm.id}/actions`, tokens.get(vm.owner_id)!, '{"action":"start"}');
 
+    const cpu = connect(pg.url, { max: 1 });
+    // The measured decisions start the same stopped VMs each round: between rounds they are put back as they were
+    // (no worker runs here, so started VMs stay `starting` and hold their claim until then).
+    const putBack = async () => {
+      await sql`UPDATE vms SET state = 'shutoff', host_id = NULL, task_id = NULL, placement = NULL
+        WHERE state = 'starting'`.execute(cpu.db);
+      await sql`VACUUM ANALYZE vms, host_allocations`.execute(cpu.db);
+    };
     await load(stopped.slice(0, WARMUP), request, CONCURRENCY);
     const alone = await load(stopped.slice(WARMUP, WARMUP + SEQUENTIAL), request, 1);
-    const rest = stopped.slice(WARMUP + SEQUENTIAL);
-    const cpu = connect(pg.url, { max: 1 });
+    await putBack();
     const loadBefore = os.loadavg()[0];
     await sql`SELECT pg_stat_statements_reset()`.execute(cpu.db);
-    const cpuBefore = await cpuTimes(cpu, server.pid!);
-    const measured = await load(rest.slice(0, DECISIONS), request, CONCURRENCY);
-    const cpuAfter = await cpuTimes(cpu, server.pid!);
-    const statements = await statementBreakdown(cpu, DECISIONS);
+    const closedRounds: Measured[] = [];
+    const openRounds: Measured[] = [];
+    let cpuMsTotal = { api: 0, postgres: 0, client: 0 };
+    for (let r = 0; r < ROUNDS; r++) {
+      const cpuBefore = await cpuTimes(cpu, server.pid!);
+      closedRounds.push(await load(stopped.slice(0, DECISIONS), request, CONCURRENCY));
+      const cpuAfter = await cpuTimes(cpu, server.pid!);
+      cpuMsTotal = {
+        api: cpuMsTotal.api + cpuAfter.api - cpuBefore.api,
+        postgres: cpuMsTotal.postgres + cpuAfter.postgres - cpuBefore.postgres,
+        client: cpuMsTotal.client + cpuAfter.client - cpuBefore.client,
+      };
+      await putBack();
+      openRounds.push(await load(stopped.slice(0, DECISIONS), request, CONCURRENCY, RATE));
+      await putBack();
+    }
+    const closedDecisions = closedRounds.reduce((n, m) => n + m.latencies.length, 0);
+    const statements = await statementBreakdown(cpu, closedDecisions + openRounds.length * DECISIONS);
     await cpu.close();
-    const perDecision = (part: 'api' | 'postgres' | 'client') =>
-      round((cpuAfter[part] - cpuBefore[part]) / measured.latencies.length);
+    const perDecision = (part: 'api' | 'postgres' | 'client') => round(cpuMsTotal[part] / closedDecisions);
     const cpuMs = {
       api: perDecision('api'),
       postgres: perDecision('postgres'),
       loadGenerator: perDecision('client'),
     };
+    const closed = summary(closedRounds);
+    const open = summary(openRounds);
 
     const result = {
       benchmark:
@@ -132,26 +159,40 @@ async function main() {
       seedSeconds: round(seedMs / 1000),
       concurrency: CONCURRENCY,
       warmup: WARMUP,
-      decisions: measured.latencies.length,
-      statuses: measured.statuses,
+      rounds: ROUNDS,
+      decisionsPerRound: DECISIONS,
       serviceTimeMs: {
         decisions: alone.latencies.length,
         median: round(quantile(alone.latencies, 0.5)),
         p99: round(quantile(alone.latencies, 0.99)),
       },
-      latencyMs: {
-        median: round(quantile(measured.latencies, 0.5)),
-        p90: round(quantile(measured.latencies, 0.9)),
-        p99: round(quantile(measured.latencies, 0.99)),
-        max: round(Math.max(...measured.latencies)),
+      // Closed loop: CONCURRENCY clients, each asking again as soon as answered — the most decisions per second.
+      // Latency there is mostly waiting in line: with 32 always in flight it is 32 / throughput on average.
+      saturated: {
+        statuses: closed.statuses,
+        decisionsPerSecond: closed.decisionsPerSecond,
+        latencyMs: closed.latencyMs,
+        byRound: closed.byRound,
       },
-      decisionsPerSecond: round(measured.latencies.length / (measured.wallMs / 1000)),
+      // Open loop: decisions asked at RATE per second on a fixed schedule, at most CONCURRENCY in flight; each
+      // latency runs from the moment its request was due (time spent waiting for a free slot counts).
+      atRate: {
+        ratePerSecond: RATE,
+        statuses: open.statuses,
+        achievedPerSecond: open.decisionsPerSecond,
+        latencyMs: open.latencyMs,
+        byRound: open.byRound,
+      },
       // CPU time each decision cost (the machine is shared: this is what 2 dedicated cores would be divided by).
       cpuMsPerDecision: cpuMs,
       decisionsPerSecondPerCore: round(1000 / (cpuMs.api + cpuMs.postgres)),
       // PostgreSQL's planning + execution time per decision, by statement (pg_stat_statements), largest first.
       statementsMsPerDecision: statements,
       targets: { p99Ms: 10, decisionsPerSecond: 1000 },
+      met: {
+        decisionsPerSecond: closed.decisionsPerSecond >= 1000,
+        p99AtRate: open.latencyMs.p99 < 10 && open.decisionsPerSecond >= RATE * 0.98,
+      },
     };
     await mkdir(path.join(root, 'bench/results'), { recursive: true });
     await writeFile(path.join(root, 'bench/results/placement.json'), `${JSON.stringify(result, null, 2)}\n`);
@@ -193,8 +234,23 @@ function post(agent: http.Agent, url: string, token: string, body: string): Prom
 
 type Answer = { status: number; body: string };
 
-/** Runs the requests with `concurrency` in flight; each latency is one decision's round trip. */
-async function load<T>(items: T[], request: (item: T) => Promise<Answer>, concurrency: number) {
+interface Measured {
+  latencies: number[];
+  statuses: Record<string, number>;
+  wallMs: number;
+}
+
+/**
+ * Runs the requests with `concurrency` in flight. Without a rate each asks as soon as a slot frees and its latency
+ * is its round trip; with one, item i is due i / rate seconds in (asked then, or as soon as a slot frees) and its
+ * latency runs from when it was due.
+ */
+async function load<T>(
+  items: T[],
+  request: (item: T) => Promise<Answer>,
+  concurrency: number,
+  rate?: number,
+): Promise<Measured> {
   const latencies: number[] = [];
   const statuses: Record<string, number> = {};
   let next = 0;
@@ -202,16 +258,47 @@ async function load<T>(items: T[], request: (item: T) => Promise<Answer>, concur
   await Promise.all(
     Array.from({ length: concurrency }, async () => {
       while (next < items.length) {
-        const item = items[next++];
-        const t0 = performance.now();
-        const res = await request(item);
-        latencies.push(performance.now() - t0);
+        const i = next++;
+        let from = performance.now();
+        if (rate) {
+          from = started + (i * 1000) / rate;
+          if (from > performance.now())
+            await new Promise((resolve) => setTimeout(resolve, from - performance.now()));
+        }
+        const res = await request(items[i]);
+        latencies.push(performance.now() - from);
         const key = res.status === 202 ? '202' : `${res.status} ${JSON.parse(res.body).error}`;
         statuses[key] = (statuses[key] ?? 0) + 1;
       }
     }),
   );
   return { latencies, statuses, wallMs: performance.now() - started };
+}
+
+/** Rounds summed up: statuses added, rates and latency quantiles as the median of the rounds' figures. */
+function summary(rounds: Measured[]) {
+  const statuses: Record<string, number> = {};
+  for (const r of rounds)
+    for (const [k, n] of Object.entries(r.statuses)) statuses[k] = (statuses[k] ?? 0) + n;
+  const byRound = rounds.map((r) => ({
+    decisionsPerSecond: round(r.latencies.length / (r.wallMs / 1000)),
+    median: round(quantile(r.latencies, 0.5)),
+    p90: round(quantile(r.latencies, 0.9)),
+    p99: round(quantile(r.latencies, 0.99)),
+    max: round(Math.max(...r.latencies)),
+  }));
+  const median = (pick: (r: (typeof byRound)[number]) => number) => quantile(byRound.map(pick), 0.5);
+  return {
+    statuses,
+    decisionsPerSecond: median((r) => r.decisionsPerSecond),
+    latencyMs: {
+      median: median((r) => r.median),
+      p90: median((r) => r.p90),
+      p99: median((r) => r.p99),
+      max: median((r) => r.max),
+    },
+    byRound,
+  };
 }
 
 /**

@@ -6,6 +6,7 @@ import * as vmTasks from './2026-11-23T40-vm-tasks.js';
 import * as metricRollups from './2026-11-23T50-metric-rollups.js';
 import * as alerts from './2026-11-23T60-alerts.js';
 import * as startClaim from './2026-11-23T70-start-claim.js';
+import * as claimBatches from './2026-11-23T80-claim-batches.js';
 
 /**
  * Every migration, in order. Names are frozen once released; append new ones at the end.
@@ -19,6 +20,7 @@ export const migrations: Record<string, Migration> = {
   '2026-11-23T50-metric-rollups': metricRollups,
   '2026-11-23T60-alerts': alerts,
   '2026-11-23T70-start-claim': startClaim,
+  '2026-11-23T80-claim-batches': claimBatches,
 };
 
 type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
@@ -131,6 +133,8 @@ export interface HostsTable {
   cpu_allocation_ratio: number | null;
   ram_allocation_ratio: number | null;
   created_at: GeneratedTimestamp;
+  /** Bumped by a trigger whenever what placement reads of the host changes (migration T80). */
+  inventory_version: Generated<number>;
 }
 
 export interface StoragePoolsTable {

@@ -55,6 +55,9 @@ export interface HostClaim {
   memoryMiB: [capacity: number, total: number, reserved: number, ratio: number];
 }
 
+/** The claim is given this many of the eligible hosts at a time, best first (the next ones only if none had room). */
+export const HOSTS_PER_CLAIM = 8;
+
 /**
  * What the claim tries, for a decision: its eligible hosts best first, and the reasons (takenMeanwhileFormats) a
  * host gives if concurrent claims took its room meanwhile. The claim locks each host's allocation row and checks

@@ -4,19 +4,20 @@ import { type Need, type PoolRole, seesVm } from '../access/access.service.js';
 import type { AuthUser } from '../auth/auth-user.js';
 import { conflict, forbidden, notFound } from '../http/errors.js';
 import type { LiveSummarySource } from '../placement/live-usage.js';
-import { storedDecision } from '../placement/placement.js';
+import { type StoredDecision, storedDecision } from '../placement/placement.js';
 import {
   BUSY_REASON,
   decide,
+  HOSTS_PER_CLAIM,
+  type HostClaim,
   hostClaims,
   NoHostError,
   unclaimedDecision,
 } from '../placement/placement.service.js';
 import { quotaRefusal } from '../quota/quota.service.js';
 import { assertNotBlocked } from '../quota-enforcer/quota-block.js';
-import { taskJobQueue } from '../tasks/task-queue-jobs.js';
 import type { TaskRow } from '../tasks/tasks.repository.js';
-import { claimVmAction, type VmActionContext, vmActionContext } from './vm-claim.repository.js';
+import { batchedClaimVmAction, batchedVmActionContext, type VmActionContext } from './vm-claim.repository.js';
 import {
   ACTIVE_VM_STATES,
   isActive,
@@ -68,13 +69,13 @@ function assertVmRole(user: AuthUser, vm: VmActionContext, need: Need): PoolRole
 
 /**
  * Asks for an action on a VM: checks access and the state machine (the VM, the caller's role and, for placing
- * actions, the candidate hosts read in one round trip), then claims what the action needs and queues its task in
- * one transaction. For start/restore/migrate that is one statement (herd_vm_claim): the quota claim (locks the
- * pools), the VM row locked and checked again, then placement's choice claimed — the chosen host's allocation row
- * locked, the room checked, the task inserted and the VM moved to its transitional state (which adds it to the
- * host's allocation); the task's job is added right after the commit (TaskJobQueue). Locks are always taken
- * pools → VM → host, so concurrent claims queue instead of deadlocking, and no two can both take the last room.
- * Answers the task's id.
+ * actions, the candidate hosts read in one round trip, batched with other requests'), then claims what the action
+ * needs and queues its task in one transaction. For start/restore/migrate that is one statement (herd_vm_claim, in
+ * a batch with the claims other requests make meanwhile): the quota claim (locks the pools), the VM row locked and
+ * checked again, then placement's choice claimed — the chosen host's allocation row locked, the room checked, the
+ * task inserted and the VM moved to its transitional state (which adds it to the host's allocation) — and the
+ * task's job. Locks are always taken pools → VM → host, so concurrent claims queue instead of deadlocking, and no
+ * two can both take the last room. Answers the task's id.
  */
 export async function requestVmAction(
   deps: VmActionDeps,
@@ -83,7 +84,7 @@ export async function requestVmAction(
   request: VmActionRequest,
 ): Promise<{ taskId: number }> {
   const placing = PLACING_ACTIONS.has(request.action);
-  const vm = await vmActionContext(deps.db, vmId, user.id, placing);
+  const vm = await batchedVmActionContext(deps.db, vmId, user.id, placing);
   if (!vm) throw notFound('vm');
   const role = assertVmRole(user, vm, request.action === 'delete' ? 'modify' : 'control');
   if (
@@ -147,29 +148,48 @@ async function claimPlacingAction(
     preferHostId: request.action === 'restore' ? (vm.host_id ?? undefined) : undefined,
     live: deps.liveView,
   });
-  const outcome = await claimVmAction(deps.db, {
-    vmId: vm.id,
-    from: vm.state,
-    to: VM_ACTION_RULES[request.action].during,
-    size,
-    // An active VM (a live migration) already counts against its quotas.
-    quota: isActive(vm.state)
-      ? null
-      : { poolId: vm.pool_id, userId: vm.owner_id, nics: vm.nic_count, active: ACTIVE_VM_STATES },
-    migrate,
-    task: {
-      userId: user.id,
-      action: request.action,
-      poolId: vm.pool_id,
-      args: args as unknown as Record<string, unknown>,
-    },
-    ...hostClaims(decision),
-    busyReason: BUSY_REASON,
-    decision: storedDecision(decision, { action: request.action, decidedAt: new Date() }),
-  });
+  const { hosts, takenMeanwhile } = hostClaims(decision);
+  const claim = (tried: HostClaim[], stored: StoredDecision) =>
+    batchedClaimVmAction(
+      deps.db,
+      {
+        vmId: vm.id,
+        from: vm.state,
+        to: VM_ACTION_RULES[request.action].during,
+        size,
+        // An active VM (a live migration) already counts against its quotas.
+        quota: isActive(vm.state)
+          ? null
+          : { poolId: vm.pool_id, userId: vm.owner_id, nics: vm.nic_count, active: ACTIVE_VM_STATES },
+        migrate,
+        task: {
+          userId: user.id,
+          action: request.action,
+          poolId: vm.pool_id,
+          args: args as unknown as Record<string, unknown>,
+        },
+        hosts: tried,
+        takenMeanwhile,
+        busyReason: BUSY_REASON,
+        decision: stored,
+      },
+      deps.log,
+    );
+  // The best hosts first, a few at a time: the first of them nearly always has the room, and what the claim
+  // reads and writes grows with every host it is given. The decision carries over what each round found.
+  let outcome = await claim(
+    hosts.slice(0, HOSTS_PER_CLAIM),
+    storedDecision(decision, { action: request.action, decidedAt: new Date() }),
+  );
+  for (
+    let next = HOSTS_PER_CLAIM;
+    outcome.status === 'no_host' && next < hosts.length;
+    next += HOSTS_PER_CLAIM
+  ) {
+    outcome = await claim(hosts.slice(next, next + HOSTS_PER_CLAIM), outcome.decision);
+  }
   switch (outcome.status) {
     case 'claimed':
-      taskJobQueue(deps.db, deps.log).add(outcome.taskId);
       return { taskId: outcome.taskId };
     case 'quota':
       if ('error' in outcome.refusal) throw notFound('pool');

@@ -9,11 +9,11 @@ import { type TestHostOptions, writeTestHost } from '../../../lib/testing/libvir
 import { authHeader, createUserWithToken } from '../../../lib/testing/users.js';
 import { waitFor } from '../../../lib/testing/wait.js';
 import { HostConnections } from '../../hosts/driver/index.js';
+import { apiRoutes } from '../../routes.js';
 import { prepareTaskQueue } from '../../tasks/task-queue.js';
 import type { TaskAnswer } from '../../tasks/tasks.service.js';
 import { type RunningWorker, startWorker, type WorkerOptions } from '../../tasks/worker.js';
 import { createVmTaskHandler } from '../vm-task-handler.js';
-import { apiRoutes } from '../../routes.js';
 
 export interface User {
   id: number;
