@@ -148,12 +148,29 @@ class VmClaimBatches {
 
   /** The candidate hosts of a set: the records with the allocations read with the set (a host gone meanwhile is left out). */
   private candidates(set: HostSet): CandidateHost[] {
-    return set.ids.flatMap((id, i) => {
-      const record = this.hostRecords.get(id);
-      if (!record) return [];
-      const { version: _, ...host } = record;
-      return [{ ...host, allocatedVcpus: set.vcpus[i], allocatedMemoryMiB: set.memoryMiB[i] }];
+    const hosts: CandidateHost[] = [];
+    set.ids.forEach((id, i) => {
+      const r = this.hostRecords.get(id);
+      if (!r) return;
+      // Spelled out: this runs for every candidate of every decision, and spreading costs several times more.
+      hosts.push({
+        id: r.id,
+        hostname: r.hostname,
+        enabled: r.enabled,
+        state: r.state,
+        cpus: r.cpus,
+        memoryMiB: r.memoryMiB,
+        reservedVcpus: r.reservedVcpus,
+        reservedMemoryMiB: r.reservedMemoryMiB,
+        cpuAllocationRatio: r.cpuAllocationRatio,
+        ramAllocationRatio: r.ramAllocationRatio,
+        poolCpuAllocationRatio: r.poolCpuAllocationRatio,
+        poolRamAllocationRatio: r.poolRamAllocationRatio,
+        allocatedVcpus: set.vcpus[i],
+        allocatedMemoryMiB: set.memoryMiB[i],
+      });
     });
+    return hosts;
   }
 
   private async claimAll(claims: VmClaimRequest[]): Promise<PromiseSettledResult<VmClaimOutcome>[]> {
