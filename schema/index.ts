@@ -7,6 +7,7 @@ import * as metricRollups from './2026-11-23T50-metric-rollups.js';
 import * as alerts from './2026-11-23T60-alerts.js';
 import * as startClaim from './2026-11-23T70-start-claim.js';
 import * as claimBatches from './2026-11-23T80-claim-batches.js';
+import * as poolUsage from './2026-11-23T81-pool-usage.js';
 
 /**
  * Every migration, in order. Names are frozen once released; append new ones at the end.
@@ -21,6 +22,7 @@ export const migrations: Record<string, Migration> = {
   '2026-11-23T60-alerts': alerts,
   '2026-11-23T70-start-claim': startClaim,
   '2026-11-23T80-claim-batches': claimBatches,
+  '2026-11-23T81-pool-usage': poolUsage,
 };
 
 type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
@@ -181,6 +183,9 @@ export interface VmsTable {
   save_path: string | null;
   /** The last placement decision, to explain it (migration T40). */
   placement: Json | null;
+  /** Its NICs and the size of its attached volumes, kept by triggers (migration T81). */
+  nic_count: Generated<number>;
+  storage_gib: Generated<number>;
 }
 
 export interface VmNicsTable {
@@ -205,6 +210,19 @@ export interface HostAllocationsTable {
   host_id: number;
   vcpus: Int8;
   memory_mib: Int8;
+}
+
+/** What the VMs of a pool (not its subtree) hold per owner, kept by triggers (migration T81). */
+export interface PoolUsageTable {
+  pool_id: number;
+  owner_id: number;
+  /** Its VMs in any state. */
+  vms_defined: number;
+  vcpus: Int8;
+  memory_mib: Int8;
+  vms: number;
+  nics: Int8;
+  storage_gib: number;
 }
 
 export type TaskState = 'queued' | 'running' | 'done' | 'failed' | 'cancelled';
@@ -424,6 +442,7 @@ export interface DB {
   volumes: VolumesTable;
   tasks: TasksTable;
   host_allocations: HostAllocationsTable;
+  pool_usage: PoolUsageTable;
   audit_log: AuditLogTable;
   events: EventsTable;
   metric_series: MetricSeriesTable;

@@ -90,43 +90,27 @@ export async function claimQuota(
 }
 
 /**
- * Usage per VM owner in the subtree of `poolId`, counted from the vms, vm_nics and volumes tables as they are
- * now: storage for every VM in any state, the rest only for VMs in ACTIVE_VM_STATES. Set-based: the VMs of the
- * subtree once, their NICs and volumes joined and summed per owner.
+ * Usage per VM owner in the subtree of `poolId` (every owner with a VM there, in any state): storage for every VM,
+ * the rest only for VMs in ACTIVE_VM_STATES, as pool_usage keeps it (migration T81) — what the quota claim reads.
+ * `recount` (quota.service.ts) checks it against the raw rows.
  */
 export async function subtreeUsageByOwner(
   db: Database,
   poolId: number,
   ownerId?: number,
 ): Promise<UsageRow[]> {
-  const active = [...ACTIVE_VM_STATES];
   const { rows } = await sql<UsageRow>`
     WITH RECURSIVE sub(id) AS (
       SELECT id FROM pools WHERE id = ${poolId}
       UNION
       SELECT p.id FROM pools p JOIN sub ON p.parent_id = sub.id
-    ),
-    v AS MATERIALIZED (
-      SELECT id, owner_id, vcpus, memory_mib, state = any(${active}::text[]) AS active FROM vms
-      WHERE pool_id IN (SELECT id FROM sub) ${ownerId === undefined ? sql`` : sql`AND owner_id = ${ownerId}`}
-    ),
-    nics AS (
-      SELECT v.owner_id, count(*) AS n FROM v JOIN vm_nics ON vm_nics.vm_id = v.id WHERE v.active GROUP BY v.owner_id
-    ),
-    storage AS (
-      SELECT v.owner_id, sum(volumes.size_gib) AS gib FROM v JOIN volumes ON volumes.vm_id = v.id GROUP BY v.owner_id
-    ),
-    owners AS (
-      SELECT owner_id,
-        coalesce(sum(vcpus) FILTER (WHERE active), 0)::int8 AS vcpus,
-        coalesce(sum(memory_mib) FILTER (WHERE active), 0)::int8 AS memory_mib,
-        count(*) FILTER (WHERE active)::int8 AS vms
-      FROM v GROUP BY owner_id
     )
-    SELECT o.owner_id, o.vcpus, o.memory_mib, coalesce(s.gib, 0)::float8 AS storage_gib,
-      coalesce(n.n, 0)::int8 AS nics, o.vms
-    FROM owners o LEFT JOIN nics n ON n.owner_id = o.owner_id LEFT JOIN storage s ON s.owner_id = o.owner_id
-    ORDER BY o.owner_id`.execute(db);
+    SELECT owner_id, sum(vcpus)::int8 AS vcpus, sum(memory_mib)::int8 AS memory_mib,
+      sum(storage_gib)::float8 AS storage_gib, sum(nics)::int8 AS nics, sum(vms)::int8 AS vms
+    FROM pool_usage
+    WHERE pool_id IN (SELECT id FROM sub) ${ownerId === undefined ? sql`` : sql`AND owner_id = ${ownerId}`}
+    GROUP BY owner_id HAVING sum(vms_defined) > 0
+    ORDER BY owner_id`.execute(db);
   return rows;
 }
 
