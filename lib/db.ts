@@ -45,6 +45,10 @@ export const DEFAULT_POOL_SIZE = Math.max(8, 4 * os.availableParallelism());
 export function connect(url: string, options: { max?: number; log?: Logger } = {}): DatabaseHandle {
   const pool = new pg.Pool({ connectionString: url, max: options.max ?? DEFAULT_POOL_SIZE });
   pool.on('error', (err) => options.log?.warn({ err }, 'idle PostgreSQL client error'));
+  // A checked-out client's connection error outside a query (the server went away) would otherwise be thrown.
+  pool.on('connect', (client) =>
+    client.on('error', (err) => options.log?.warn({ err }, 'PostgreSQL connection error')),
+  );
   const db = new Kysely<DB>({ dialect: new PostgresDialect({ pool }), plugins: [new TableWriteWatch()] });
   return { db, pool, url, close: () => db.destroy() };
 }

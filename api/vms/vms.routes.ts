@@ -25,7 +25,7 @@ import {
 const tags = ['vms'];
 
 export async function vmRoutes(app: FastifyInstance, appDeps: AppDeps): Promise<void> {
-  const deps: VmActionDeps = { db: appDeps.db, liveView: appDeps.liveView };
+  const deps: VmActionDeps = { db: appDeps.db, liveView: appDeps.liveView, log: appDeps.log };
 
   app.post<{ Body: CreateVmInput }>(
     '/api/v1/vms',
