@@ -319,6 +319,20 @@ runAuthzMatrix(
       expect: statuses(409, 409, 404, 403, 404),
     }),
     authzCase({
+      name: 'the user’s VM marked installed',
+      method: 'POST',
+      setup: (w) => vmOf(w, 'user'),
+      url: (_w, id) => `/api/v1/vms/${id}/installed`,
+      expect: statuses(200, 200, 200, 403, 404),
+    }),
+    authzCase({
+      name: 'an admin’s VM marked installed',
+      method: 'POST',
+      setup: (w) => vmOf(w, 'admin'),
+      url: (_w, id) => `/api/v1/vms/${id}/installed`,
+      expect: statuses(200, 200, 404, 403, 404),
+    }),
+    authzCase({
       name: 'a migration of the user’s never-started VM',
       method: 'POST',
       setup: (w) => insertVm(w.db, { poolId: w.vmPool, ownerId: w.users.user.id, state: 'defined' }),
@@ -593,6 +607,21 @@ runAuthzMatrix(
       expect: statuses(201, 403, 403, 403, 403),
     }),
     authzCase({
+      name: 'a pool silence',
+      method: 'GET',
+      setup: (w) => silenceIn(w, w.hw),
+      url: (_w, id) => `/api/v1/silences/${id}`,
+      expect: statuses(200, 200, 200, 200, 404),
+    }),
+    authzCase({
+      name: 'a pool silence change',
+      method: 'PATCH',
+      setup: (w) => silenceIn(w, w.hw),
+      url: (_w, id) => `/api/v1/silences/${id}`,
+      body: () => ({ comment: 'changed by the authz matrix' }),
+      expect: statuses(200, 200, 403, 403, 404),
+    }),
+    authzCase({
       name: 'a pool silence removal',
       method: 'DELETE',
       setup: (w) => silenceIn(w, w.hw),
@@ -615,6 +644,29 @@ runAuthzMatrix(
       url: () => '/api/v1/notification-channels',
       body: (w) => channelBody(w.hw),
       expect: statuses(201, 201, 403, 403, 404),
+    }),
+    // A channel is invisible to those below admin (it is not in their list either): 404, not 403.
+    authzCase({
+      name: 'a notification channel',
+      method: 'GET',
+      setup: (w) => channelIn(w, w.hw),
+      url: (_w, id) => `/api/v1/notification-channels/${id}`,
+      expect: statuses(200, 200, 404, 404, 404),
+    }),
+    authzCase({
+      name: 'a notification channel change',
+      method: 'PATCH',
+      setup: (w) => channelIn(w, w.hw),
+      url: (_w, id) => `/api/v1/notification-channels/${id}`,
+      body: () => ({ name: `renamed${++fresh}` }),
+      expect: statuses(200, 200, 404, 404, 404),
+    }),
+    authzCase({
+      name: 'a notification channel removal',
+      method: 'DELETE',
+      setup: (w) => channelIn(w, w.hw),
+      url: (_w, id) => `/api/v1/notification-channels/${id}`,
+      expect: statuses(204, 204, 404, 404, 404),
     }),
     authzCase({
       name: 'the notification list',
