@@ -10,10 +10,11 @@ import { createTestDatabase, testInflux } from '../lib/testing/db.js';
 /**
  * The dashboard in Debian's chromium (headless), against `herd demo` on the suite's real PostgreSQL and
  * InfluxDB: who sees what, a VM started from its page, graphs drawn with data, live updates without reload.
- * Screenshots of the main pages go to docs/screenshots/.
+ * Screenshots of the main pages are taken each run; with HERD_SCREENSHOTS=1 they replace docs/screenshots/ (the
+ * README's), otherwise they go to the test's temporary directory, so that a test run leaves the checkout as it was.
  */
 const ROOT = path.resolve(import.meta.dirname, '..');
-const SHOTS = path.join(ROOT, 'docs', 'screenshots');
+let shots: string;
 const LIVE_MS = 8000;
 
 let dir: string;
@@ -53,7 +54,11 @@ beforeAll(async () => {
     executablePath: '/usr/bin/chromium',
     args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking'],
   });
-  await mkdir(SHOTS, { recursive: true });
+  shots =
+    process.env.HERD_SCREENSHOTS === '1'
+      ? path.join(ROOT, 'docs', 'screenshots')
+      : path.join(dir, 'screenshots');
+  await mkdir(shots, { recursive: true });
 }, 180_000);
 
 afterAll(async () => {
@@ -98,7 +103,7 @@ async function go(page: Page, name: string): Promise<void> {
 }
 
 async function shot(page: Page, name: string): Promise<void> {
-  await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: name !== 'phone' });
+  await page.screenshot({ path: path.join(shots, `${name}.png`), fullPage: name !== 'phone' });
 }
 
 describe('each user sees only their own', () => {
