@@ -1,21 +1,9 @@
 import { EventEmitter } from 'node:events';
 import type { FastifyInstance } from 'fastify';
-import { startAlertFeed } from '../api/alerts/alert-feed.js';
-import { startAlerting } from '../api/alerts/start-alerting.js';
-import { buildApp } from '../api/app.js';
-import { ensureAdmin } from '../api/auth/auth.service.js';
-import { HostConnections } from '../api/hosts/driver/index.js';
-import { HostMonitor } from '../api/hosts/host-monitor.js';
-import { writeHostsLastSeen } from '../api/hosts/last-seen.js';
-import { MdnsDiscovery } from '../api/hosts/mdns-discovery.js';
-import { GraphRecorder } from '../api/metrics/graph-recorder.js';
-import { startQuotaEnforcer } from '../api/quota-enforcer/quota-enforcer.js';
-import { apiRoutes } from '../api/routes.js';
+import type { startAlerting } from '../api/alerts/start-alerting.js';
+import type { HostConnections } from '../api/hosts/driver/index.js';
 import { prepareTaskQueue } from '../api/tasks/task-queue.js';
-import { startWorker } from '../api/tasks/worker.js';
-import { createVmTaskHandler } from '../api/vms/vm-task-handler.js';
-import { dashboardRoutes } from '../dashboard/server/dashboard.routes.js';
-import { type IngestService, startIngest } from '../ingest/ingest-service.js';
+import type { IngestService } from '../ingest/ingest-service.js';
 import { LiveView } from '../ingest/live-view.js';
 import { createMetricsStore, type MetricsStore } from '../ingest/store/metrics-store.js';
 import { createRollups, type Rollups } from '../ingest/store/rollups.js';
@@ -41,7 +29,11 @@ export interface RunningHerd {
   stop(): Promise<void>;
 }
 
-/** Starts the requested roles of herd on one database. `stop()` is safe to call twice. */
+/**
+ * Starts the requested roles of herd on one database. `stop()` is safe to call twice.
+ * Each role's modules load only when that role runs: `serve --only ingest` then carries neither the HTTP
+ * API and dashboard nor the libvirt binding and task worker, which were most of its memory at start.
+ */
 export async function startHerd(
   config: Config,
   log: Logger,
@@ -59,8 +51,10 @@ export async function startHerd(
     await migrateOrThrow(database.db, log);
     // graphile-worker's own schema: the API queues tasks with its add_job().
     await prepareTaskQueue(database.pool, log);
-    if (config.adminPassword && (await ensureAdmin(database.db, config.adminPassword))) {
-      log.info('created the super-admin "admin" (HERD_ADMIN_PASSWORD)');
+    if (config.adminPassword) {
+      const { ensureAdmin } = await import('../api/auth/auth.service.js');
+      if (await ensureAdmin(database.db, config.adminPassword))
+        log.info('created the super-admin "admin" (HERD_ADMIN_PASSWORD)');
     }
     const registry = createRegistry({ defaultMetrics: true });
     const liveView = new LiveView();
@@ -72,14 +66,24 @@ export async function startHerd(
     stops.push(() => rollups.stop());
     const events = new EventEmitter();
     events.setMaxListeners(0);
+    const has = (role: Role) => options.roles.includes(role);
     // One driver per libvirt host in the process: with libvirt's test driver a second connection would be a
     // second, empty fake host, and real hosts should not get a connection per part either.
-    const hostConnections = new HostConnections(log);
-    stops.push(() => hostConnections.closeAll());
+    let hostConnections: HostConnections | undefined;
+    if (has('worker') || has('api')) {
+      const { HostConnections } = await import('../api/hosts/driver/index.js');
+      const connections = new HostConnections(log);
+      stops.push(() => connections.closeAll());
+      hostConnections = connections;
+    }
     const running: RunningHerd = { database, store, rollups, liveView, events, stop };
-    const has = (role: Role) => options.roles.includes(role);
 
     if (has('ingest')) {
+      const [{ startIngest }, { GraphRecorder }, { writeHostsLastSeen }] = await Promise.all([
+        import('../ingest/ingest-service.js'),
+        import('../api/metrics/graph-recorder.js'),
+        import('../api/hosts/last-seen.js'),
+      ]);
       const ingest = await startIngest({ config, db: database.db, log, registry, store, liveView });
       stops.push(() => ingest.stop());
       running.ingest = ingest;
@@ -98,6 +102,7 @@ export async function startHerd(
 
     let alertFeed: Awaited<ReturnType<typeof startAlerting>>['feed'] | undefined;
     if (has('ingest') || has('worker')) {
+      const { startAlerting } = await import('../api/alerts/start-alerting.js');
       const alerting = await startAlerting({
         db: database.db,
         log,
@@ -113,13 +118,21 @@ export async function startHerd(
       alertFeed.on('enforcement', (e) => events.emit('enforcement', e));
     } else if (has('api')) {
       // alert changes made by other herd processes, for the dashboard
+      const { startAlertFeed } = await import('../api/alerts/alert-feed.js');
       const feed = await startAlertFeed({ pool: database.pool, log });
       stops.push(() => feed.stop());
       feed.feed.on('alert', (e) => events.emit('alert', e));
       feed.feed.on('enforcement', (e) => events.emit('enforcement', e));
     }
 
-    if (has('worker')) {
+    if (has('worker') && hostConnections) {
+      const [{ startWorker }, { createVmTaskHandler }, { HostMonitor }, { startQuotaEnforcer }] =
+        await Promise.all([
+          import('../api/tasks/worker.js'),
+          import('../api/vms/vm-task-handler.js'),
+          import('../api/hosts/host-monitor.js'),
+          import('../api/quota-enforcer/quota-enforcer.js'),
+        ]);
       const worker = await startWorker({
         db: database.db,
         pgPool: database.pool,
@@ -139,6 +152,7 @@ export async function startHerd(
       monitor.start();
       stops.push(() => monitor.stop());
       if (config.hosts.mdns) {
+        const { MdnsDiscovery } = await import('../api/hosts/mdns-discovery.js');
         const mdns = new MdnsDiscovery({ db: database.db, connections: hostConnections, log });
         mdns.start();
         stops.push(() => mdns.stop());
@@ -152,7 +166,12 @@ export async function startHerd(
       stops.push(() => enforcer.stop());
     }
 
-    if (has('api')) {
+    if (has('api') && hostConnections) {
+      const [{ buildApp }, { apiRoutes }, { dashboardRoutes }] = await Promise.all([
+        import('../api/app.js'),
+        import('../api/routes.js'),
+        import('../dashboard/server/dashboard.routes.js'),
+      ]);
       const app = await buildApp(
         {
           config,

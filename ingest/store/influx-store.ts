@@ -5,7 +5,7 @@ import type { Logger } from '../../lib/log.js';
 import type { Registry } from '../../lib/metrics.js';
 import type { Point } from '../types.js';
 import { latestStatement, rangeStatement, seriesStatement } from './influx-query.js';
-import { LineEncoder, parseSeriesKey } from './line-protocol.js';
+import { LineBuffer, LineEncoder, parseSeriesKey } from './line-protocol.js';
 import type {
   LatestQuery,
   LatestValue,
@@ -58,6 +58,9 @@ export interface InfluxStoreOptions extends Partial<typeof INFLUX_DEFAULTS> {
 
 type Outcome = 'done' | 'aborted';
 
+/** Batch buffers larger than this (points far larger than collectd's) are not kept for reuse. */
+const SPARE_BUFFER_BYTES = 4 * 1024 * 1024;
+
 interface InfluxSeries {
   name?: string;
   tags?: Record<string, string>;
@@ -81,7 +84,11 @@ export class InfluxStore implements MetricsStore {
   private readonly counters: WriteCounters;
   private readonly warnings: RateLimitedLog;
   private readonly headers: Record<string, string>;
-  private pending: string[] = [];
+  /** Lines of the batch being filled, and their count. */
+  private pending = new LineBuffer();
+  private pendingPoints = 0;
+  /** Buffers of sealed batches, back once compressed, for the next batches. */
+  private readonly spareBuffers: LineBuffer[] = [];
   private pendingTimer?: NodeJS.Timeout;
   private memory: Batch[] = [];
   private memoryPoints = 0;
@@ -110,7 +117,7 @@ export class InfluxStore implements MetricsStore {
     this.counters = new WriteCounters(
       'influx',
       () => ({
-        bufferedPoints: this.pending.length + this.memoryPoints + (this.taken?.count ?? 0),
+        bufferedPoints: this.pendingPoints + this.memoryPoints + (this.taken?.count ?? 0),
         spilledPoints: this.spool.points,
         spilledBytes: this.spool.bytes,
       }),
@@ -132,21 +139,20 @@ export class InfluxStore implements MetricsStore {
 
   write(points: readonly Point[]): void {
     for (const point of points) {
-      let line: string | Refusal;
+      let refusal: Refusal | undefined;
       try {
-        line = this.encoder.encode(point);
+        refusal = this.encoder.write(point, this.pending);
       } catch (err) {
         this.refuse(point, (err as Error).message);
         continue;
       }
-      if (typeof line !== 'string') {
-        this.refuse(point, line.reason);
+      if (refusal) {
+        this.refuse(point, refusal.reason);
         continue;
       }
-      this.pending.push(line);
-      if (this.pending.length >= this.o.batchSize) this.seal();
+      if (++this.pendingPoints >= this.o.batchSize) this.seal();
     }
-    if (this.pending.length > 0 && !this.pendingTimer) {
+    if (this.pendingPoints > 0 && !this.pendingTimer) {
       this.pendingTimer = setTimeout(() => this.seal(), this.o.flushMs);
       this.pendingTimer.unref();
     }
@@ -285,12 +291,20 @@ export class InfluxStore implements MetricsStore {
       clearTimeout(this.pendingTimer);
       this.pendingTimer = undefined;
     }
-    if (this.pending.length === 0) return;
+    if (this.pendingPoints === 0) return;
     const lines = this.pending;
-    this.pending = [];
-    const body = gzip(lines.join('\n'), { level: this.o.gzipLevel });
-    body.catch(() => undefined); // awaited, and handled, by whoever sends or spools it
-    const batch: Batch = { seq: ++this.seq, count: lines.length, body };
+    const count = this.pendingPoints;
+    this.pending = this.spareBuffers.pop() ?? new LineBuffer();
+    this.pendingPoints = 0;
+    const body = gzip(lines.view(), { level: this.o.gzipLevel });
+    // zlib reads the buffer until it is done; rejections are handled by whoever sends or spools the batch.
+    const recycle = () => {
+      lines.length = 0;
+      if (this.spareBuffers.length < 2 && lines.bytes.length <= SPARE_BUFFER_BYTES)
+        this.spareBuffers.push(lines);
+    };
+    body.then(recycle, recycle);
+    const batch: Batch = { seq: ++this.seq, count, body };
     if (!this.spool.opened && this.memoryPoints + batch.count > this.o.memoryPoints) {
       this.counters.drop('memory', batch.count);
       this.warnings.warn(

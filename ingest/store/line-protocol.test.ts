@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest';
 import type { Point } from '../types.js';
-import { LineEncoder, parseSeriesKey } from './line-protocol.js';
+import { LineBuffer, LineEncoder, parseSeriesKey } from './line-protocol.js';
 import { PointRules, Refusal } from './point-rules.js';
 
 const encoder = () => new LineEncoder(new PointRules());
@@ -53,6 +53,50 @@ describe('LineEncoder', () => {
       { measurement: 'm', tags: { a: 3 as unknown as string }, fields: { value: 1 }, time: 0 },
     ];
     for (const p of refused) expect(e.encode(p)).toBeInstanceOf(Refusal);
+  });
+
+  test('write() appends lines to a buffer, newline-separated, and leaves it as it was for a point refused or unreadable', () => {
+    const e = encoder();
+    const out = new LineBuffer(8);
+    expect(
+      e.write({ measurement: 'm', tags: { host: 'h1' }, fields: { value: 1 }, time: 1 }, out),
+    ).toBeUndefined();
+    expect(
+      e.write({ measurement: 'm', tags: { a: 'x\ny' }, fields: { value: 2 }, time: 2 }, out),
+    ).toBeInstanceOf(Refusal);
+    const throwing = {
+      get value(): number {
+        throw new Error('unreadable');
+      },
+    };
+    expect(() =>
+      e.write({ measurement: 'm', tags: { host: 'h2' }, fields: throwing, time: 3 }, out),
+    ).toThrow();
+    expect(
+      e.write({ measurement: 'é', tags: { 'k ey': 'ü,v' }, fields: { value: 0.5 }, time: 3 }, out),
+    ).toBeUndefined();
+    expect(out.view().toString()).toBe('m,host=h1 value=1 1000000\né,k\\ ey=ü\\,v value=0.5 3000000');
+  });
+
+  test('numbers are written as JavaScript prints them', () => {
+    const out = new LineBuffer(4);
+    const numbers = [
+      0,
+      -0,
+      7,
+      -42,
+      99_999_999,
+      100_000_000,
+      1_700_000_000_123_457,
+      2 ** 53 - 1,
+      -(2 ** 53) + 1,
+    ];
+    const others = [2 ** 53, 1e21, 1.5, -2.25, 1e-7, 0.1 + 0.2];
+    for (const x of [...numbers, ...others]) {
+      out.length = 0;
+      out.number(x);
+      expect(out.view().toString()).toBe(String(x));
+    }
   });
 
   test('encodes 100k points well under a second of one core', () => {
