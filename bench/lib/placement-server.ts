@@ -1,3 +1,5 @@
+// The heap limits every herd process started from its command line runs with (lib/cli.ts).
+import '../../lib/small-heap.js';
 import { buildApp } from '../../api/app.js';
 import { apiRoutes } from '../../api/routes.js';
 import { LiveView } from '../../ingest/live-view.js';
