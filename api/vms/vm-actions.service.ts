@@ -84,7 +84,7 @@ export async function requestVmAction(
   request: VmActionRequest,
 ): Promise<{ taskId: number }> {
   const placing = PLACING_ACTIONS.has(request.action);
-  const vm = await batchedVmActionContext(deps.db, vmId, user.id, placing);
+  const vm = await batchedVmActionContext(deps.db, vmId, user.id, placing, deps.log);
   if (!vm) throw notFound('vm');
   const role = assertVmRole(user, vm, request.action === 'delete' ? 'modify' : 'control');
   if (

@@ -221,6 +221,7 @@ const MAX_BATCH = 64;
 
 const batches = new WeakMap<Database, VmClaimBatches>();
 
+/** The batches of a database handle, made on first use (failed batches are logged to `log`). */
 function batchesOf(db: Database, log?: Logger): VmClaimBatches {
   let b = batches.get(db);
   if (!b) {
@@ -236,8 +237,9 @@ export function batchedVmActionContext(
   vmId: number,
   userId: number,
   withHosts: boolean,
+  log?: Logger,
 ): Promise<VmActionContext | undefined> {
-  return batchesOf(db).contexts.submit({ vmId, userId, withHosts });
+  return batchesOf(db, log).contexts.submit({ vmId, userId, withHosts });
 }
 
 /** claimVmAction, in one transaction with the claims other requests make meanwhile. */
