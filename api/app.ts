@@ -80,13 +80,11 @@ export async function buildApp(deps: AppDeps, routes: RoutePlugin[] = []): Promi
       const field =
         (first?.params as { missingProperty?: string })?.missingProperty ??
         first?.instancePath.replace(/^\//, '').replaceAll('/', '.');
-      return reply
-        .status(400)
-        .send({
-          error: 'bad_request',
-          message: `${where}${field ? `.${field}` : ''}: ${first?.message}`,
-          field,
-        });
+      return reply.status(400).send({
+        error: 'bad_request',
+        message: `${where}${field ? `.${field}` : ''}: ${first?.message}`,
+        field,
+      });
     }
     const status = error.statusCode ?? 500;
     if (status < 500) {

@@ -67,7 +67,11 @@ export async function startIngest(deps: IngestDeps): Promise<IngestService> {
     });
   listenerGauge('herd_collectd_packets_received', 'UDP packets received', () => listener.stats().packets);
   listenerGauge('herd_collectd_bytes_received', 'UDP bytes received', () => listener.stats().bytes);
-  listenerGauge('herd_collectd_queue_dropped', 'packets dropped: parse queue full', () => listener.stats().queueDropped);
+  listenerGauge(
+    'herd_collectd_queue_dropped',
+    'packets dropped: parse queue full',
+    () => listener.stats().queueDropped,
+  );
   listenerGauge('herd_collectd_queue_depth', 'packets waiting to be parsed', () => listener.stats().queued);
   listenerGauge('herd_events_stored', 'collectd notifications stored as events', () => events.stats().stored);
   listenerGauge('herd_events_dropped', 'collectd notifications dropped', () => events.stats().dropped);
@@ -75,7 +79,9 @@ export async function startIngest(deps: IngestDeps): Promise<IngestService> {
   events.start();
   await listener.start();
 
-  const refreshAuth = authFile ? setInterval(() => void authFile.refresh().catch(() => undefined), 10_000) : undefined;
+  const refreshAuth = authFile
+    ? setInterval(() => void authFile.refresh().catch(() => undefined), 10_000)
+    : undefined;
   const selfMetrics = setInterval(() => void writeSelfMetrics(), deps.selfMetricsMs ?? 10_000);
   refreshAuth?.unref();
   selfMetrics.unref();
@@ -85,12 +91,19 @@ export async function startIngest(deps: IngestDeps): Promise<IngestService> {
   async function writeSelfMetrics() {
     const fields: Record<string, number> = {};
     for (const metric of await registry.getMetricsAsJSON()) {
-      if (!metric.name.startsWith('herd_collectd_') && !metric.name.startsWith('herd_store_') && !metric.name.startsWith('herd_events_')) continue;
+      if (
+        !metric.name.startsWith('herd_collectd_') &&
+        !metric.name.startsWith('herd_store_') &&
+        !metric.name.startsWith('herd_events_')
+      )
+        continue;
       const sample = metric.values.find((v) => Object.keys(v.labels).length === 0);
       if (sample && Number.isFinite(sample.value)) fields[metric.name.replace(/^herd_/, '')] = sample.value;
     }
     if (Object.keys(fields).length > 0) {
-      store.write([{ measurement: 'herd', tags: { host: hostname, part: 'ingest' }, fields, time: Date.now() / 1000 }]);
+      store.write([
+        { measurement: 'herd', tags: { host: hostname, part: 'ingest' }, fields, time: Date.now() / 1000 },
+      ]);
     }
   }
 

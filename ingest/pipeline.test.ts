@@ -9,7 +9,12 @@ import { EventSink } from './event-sink.js';
 import { LiveView } from './live-view.js';
 import { IngestPipeline } from './pipeline.js';
 import { AuthFile } from './protocol/auth-file.js';
-import { FIXTURE_TYPES_DB, type FixtureFolder, fixturePackets, expectedRecords } from './protocol/test-fixtures.js';
+import {
+  expectedRecords,
+  FIXTURE_TYPES_DB,
+  type FixtureFolder,
+  fixturePackets,
+} from './protocol/test-fixtures.js';
 import { loadTypesDb } from './protocol/types-db.js';
 import type { Point } from './types.js';
 import { UdpListener } from './udp-listener.js';
@@ -39,12 +44,18 @@ async function harness(options: { securityLevel?: 'none' | 'sign' | 'encrypt'; a
     registry,
     log,
   });
-  const listener = new UdpListener({ host: '127.0.0.1', port: 0, rcvbuf: 4 * 1024 * 1024 }, (p) => pipeline.handle(p), log);
+  const listener = new UdpListener(
+    { host: '127.0.0.1', port: 0, rcvbuf: 4 * 1024 * 1024 },
+    (p) => pipeline.handle(p),
+    log,
+  );
   await listener.start();
   events.start();
   const client = dgram.createSocket('udp4');
   const send = (packet: Buffer) =>
-    new Promise<void>((resolve, reject) => client.send(packet, listener.port, '127.0.0.1', (e) => (e ? reject(e) : resolve())));
+    new Promise<void>((resolve, reject) =>
+      client.send(packet, listener.port, '127.0.0.1', (e) => (e ? reject(e) : resolve())),
+    );
   const counter = async (name: string) =>
     (await registry.getMetricsAsJSON()).find((m) => m.name === name)?.values[0]?.value ?? 0;
   return {
@@ -79,7 +90,11 @@ for (const folder of ['plain', 'virt', 'virt-uuid', 'notifications'] as const) {
     try {
       const want = expectedCounts(folder);
       for (const p of fixturePackets(folder)) await h.send(p.bytes);
-      await waitFor(async () => (await h.counter('herd_collectd_value_lists_total')) >= want.valueLists, 5000, 20);
+      await waitFor(
+        async () => (await h.counter('herd_collectd_value_lists_total')) >= want.valueLists,
+        5000,
+        20,
+      );
       expect(await h.counter('herd_collectd_value_lists_total')).toBe(want.valueLists);
       expect(h.points.length).toBe(want.points);
       expect(await h.counter('herd_collectd_parse_errors_total')).toBe(0);

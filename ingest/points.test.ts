@@ -19,8 +19,18 @@ test('split mode writes InfluxDB collectd-service measurements and skips non-fin
   const r = valueListToPoints(load, ['shortterm', 'midterm', 'longterm'], 'split', out);
   expect(r).toEqual({ points: 2, nonFinite: 1 });
   expect(out).toEqual([
-    { measurement: 'load_shortterm', tags: { host: 'h1', type: 'load' }, fields: { value: 0.5 }, time: 1700000000.5 },
-    { measurement: 'load_longterm', tags: { host: 'h1', type: 'load' }, fields: { value: 0.25 }, time: 1700000000.5 },
+    {
+      measurement: 'load_shortterm',
+      tags: { host: 'h1', type: 'load' },
+      fields: { value: 0.5 },
+      time: 1700000000.5,
+    },
+    {
+      measurement: 'load_longterm',
+      tags: { host: 'h1', type: 'load' },
+      fields: { value: 0.25 },
+      time: 1700000000.5,
+    },
   ]);
 });
 

@@ -29,7 +29,10 @@ export interface Replay {
   span: number;
 }
 
-export function buildReplay(hosts: number, hostName = (i: number) => `bench-host-${String(i).padStart(5, '0')}`): Replay {
+export function buildReplay(
+  hosts: number,
+  hostName = (i: number) => `bench-host-${String(i).padStart(5, '0')}`,
+): Replay {
   const lists: ValueList[] = [];
   const decoder = new PacketDecoder({ onValues: (vl) => lists.push(copyValueList(vl)) });
   for (const p of fixturePackets('plain')) decoder.decode(p.bytes);
@@ -43,7 +46,12 @@ export function buildReplay(hosts: number, hostName = (i: number) => `bench-host
     packets.push(
       encoded.map((bytes) => {
         const offsets = timeOffsets(bytes);
-        return { bytes, timeOffsets: offsets, times: offsets.map((o) => bytes.readBigUInt64BE(o)), values: finiteValues(bytes) };
+        return {
+          bytes,
+          timeOffsets: offsets,
+          times: offsets.map((o) => bytes.readBigUInt64BE(o)),
+          values: finiteValues(bytes),
+        };
       }),
     );
   }
@@ -53,7 +61,8 @@ export function buildReplay(hosts: number, hostName = (i: number) => `bench-host
 /** Sets every TIME_HR in the packet to its built time plus `baseSeconds` (in place) and returns the bytes. */
 export function stampTimes(p: ReplayPacket, baseSeconds: number): Buffer {
   const base = BigInt(Math.round(baseSeconds * HR));
-  for (let i = 0; i < p.timeOffsets.length; i++) p.bytes.writeBigUInt64BE(p.times[i] + base, p.timeOffsets[i]);
+  for (let i = 0; i < p.timeOffsets.length; i++)
+    p.bytes.writeBigUInt64BE(p.times[i] + base, p.timeOffsets[i]);
   return p.bytes;
 }
 
