@@ -44,13 +44,25 @@ export const DEFAULT_POOL_SIZE = Math.max(8, 4 * os.availableParallelism());
 
 export function connect(url: string, options: { max?: number; log?: Logger } = {}): DatabaseHandle {
   const pool = new pg.Pool({ connectionString: url, max: options.max ?? DEFAULT_POOL_SIZE });
-  pool.on('error', (err) => options.log?.warn({ err }, 'idle PostgreSQL client error'));
-  // A checked-out client's connection error outside a query (the server went away) would otherwise be thrown.
-  pool.on('connect', (client) =>
-    client.on('error', (err) => options.log?.warn({ err }, 'PostgreSQL connection error')),
-  );
+  // Connection errors outside a query (the server went away) are logged, not thrown: for idle clients, and for
+  // checked-out ones (which would otherwise throw). pg puts the whole client on the error; only the error is
+  // logged. Once the handle closes, the server stopping under clients still ending is expected: nothing to say.
+  let closing = false;
+  const warn = (msg: string) => (err: Error & { code?: string }) => {
+    if (!closing) options.log?.warn({ err: Object.assign(new Error(err.message), { code: err.code }) }, msg);
+  };
+  pool.on('error', warn('idle PostgreSQL client error'));
+  pool.on('connect', (client) => client.on('error', warn('PostgreSQL connection error')));
   const db = new Kysely<DB>({ dialect: new PostgresDialect({ pool }), plugins: [new TableWriteWatch()] });
-  return { db, pool, url, close: () => db.destroy() };
+  return {
+    db,
+    pool,
+    url,
+    close: () => {
+      closing = true;
+      return db.destroy();
+    },
+  };
 }
 
 /** The columns an UPDATE sets; undefined for a DELETE (whole rows go). */
