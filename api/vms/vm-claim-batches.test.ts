@@ -15,7 +15,6 @@ import {
   batchedVmActionContext,
   claimVmActions,
   type VmClaimRequest,
-  vmActionContext,
 } from './vm-claim.repository.js';
 import { ACTIVE_VM_STATES } from './vm-states.js';
 
@@ -53,7 +52,7 @@ beforeEach(async () => {
 
 /** A claim to start a stopped VM as placement would make it now (hosts ranked from a fresh context). */
 async function startClaim(vmId: number): Promise<VmClaimRequest> {
-  const vm = (await vmActionContext(database.db, vmId, owner.id, true))!;
+  const vm = (await batchedVmActionContext(database.db, vmId, owner.id, true))!;
   const size = { vcpus: vm.vcpus, memoryMiB: vm.memory_mib };
   const decision = decide(vm.hosts!, { vm, request: size });
   return {

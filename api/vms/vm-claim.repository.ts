@@ -9,7 +9,7 @@ import type { QuotaRefusal } from '../quota/quota.repository.js';
 import { taskJobs } from '../tasks/tasks.repository.js';
 import type { VmState } from './vm-states.js';
 
-/** What an action on a VM starts from (herd_vm_action_context, migration T70), read in one round trip. */
+/** What an action on a VM starts from (herd_vm_action_context, migration T70; read in batches, see below). */
 export interface VmActionContext {
   id: number;
   name: string;
@@ -29,17 +29,6 @@ export interface VmActionContext {
   role: Role | null;
   /** The candidate hosts, when asked for (read without locks: the claim checks the room again). */
   hosts: CandidateHost[] | null;
-}
-
-export async function vmActionContext(
-  db: Database,
-  vmId: number,
-  userId: number,
-  withHosts: boolean,
-): Promise<VmActionContext | undefined> {
-  const { rows } = await sql<{ ctx: VmActionContext | null }>`
-    SELECT herd_vm_action_context(${vmId}::int, ${userId}::int, ${withHosts}::boolean) AS ctx`.execute(db);
-  return rows[0].ctx ?? undefined;
 }
 
 /** A start, restore or migrate as herd_vm_claim takes it (see the migration for each field). */

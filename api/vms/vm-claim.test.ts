@@ -7,7 +7,7 @@ import { createPool, createUserWithToken, grantRole } from '../../lib/testing/us
 import { explainCandidate, type StoredDecision, storedDecision } from '../placement/placement.js';
 import { BUSY_REASON, decide, hostClaims, unclaimedDecision } from '../placement/placement.service.js';
 import { prepareTaskQueue } from '../tasks/task-queue.js';
-import { claimVmAction, vmActionContext } from './vm-claim.repository.js';
+import { batchedVmActionContext, claimVmAction } from './vm-claim.repository.js';
 import { ACTIVE_VM_STATES } from './vm-states.js';
 
 /**
@@ -36,7 +36,7 @@ afterAll(() => database.close());
 /** A stopped 2-vCPU VM and what placement decides for it now (h1 first: both empty, ties go to the lower id). */
 async function decideStart() {
   const id = await insertVm(database.db, { poolId: vmPool, ownerId: owner, vcpus: 2, memoryMiB: 1024 });
-  const vm = (await vmActionContext(database.db, id, owner, true))!;
+  const vm = (await batchedVmActionContext(database.db, id, owner, true))!;
   const size = { vcpus: vm.vcpus, memoryMiB: vm.memory_mib };
   const decision = decide(vm.hosts!, { vm, request: size });
   const claim = () =>
@@ -93,7 +93,7 @@ describe('the claim after the decision', () => {
     const other = await occupy(hosts[0], 3);
     const outcome = await claim();
     expect(outcome).toMatchObject({ status: 'claimed', hostId: hosts[1] });
-    const h1Now = (await vmActionContext(database.db, id, owner, true))!.hosts!.find(
+    const h1Now = (await batchedVmActionContext(database.db, id, owner, true))!.hosts!.find(
       (h) => h.id === hosts[0],
     )!;
     const now = explainCandidate(h1Now, decision.request, { policy: decision.policy });
