@@ -26,6 +26,8 @@ export const DEFAULTS = {
   rollupRetentionDays: 365,
   ldapUserFilter: '(uid={username})',
   ldapUsernameAttribute: 'uid',
+  /** How long a process ranks hosts from the allocations it read before reading them again (0: every decision). */
+  placementCacheMs: 200,
 } as const;
 
 const port = z.coerce.number().int().min(0).max(65535);
@@ -60,6 +62,7 @@ const envSchema = z.object({
   HERD_ROLLUP_RETENTION_DAYS: positiveInt.default(DEFAULTS.rollupRetentionDays),
   HERD_ADMIN_PASSWORD: optionalString,
   HERD_HEARTBEAT_SECONDS: positiveInt.default(DEFAULTS.heartbeatSeconds),
+  HERD_PLACEMENT_CACHE_MS: z.coerce.number().int().min(0).max(60_000).default(DEFAULTS.placementCacheMs),
   HERD_SAVE_DIR: z.string().min(1).default(DEFAULTS.saveDir),
   HERD_MDNS: z.enum(['0', '1', 'true', 'false', '']).default('0'),
   HERD_ALERT_EVALUATE_SECONDS: positiveInt.default(DEFAULTS.alertEvaluateSeconds),
@@ -145,6 +148,8 @@ function toConfig(env: z.infer<typeof envSchema>) {
       heartbeatSeconds: env.HERD_HEARTBEAT_SECONDS,
       saveDir: env.HERD_SAVE_DIR,
       mdns: env.HERD_MDNS === '1' || env.HERD_MDNS === 'true',
+      /** Host allocations a process ranks from are read again once older than this (api/vms/vm-claim.repository.ts). */
+      placementCacheMs: env.HERD_PLACEMENT_CACHE_MS,
     },
     alerting: {
       evaluateSeconds: env.HERD_ALERT_EVALUATE_SECONDS,

@@ -8,6 +8,7 @@ import * as alerts from './2026-11-23T60-alerts.js';
 import * as startClaim from './2026-11-23T70-start-claim.js';
 import * as claimBatches from './2026-11-23T80-claim-batches.js';
 import * as poolUsage from './2026-11-23T81-pool-usage.js';
+import * as placementCache from './2026-11-24T00-placement-cache.js';
 
 /**
  * Every migration, in order. Names are frozen once released; append new ones at the end.
@@ -23,6 +24,7 @@ export const migrations: Record<string, Migration> = {
   '2026-11-23T70-start-claim': startClaim,
   '2026-11-23T80-claim-batches': claimBatches,
   '2026-11-23T81-pool-usage': poolUsage,
+  '2026-11-24T00-placement-cache': placementCache,
 };
 
 type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
@@ -74,6 +76,8 @@ export interface PoolsTable {
   cpu_allocation_ratio: number | null;
   ram_allocation_ratio: number | null;
   created_at: GeneratedTimestamp;
+  /** Bumped by a trigger when a host of the pool is added, removed or its inventory changes (migration 2026-11-24T00). */
+  hosts_version: Generated<Int8>;
 }
 
 export interface SmartPoolsTable {

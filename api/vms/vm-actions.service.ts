@@ -4,7 +4,7 @@ import { type Need, type PoolRole, seesVm } from '../access/access.service.js';
 import type { AuthUser } from '../auth/auth-user.js';
 import { conflict, forbidden, notFound } from '../http/errors.js';
 import type { LiveSummarySource } from '../placement/live-usage.js';
-import { type StoredDecision, storedDecision } from '../placement/placement.js';
+import { type CandidateHost, type StoredDecision, storedDecision } from '../placement/placement.js';
 import {
   BUSY_REASON,
   decide,
@@ -17,7 +17,13 @@ import {
 import { quotaRefusal } from '../quota/quota.service.js';
 import { assertNotBlocked } from '../quota-enforcer/quota-block.js';
 import type { TaskRow } from '../tasks/tasks.repository.js';
-import { batchedClaimVmAction, batchedVmActionContext, type VmActionContext } from './vm-claim.repository.js';
+import {
+  batchedClaimVmAction,
+  batchedVmActionContext,
+  freshCandidateHosts,
+  type VmActionContext,
+  type VmClaimOptions,
+} from './vm-claim.repository.js';
 import {
   ACTIVE_VM_STATES,
   isActive,
@@ -45,6 +51,8 @@ export interface VmActionDeps {
   /** Where failures to queue a task's job are reported (a logger of their own otherwise). */
   log?: Logger;
 }
+
+const claimOptions = (deps: VmActionDeps): VmClaimOptions => ({ log: deps.log });
 
 /** 409 `invalid_state`: the action is not allowed from the VM's current state, which the answer names. */
 export function invalidState(vm: { id: number; name: string }, action: string, state: string) {
@@ -84,7 +92,7 @@ export async function requestVmAction(
   request: VmActionRequest,
 ): Promise<{ taskId: number }> {
   const placing = PLACING_ACTIONS.has(request.action);
-  const vm = await batchedVmActionContext(deps.db, vmId, user.id, placing, deps.log);
+  const vm = await batchedVmActionContext(deps.db, vmId, user.id, placing, claimOptions(deps));
   if (!vm) throw notFound('vm');
   const role = assertVmRole(user, vm, request.action === 'delete' ? 'modify' : 'control');
   if (
@@ -130,7 +138,11 @@ export async function requestVmAction(
   });
 }
 
-/** start, restore, migrate: placement decides from the context's hosts, herd_vm_claim claims in one statement. */
+/**
+ * start, restore, migrate: placement decides from the context's hosts, herd_vm_claim claims in one statement. When
+ * no host had room by allocations the process kept (VmClaimBatches), they were stale: placement decides again on
+ * allocations read now.
+ */
 async function claimPlacingAction(
   deps: VmActionDeps,
   user: AuthUser,
@@ -140,53 +152,62 @@ async function claimPlacingAction(
 ): Promise<{ taskId: number }> {
   const migrate = request.action === 'migrate';
   const size = { vcpus: vm.vcpus, memoryMiB: vm.memory_mib };
-  const decision = decide(vm.hosts ?? [], {
-    vm,
-    request: size,
-    hostId: request.hostId,
-    excludeHostIds: migrate && vm.host_id !== null ? [vm.host_id] : undefined,
-    preferHostId: request.action === 'restore' ? (vm.host_id ?? undefined) : undefined,
-    live: deps.liveView,
-  });
-  const { hosts, takenMeanwhile } = hostClaims(decision);
-  const claim = (tried: HostClaim[], stored: StoredDecision) =>
-    batchedClaimVmAction(
-      deps.db,
-      {
-        vmId: vm.id,
-        from: vm.state,
-        to: VM_ACTION_RULES[request.action].during,
-        size,
-        // An active VM (a live migration) already counts against its quotas.
-        quota: isActive(vm.state)
-          ? null
-          : { poolId: vm.pool_id, userId: vm.owner_id, nics: vm.nic_count, active: ACTIVE_VM_STATES },
-        migrate,
-        task: {
-          userId: user.id,
-          action: request.action,
-          poolId: vm.pool_id,
-          args: args as unknown as Record<string, unknown>,
+  const place = async (candidates: CandidateHost[]) => {
+    const decision = decide(candidates, {
+      vm,
+      request: size,
+      hostId: request.hostId,
+      excludeHostIds: migrate && vm.host_id !== null ? [vm.host_id] : undefined,
+      preferHostId: request.action === 'restore' ? (vm.host_id ?? undefined) : undefined,
+      live: deps.liveView,
+    });
+    const { hosts, takenMeanwhile } = hostClaims(decision);
+    const claim = (tried: HostClaim[], stored: StoredDecision) =>
+      batchedClaimVmAction(
+        deps.db,
+        {
+          vmId: vm.id,
+          from: vm.state,
+          to: VM_ACTION_RULES[request.action].during,
+          size,
+          // An active VM (a live migration) already counts against its quotas.
+          quota: isActive(vm.state)
+            ? null
+            : { poolId: vm.pool_id, userId: vm.owner_id, nics: vm.nic_count, active: ACTIVE_VM_STATES },
+          migrate,
+          task: {
+            userId: user.id,
+            action: request.action,
+            poolId: vm.pool_id,
+            args: args as unknown as Record<string, unknown>,
+          },
+          hosts: tried,
+          takenMeanwhile,
+          busyReason: BUSY_REASON,
+          decision: stored,
         },
-        hosts: tried,
-        takenMeanwhile,
-        busyReason: BUSY_REASON,
-        decision: stored,
-      },
-      deps.log,
+        claimOptions(deps),
+      );
+    // The best hosts first, a few at a time: the first of them nearly always has the room, and what the claim
+    // reads and writes grows with every host it is given. The decision carries over what each round found.
+    let outcome = await claim(
+      hosts.slice(0, HOSTS_PER_CLAIM),
+      storedDecision(decision, { action: request.action, decidedAt: new Date() }),
     );
-  // The best hosts first, a few at a time: the first of them nearly always has the room, and what the claim
-  // reads and writes grows with every host it is given. The decision carries over what each round found.
-  let outcome = await claim(
-    hosts.slice(0, HOSTS_PER_CLAIM),
-    storedDecision(decision, { action: request.action, decidedAt: new Date() }),
-  );
-  for (
-    let next = HOSTS_PER_CLAIM;
-    outcome.status === 'no_host' && next < hosts.length;
-    next += HOSTS_PER_CLAIM
-  ) {
-    outcome = await claim(hosts.slice(next, next + HOSTS_PER_CLAIM), outcome.decision);
+    for (
+      let next = HOSTS_PER_CLAIM;
+      outcome.status === 'no_host' && next < hosts.length;
+      next += HOSTS_PER_CLAIM
+    ) {
+      outcome = await claim(hosts.slice(next, next + HOSTS_PER_CLAIM), outcome.decision);
+    }
+    return { decision, outcome };
+  };
+  let { decision, outcome } = await place(vm.hosts ?? []);
+  if (outcome.status === 'no_host' && vm.hostsCached) {
+    ({ decision, outcome } = await place(
+      await freshCandidateHosts(deps.db, vm.hardware_pool_ids, claimOptions(deps)),
+    ));
   }
   switch (outcome.status) {
     case 'claimed':

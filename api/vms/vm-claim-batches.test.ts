@@ -13,7 +13,7 @@ import { requestVmAction } from './vm-actions.service.js';
 import {
   batchedClaimVmAction,
   batchedVmActionContext,
-  claimVmActions,
+  configureVmClaims,
   type VmClaimRequest,
 } from './vm-claim.repository.js';
 import { ACTIVE_VM_STATES } from './vm-states.js';
@@ -22,6 +22,7 @@ import { ACTIVE_VM_STATES } from './vm-states.js';
  * Claims and contexts in batches (migration T80, VmClaimBatches): a batch is one transaction whose claims see each
  * other's effects and still answer each its own outcome; the tasks it claims commit with their jobs; a batch that
  * fails as a whole is claimed again one by one; host records are kept between batches until their inventory changes.
+ * (Allocations are read with every context here: vm-placement-cache.test.ts keeps them.)
  */
 let database: DatabaseHandle;
 let owner: { id: number; token: string };
@@ -32,6 +33,8 @@ let hosts: number[];
 beforeAll(async () => {
   database = await createTestDatabase();
   await prepareTaskQueue(database.pool, createLogger('silent'));
+  // Decisions here rank hosts from allocations read with each context (vm-placement-cache.test.ts keeps them).
+  configureVmClaims(database.db, { hostCacheMs: 0, log: createLogger('silent') });
   owner = await createUserWithToken(database.db, { username: 'owner' });
   rack = await createPool(database.db, { name: 'rack' });
   vmPool = await createPool(database.db, { name: 'vms', kind: 'vm', parentId: rack });
@@ -87,7 +90,8 @@ test('one batch: later claims see the room earlier ones took; each gets its own 
   const running = await vm(1, 1024, 'running');
   const claims = [...(await Promise.all(small.map(startClaim))), await startClaim(overQuota)];
   claims.push({ ...(await startClaim(small[0])), vmId: running });
-  const outcomes = await claimVmActions(database.db, claims);
+  // Submitted in one turn of the event loop: one batch, claimed in order (one pool, ascending VM ids).
+  const outcomes = await Promise.all(claims.map((c) => batchedClaimVmAction(database.db, c)));
 
   expect(outcomes.map((o) => o.status)).toEqual(['claimed', 'claimed', 'claimed', 'quota', 'invalid_state']);
   expect(outcomes.slice(0, 3).map((o) => (o as { hostId: number }).hostId)).toEqual([
@@ -105,8 +109,9 @@ test('one batch: later claims see the room earlier ones took; each gets its own 
   expect((third.placement as StoredDecision).candidates[0][3][0]).toMatch(
     /^taken meanwhile: no room for vCPUs: 4 allocated \+ 2 requested > 4 capacity/,
   );
+  // The jobs follow the commit (task-queue-jobs.ts).
   const taskIds = outcomes.slice(0, 3).map((o) => (o as { taskId: number }).taskId);
-  expect(await jobKeys()).toEqual([...jobsBefore, ...taskIds.map((id) => `task:${id}`)].sort());
+  await expect.poll(jobKeys).toEqual([...jobsBefore, ...taskIds.map((id) => `task:${id}`)].sort());
   const states = await database.db
     .selectFrom('vms')
     .select(['id', 'state'])
@@ -122,7 +127,7 @@ test('a batch that fails as a whole is claimed again one by one: only the bad cl
   const claims = await Promise.all(good.map(startClaim));
   // Submitted in one turn of the event loop: they go as one batch, which the malformed claim makes fail.
   const answers = await Promise.allSettled([
-    batchedClaimVmAction(database.db, claims[0], createLogger('silent')),
+    batchedClaimVmAction(database.db, claims[0]),
     batchedClaimVmAction(database.db, { ...claims[1], vmId: 'not a number' as unknown as number }),
     batchedClaimVmAction(database.db, claims[1]),
   ]);

@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import { CoalescingBatcher } from '../../lib/coalescing-batcher.js';
+import { DEFAULTS } from '../../lib/config.js';
 import type { Database } from '../../lib/db.js';
 import { createLogger, type Logger } from '../../lib/log.js';
 import type { PlacementPolicy, Role } from '../../schema/index.js';
@@ -29,6 +30,8 @@ export interface VmActionContext {
   role: Role | null;
   /** The candidate hosts, when asked for (read without locks: the claim checks the room again). */
   hosts: CandidateHost[] | null;
+  /** The hosts' allocations are the process's own, read earlier (see VmClaimBatches), not with this context. */
+  hostsCached: boolean;
 }
 
 /** A start, restore or migrate as herd_vm_claim takes it (see the migration for each field). */
@@ -83,6 +86,12 @@ export async function claimVmAction(db: Database, request: VmClaimRequest): Prom
  * at a time per process (a batch is one transaction: its claims never wait on each other), sorted by pool then VM
  * so that batches of several processes lock pools in the same order. A batch of claims that fails as a whole (a
  * deadlock with another process, say) is claimed again one by one: each request still gets its own answer.
+ *
+ * Host allocations are kept per set of hardware pools, as a scheduler keeps host state: a context reads them again
+ * only once they are older than `hostCacheMs` or the hosts' inventory changed (migration 2026-11-24T00 stamps
+ * every set), and this process's own claims are added as they are made. Ranking may then miss what other
+ * processes claimed or released in the last `hostCacheMs`; it never decides on stale inventory, the claim checks
+ * the room again under lock, and a decision that finds no room on cached allocations is made again on fresh ones.
  */
 class VmClaimBatches {
   readonly contexts = new CoalescingBatcher<ContextAsk, VmActionContext | undefined>(
@@ -97,28 +106,68 @@ class VmClaimBatches {
   constructor(
     private readonly db: Database,
     private readonly log: Logger,
+    private readonly hostCacheMs: number,
   ) {}
 
   /** Host records placement ranks (without allocations), by id, as of their inventory version. */
   private readonly hostRecords = new Map<number, HostRecord>();
+  /** Allocations by set of hardware pools (their ids joined by commas), with the set's stamp and when they were read. */
+  private readonly hostSets = new Map<string, { set: HostSet; stamp: number; readAt: number }>();
 
   private async readContexts(
     asks: ContextAsk[],
   ): Promise<PromiseSettledResult<VmActionContext | undefined>[]> {
+    const readAt = performance.now();
+    const fresh: Record<string, number> = {};
+    for (const [key, held] of this.hostSets)
+      if (readAt - held.readAt < this.hostCacheMs) fresh[key] = held.stamp;
     const { rows } = await sql<{
-      answer: { contexts: Array<Omit<VmActionContext, 'hosts'> | null>; hostSets: HostSet[] };
+      answer: {
+        contexts: Array<Omit<VmActionContext, 'hosts' | 'hostsCached'> | null>;
+        stamps: Record<string, number>;
+        hostSets: HostSet[];
+      };
     }>`
-      SELECT herd_vm_action_contexts(${JSON.stringify(asks.map((a) => [a.vmId, a.userId, a.withHosts]))}::jsonb)
+      SELECT herd_vm_action_contexts_cached(
+        ${JSON.stringify(asks.map((a) => [a.vmId, a.userId, a.withHosts]))}::jsonb, ${JSON.stringify(fresh)}::jsonb)
         AS answer`.execute(this.db);
-    const { contexts, hostSets } = rows[0].answer;
-    await this.refreshHostRecords(hostSets);
-    const hostsOf = new Map(hostSets.map((set) => [set.pools.join(','), this.candidates(set)]));
-    return contexts.map((ctx, i) => ({
-      status: 'fulfilled',
-      value: ctx
-        ? { ...ctx, hosts: asks[i].withHosts ? (hostsOf.get(ctx.hardware_pool_ids.join(',')) ?? []) : null }
-        : undefined,
-    }));
+    const { contexts, stamps, hostSets } = rows[0].answer;
+    const read = new Set<string>();
+    for (const set of hostSets) {
+      const key = set.pools.join(',');
+      read.add(key);
+      this.hostSets.set(key, { set, stamp: stamps[key], readAt });
+    }
+    const used = Object.keys(stamps).map((key) => this.hostSets.get(key)!.set);
+    await this.refreshHostRecords(used);
+    const hostsOf = new Map(used.map((set) => [set.pools.join(','), this.candidates(set)]));
+    return contexts.map((ctx, i) => {
+      if (!ctx) return { status: 'fulfilled', value: undefined };
+      const key = ctx.hardware_pool_ids.join(',');
+      const withHosts = asks[i].withHosts;
+      return {
+        status: 'fulfilled',
+        value: {
+          ...ctx,
+          hosts: withHosts ? (hostsOf.get(key) ?? []) : null,
+          hostsCached: withHosts && !read.has(key),
+        },
+      };
+    });
+  }
+
+  /** The candidate hosts of some hardware pools with their allocations read now (and kept for the next decisions). */
+  async freshHosts(pools: number[]): Promise<CandidateHost[]> {
+    const readAt = performance.now();
+    const { rows } = await sql<{ set: HostSet; stamp: number }>`
+      SELECT herd_host_allocations(${pools}::int[]) AS set,
+        (SELECT sum(hosts_version) FROM pools WHERE id = ANY(${pools}::int[]))::bigint AS stamp`.execute(
+      this.db,
+    );
+    const { set, stamp } = rows[0];
+    this.hostSets.set(pools.join(','), { set, stamp: Number(stamp), readAt });
+    await this.refreshHostRecords([set]);
+    return this.candidates(set);
   }
 
   /** Reads again the records of the hosts whose inventory changed (or that this process never saw). */
@@ -135,7 +184,7 @@ class VmClaimBatches {
     for (const record of rows[0].records) this.hostRecords.set(record.id, record);
   }
 
-  /** The candidate hosts of a set: the records with the allocations read with the set (a host gone meanwhile is left out). */
+  /** The candidate hosts of a set: the records with the set's allocations (a host gone meanwhile is left out). */
   private candidates(set: HostSet): CandidateHost[] {
     const hosts: CandidateHost[] = [];
     set.ids.forEach((id, i) => {
@@ -162,29 +211,52 @@ class VmClaimBatches {
     return hosts;
   }
 
+  /**
+   * What a claim did to the allocations kept: a claimed host holds the VM from now on (a migration's destination
+   * too, the source still holding it); a claim that found no room on any of its hosts had ranked them from
+   * allocations gone stale, so the sets holding them are read again.
+   */
+  private noteClaim(claim: VmClaimRequest, outcome: VmClaimOutcome): void {
+    if (outcome.status === 'claimed') {
+      for (const { set } of this.hostSets.values()) {
+        const at = set.ids.indexOf(outcome.hostId);
+        if (at < 0) continue;
+        set.vcpus[at] += claim.size.vcpus;
+        set.memoryMiB[at] += claim.size.memoryMiB;
+      }
+    } else if (outcome.status === 'no_host') {
+      for (const held of this.hostSets.values())
+        if (claim.hosts.some((h) => held.set.ids.includes(h.id))) held.readAt = Number.NEGATIVE_INFINITY;
+    }
+  }
+
   private async claimAll(claims: VmClaimRequest[]): Promise<PromiseSettledResult<VmClaimOutcome>[]> {
     const poolOf = (c: VmClaimRequest) => c.quota?.poolId ?? c.task.poolId;
     const order = claims
       .map((_, i) => i)
       .sort((a, b) => poolOf(claims[a]) - poolOf(claims[b]) || claims[a].vmId - claims[b].vmId);
+    let results: PromiseSettledResult<VmClaimOutcome>[];
     try {
-      const outcomes = await claimVmActions(
+      const sorted = await claimVmActions(
         this.db,
         order.map((i) => claims[i]),
       );
-      const results: PromiseSettledResult<VmClaimOutcome>[] = new Array(claims.length);
+      results = new Array(claims.length);
       order.forEach((i, k) => {
-        results[i] = { status: 'fulfilled', value: outcomes[k] };
+        results[i] = { status: 'fulfilled', value: sorted[k] };
       });
-      return results;
     } catch (err) {
       if (claims.length === 1) return [{ status: 'rejected', reason: err }];
       this.log.warn(
         { err, claims: claims.length },
         'a batch of VM claims failed as a whole: claiming each alone',
       );
-      return Promise.allSettled(claims.map((c) => claimVmAction(this.db, c)));
+      results = await Promise.allSettled(claims.map((c) => claimVmAction(this.db, c)));
     }
+    results.forEach((r, i) => {
+      if (r.status === 'fulfilled') this.noteClaim(claims[i], r.value);
+    });
+    return results;
   }
 }
 
@@ -210,32 +282,56 @@ const MAX_BATCH = 64;
 
 const batches = new WeakMap<Database, VmClaimBatches>();
 
-/** The batches of a database handle, made on first use (failed batches are logged to `log`). */
-function batchesOf(db: Database, log?: Logger): VmClaimBatches {
+/** How a database handle's batches are made: where failed batches are logged, how long host allocations are kept. */
+export interface VmClaimOptions {
+  log?: Logger;
+  hostCacheMs?: number;
+}
+
+/** The batches of a database handle, made on first use with `options` (the first caller's). */
+function batchesOf(db: Database, options: VmClaimOptions = {}): VmClaimBatches {
   let b = batches.get(db);
   if (!b) {
-    b = new VmClaimBatches(db, log ?? createLogger('warn'));
+    b = new VmClaimBatches(
+      db,
+      options.log ?? createLogger('warn'),
+      options.hostCacheMs ?? DEFAULTS.placementCacheMs,
+    );
     batches.set(db, b);
   }
   return b;
 }
 
-/** vmActionContext, read together with the contexts other requests ask for meanwhile. */
+/** Makes the batches of a database handle with `options`, unless some caller already made them. */
+export function configureVmClaims(db: Database, options: VmClaimOptions): void {
+  batchesOf(db, options);
+}
+
+/** An action's context, read together with the contexts other requests ask for meanwhile. */
 export function batchedVmActionContext(
   db: Database,
   vmId: number,
   userId: number,
   withHosts: boolean,
-  log?: Logger,
+  options?: VmClaimOptions,
 ): Promise<VmActionContext | undefined> {
-  return batchesOf(db, log).contexts.submit({ vmId, userId, withHosts });
+  return batchesOf(db, options).contexts.submit({ vmId, userId, withHosts });
+}
+
+/** The candidate hosts of some hardware pools, their allocations read now. */
+export function freshCandidateHosts(
+  db: Database,
+  hardwarePoolIds: number[],
+  options?: VmClaimOptions,
+): Promise<CandidateHost[]> {
+  return batchesOf(db, options).freshHosts(hardwarePoolIds);
 }
 
 /** claimVmAction, in one transaction with the claims other requests make meanwhile. */
 export function batchedClaimVmAction(
   db: Database,
   request: VmClaimRequest,
-  log?: Logger,
+  options?: VmClaimOptions,
 ): Promise<VmClaimOutcome> {
-  return batchesOf(db, log).claims.submit(request);
+  return batchesOf(db, options).claims.submit(request);
 }

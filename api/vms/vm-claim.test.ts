@@ -7,7 +7,7 @@ import { createPool, createUserWithToken, grantRole } from '../../lib/testing/us
 import { explainCandidate, type StoredDecision, storedDecision } from '../placement/placement.js';
 import { BUSY_REASON, decide, hostClaims, unclaimedDecision } from '../placement/placement.service.js';
 import { prepareTaskQueue } from '../tasks/task-queue.js';
-import { batchedVmActionContext, claimVmAction } from './vm-claim.repository.js';
+import { batchedVmActionContext, claimVmAction, configureVmClaims } from './vm-claim.repository.js';
 import { ACTIVE_VM_STATES } from './vm-states.js';
 
 /**
@@ -22,6 +22,8 @@ let hosts: number[];
 beforeAll(async () => {
   database = await createTestDatabase();
   await prepareTaskQueue(database.pool, createLogger('silent'));
+  // Decisions here rank hosts from allocations read with each context (vm-placement-cache.test.ts keeps them).
+  configureVmClaims(database.db, { hostCacheMs: 0 });
   owner = (await createUserWithToken(database.db, { username: 'owner' })).id;
   const rack = await createPool(database.db, { name: 'rack' });
   vmPool = await createPool(database.db, { name: 'vms', kind: 'vm', parentId: rack });

@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { AppDeps } from '../app.js';
 import { createdSchema, errorResponses, idParam, listOf } from '../http/schemas.js';
 import { requestVmAction, type VmActionDeps, type VmActionRequest } from './vm-actions.service.js';
+import { configureVmClaims } from './vm-claim.repository.js';
 import {
   actionBody,
   createVmBody,
@@ -26,6 +27,7 @@ const tags = ['vms'];
 
 export async function vmRoutes(app: FastifyInstance, appDeps: AppDeps): Promise<void> {
   const deps: VmActionDeps = { db: appDeps.db, liveView: appDeps.liveView, log: appDeps.log };
+  configureVmClaims(appDeps.db, { log: appDeps.log, hostCacheMs: appDeps.config.hosts.placementCacheMs });
 
   app.post<{ Body: CreateVmInput }>(
     '/api/v1/vms',
