@@ -17,7 +17,7 @@ import { CLOCK_TICKS, cpuTicks } from './lib/proc.js';
  * `npm run bench:placement`: the start decision (access check, quota claim, placement, host claim, state change,
  * task queued) through herd's HTTP API under load, with 500 hosts, 200 pools and 10,000 VMs in PostgreSQL and
  * live usage for every host. Writes bench/results/placement.json.
- * Each of BENCH_ROUNDS rounds (default 3) starts the same BENCH_DECISIONS stopped VMs (default 4000) twice, put
+ * Each of BENCH_ROUNDS rounds (default 5) starts the same BENCH_DECISIONS stopped VMs (default 4000) twice, put
  * back as they were in between: saturated (BENCH_CONCURRENCY clients, default 32, each asking again as soon as
  * answered: the most decisions per second) and at a fixed rate (BENCH_RATE per second, default 1000, at most
  * BENCH_CONCURRENCY in flight: the latency at that load). Figures are the median of the rounds.
@@ -38,7 +38,7 @@ const WARMUP = Number(process.env.BENCH_WARMUP ?? 500);
 const SEQUENTIAL = Number(process.env.BENCH_SEQUENTIAL ?? 300);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 32);
 const RATE = Number(process.env.BENCH_RATE ?? 1000);
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const FAST = process.env.BENCH_FAST === '1';
 const ASYNC_COMMIT = process.env.BENCH_SYNCHRONOUS_COMMIT === 'off';
 

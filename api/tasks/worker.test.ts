@@ -7,6 +7,7 @@ import { waitFor } from '../../lib/testing/wait.js';
 import { HostConnections, type HostDriver } from '../hosts/driver/index.js';
 import { createFleet, type Fleet, type User } from '../vms/testing/vm-fleet.js';
 import { createVmTaskHandler } from '../vms/vm-task-handler.js';
+import { JOBLESS_AFTER_MS } from './task-queue-jobs.js';
 import type { RunningWorker } from './worker.js';
 
 let f: Fleet;
@@ -179,6 +180,7 @@ describe('a worker that dies', () => {
   test('died after taking a job but before starting its task: the task is queued again and runs', async () => {
     const vm = await newVm('orphan');
     const taskId = await ask(vm.id, { action: 'start' });
+    await waitFor(() => jobExists(taskId));
     // As a worker that locked the job and died at once would leave it.
     await sql`UPDATE graphile_worker._private_jobs SET locked_at = now() - interval '1 minute', locked_by = 'ghost',
       attempts = 1 WHERE key = ${`task:${taskId}`}`.execute(f.t.database.db);
@@ -186,4 +188,26 @@ describe('a worker that dies', () => {
     expect((await f.waitTask(taskId)).state).toBe('done');
     await worker.stop();
   });
+
+  test('an API process died after its claim committed, before adding the job: the sweep adds it and it runs', async () => {
+    const vm = await newVm('jobless');
+    const taskId = await ask(vm.id, { action: 'start' });
+    await waitFor(() => jobExists(taskId));
+    // As that process would have left it: the task committed, queued long enough, and no job.
+    await sql`SELECT graphile_worker.remove_job(${`task:${taskId}`})`.execute(f.t.database.db);
+    await sql`UPDATE tasks SET created_at = now() - make_interval(secs => ${JOBLESS_AFTER_MS / 1000 + 5})
+      WHERE id = ${taskId}`.execute(f.t.database.db);
+    expect(await jobExists(taskId)).toBe(false);
+    const worker = await f.worker({ leaseMs: 1_000 });
+    expect((await f.waitTask(taskId)).state).toBe('done');
+    await worker.stop();
+  });
 });
+
+async function jobExists(taskId: number): Promise<boolean> {
+  const { rows } =
+    await sql`SELECT 1 FROM graphile_worker._private_jobs WHERE key = ${`task:${taskId}`}`.execute(
+      f.t.database.db,
+    );
+  return rows.length > 0;
+}

@@ -6,6 +6,7 @@ import type { Logger } from '../../lib/log.js';
 import { Counter, Gauge, type Registry } from '../../lib/metrics.js';
 import type { TaskContext, TaskHandler, TaskHandlers } from './task-handler.js';
 import { graphileLogger } from './task-queue.js';
+import { JOBLESS_AFTER_MS, queueJoblessTasks } from './task-queue-jobs.js';
 import {
   finishTask,
   heartbeat,
@@ -140,6 +141,9 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     const requeued = await requeueOrphanedTasks(db, leaseMs);
     if (requeued.length)
       log.warn({ taskIds: requeued }, 'queued again: taken by a worker that died before starting them');
+    const jobless = await queueJoblessTasks(db, JOBLESS_AFTER_MS);
+    if (jobless.length)
+      log.warn({ taskIds: jobless }, 'queued tasks had no job (their process died before adding it): added');
   };
   const sweep = () => {
     sweeping ??= sweepOnce()

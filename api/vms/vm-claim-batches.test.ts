@@ -20,7 +20,7 @@ import { ACTIVE_VM_STATES } from './vm-states.js';
 
 /**
  * Claims and contexts in batches (migration T80, VmClaimBatches): a batch is one transaction whose claims see each
- * other's effects and still answer each its own outcome; the tasks it claims commit with their jobs; a batch that
+ * other's effects and still answer each its own outcome; the tasks it claims get their jobs; a batch that
  * fails as a whole is claimed again one by one; host records are kept between batches until their inventory changes.
  * (Allocations are read with every context here: vm-placement-cache.test.ts keeps them.)
  */

@@ -7,7 +7,7 @@ import type { PlacementPolicy, Role } from '../../schema/index.js';
 import type { CandidateHost, StoredDecision } from '../placement/placement.js';
 import type { HostClaim } from '../placement/placement.service.js';
 import type { QuotaRefusal } from '../quota/quota.repository.js';
-import { taskJobs } from '../tasks/tasks.repository.js';
+import { queueTaskJobs } from '../tasks/task-queue-jobs.js';
 import type { VmState } from './vm-states.js';
 
 /** What an action on a VM starts from (herd_vm_action_context, migration T70; read in batches, see below). */
@@ -61,17 +61,12 @@ export type VmClaimOutcome =
 /**
  * Claims of starts, restores or migrates, in order, in one statement, hence one transaction (herd_vm_claims,
  * migration T80): for each, quota, VM lock and state, host room, task and state change — nothing changes for a
- * claim whose outcome is not `claimed`. The claimed tasks' graphile-worker jobs are added in the same transaction,
- * with one NOTIFY for the lot (PostgreSQL serializes the commits of notifying transactions, WAL flush included: one
- * per batch rather than one per claim).
+ * claim whose outcome is not `claimed`. The claimed tasks commit without their graphile-worker jobs: the batches
+ * queue them right after (queueTaskJobs).
  */
 export async function claimVmActions(db: Database, claims: VmClaimRequest[]): Promise<VmClaimOutcome[]> {
   const { rows } = await sql<{ outcomes: VmClaimOutcome[] }>`
-    WITH claimed AS MATERIALIZED (SELECT herd_vm_claims(${JSON.stringify(claims)}::jsonb) AS outcomes)
-    SELECT outcomes, (${taskJobs(sql`ARRAY(
-      SELECT (o->>'taskId')::int FROM claimed, jsonb_array_elements(claimed.outcomes) AS o
-      WHERE o->>'status' = 'claimed')`)}) AS jobs
-    FROM claimed`.execute(db);
+    SELECT herd_vm_claims(${JSON.stringify(claims)}::jsonb) AS outcomes`.execute(db);
   return rows[0].outcomes;
 }
 
@@ -82,7 +77,8 @@ export async function claimVmAction(db: Database, request: VmClaimRequest): Prom
 
 /**
  * Contexts and claims of concurrent requests, each kind batched into one statement (migration T80) while the
- * previous batch is in flight: under load one round trip and one commit serve many decisions. Claims go one batch
+ * previous batch is in flight: under load one round trip and one commit serve many decisions. The claimed tasks'
+ * jobs are added beside the claims (task-queue-jobs.ts), not in their transaction. Claims go one batch
  * at a time per process (a batch is one transaction: its claims never wait on each other), sorted by pool then VM
  * so that batches of several processes lock pools in the same order. A batch of claims that fails as a whole (a
  * deadlock with another process, say) is claimed again one by one: each request still gets its own answer.
@@ -253,9 +249,13 @@ class VmClaimBatches {
       );
       results = await Promise.allSettled(claims.map((c) => claimVmAction(this.db, c)));
     }
+    const taskIds: number[] = [];
     results.forEach((r, i) => {
-      if (r.status === 'fulfilled') this.noteClaim(claims[i], r.value);
+      if (r.status !== 'fulfilled') return;
+      this.noteClaim(claims[i], r.value);
+      if (r.value.status === 'claimed') taskIds.push(r.value.taskId);
     });
+    if (taskIds.length) void queueTaskJobs(this.db, taskIds, this.log);
     return results;
   }
 }
