@@ -1,6 +1,7 @@
 import { type ChildProcessWithoutNullStreams, spawn, spawnSync } from 'node:child_process';
 import dgram from 'node:dgram';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { get as httpGet, type IncomingMessage } from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
@@ -112,9 +113,21 @@ test('herd serve: health, login, collectd packets into InfluxDB, clean stop', as
     const metrics = await (await fetch(`${http}/metrics`)).text();
     expect(metrics).toMatch(/herd_collectd_values_total \d+/);
 
+    // A client that stops reading a large file: the stop closes its connection instead of waiting for it.
+    const stalled = await new Promise<IncomingMessage>((resolve, reject) =>
+      httpGet(`${http}/vendor/vega-embed.min.js`, resolve).on('error', reject),
+    );
+    stalled.pause();
+    const cut = new Promise<boolean>((resolve) =>
+      stalled.socket.once('close', () => resolve(stalled.complete)),
+    );
+
+    const t0 = Date.now();
     child.kill('SIGTERM');
     const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+    console.log('EXIT', code, Date.now() - t0);
     expect(code).toBe(0);
+    console.log('CUT', await Promise.race([cut, new Promise((r) => setTimeout(() => r('timeout'), 3000))]));
   } finally {
     child.kill('SIGKILL');
     await database.close();

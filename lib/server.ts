@@ -29,6 +29,9 @@ export interface RunningHerd {
   stop(): Promise<void>;
 }
 
+/** How long a stop waits for HTTP responses still being sent before it closes their connections. */
+const HTTP_CLOSE_GRACE_MS = 5_000;
+
 /**
  * Starts the requested roles of herd on one database. `stop()` is safe to call twice.
  * Each role's modules load only when that role runs: `serve --only ingest` then carries neither the HTTP
@@ -187,7 +190,15 @@ export async function startHerd(
         },
         [...apiRoutes, dashboardRoutes],
       );
-      stops.push(() => app.close());
+      stops.push(async () => {
+        // In-flight requests may finish, but a client that stops reading cannot hold up the stop.
+        const cut = setTimeout(() => app.server.closeAllConnections(), HTTP_CLOSE_GRACE_MS);
+        try {
+          await app.close();
+        } finally {
+          clearTimeout(cut);
+        }
+      });
       const address = await app.listen({ host: config.http.host, port: config.http.port });
       log.info({ address }, 'HTTP API listening');
       running.http = app;
