@@ -9,6 +9,7 @@ import * as startClaim from './2026-11-23T70-start-claim.js';
 import * as claimBatches from './2026-11-23T80-claim-batches.js';
 import * as poolUsage from './2026-11-23T81-pool-usage.js';
 import * as placementCache from './2026-11-24T00-placement-cache.js';
+import * as imageOwners from './2026-11-24T01-image-owners.js';
 
 /**
  * Every migration, in order. Names are frozen once released; append new ones at the end.
@@ -25,6 +26,7 @@ export const migrations: Record<string, Migration> = {
   '2026-11-23T80-claim-batches': claimBatches,
   '2026-11-23T81-pool-usage': poolUsage,
   '2026-11-24T00-placement-cache': placementCache,
+  '2026-11-24T01-image-owners': imageOwners,
 };
 
 type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
@@ -162,6 +164,8 @@ export interface ImagesTable {
   ipxe_url: string | null;
   iso_volume_id: number | null;
   created_at: GeneratedTimestamp;
+  /** Who added it (migration 2026-11-24T01); NULL for images older than that or whose user was deleted. */
+  created_by: number | null;
 }
 
 export interface VmsTable {

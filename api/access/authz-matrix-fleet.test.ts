@@ -102,11 +102,11 @@ const firingAlertIn = async (w: AuthzWorld, poolId: number) => {
   return Number(id);
 };
 
-const imageOf = async (w: AuthzWorld) => {
+const imageOf = async (w: AuthzWorld, by: 'super' | 'admin' = 'super') => {
   const res = await w.t.app.inject({
     method: 'POST',
     url: '/api/v1/images',
-    headers: w.headers('super'),
+    headers: w.headers(by),
     payload: { name: `image${++fresh}`, ipxeUrl: 'http://127.0.0.1/boot.ipxe' },
   });
   return res.json().id as number;
@@ -510,7 +510,8 @@ runAuthzMatrix(
       expect: statuses(200, 404, 404, 404, 200),
     }),
 
-    // Install images: a catalogue shared by every pool, which anyone signed in reads and pool admins extend.
+    // Install images: a catalogue shared by every pool, which anyone signed in reads and pool admins extend; an
+    // image is removed by who added it or the super-admin.
     authzCase({
       name: 'the image list',
       method: 'GET',
@@ -535,11 +536,18 @@ runAuthzMatrix(
       expect: statuses(201, 201, 403, 403, 201),
     }),
     authzCase({
-      name: 'an image removal',
+      name: "the removal of the super-admin's image",
       method: 'DELETE',
       setup: (w) => imageOf(w),
       url: (_w, id) => `/api/v1/images/${id}`,
-      expect: statuses(204, 204, 403, 403, 204),
+      expect: statuses(204, 403, 403, 403, 403),
+    }),
+    authzCase({
+      name: "the removal of a pool admin's image",
+      method: 'DELETE',
+      setup: (w) => imageOf(w, 'admin'),
+      url: (_w, id) => `/api/v1/images/${id}`,
+      expect: statuses(204, 204, 403, 403, 403),
     }),
 
     // Volumes: the fixtures' storage pools have no host, so those who may modify hear that (409) before any

@@ -6,7 +6,10 @@ export type ImageRow = Selectable<ImagesTable>;
 
 export function insertImage(
   db: Database,
-  values: Pick<ImageRow, 'name' | 'kernel' | 'initrd' | 'cmdline' | 'ipxe_url' | 'iso_volume_id'>,
+  values: Pick<
+    ImageRow,
+    'name' | 'kernel' | 'initrd' | 'cmdline' | 'ipxe_url' | 'iso_volume_id' | 'created_by'
+  >,
 ): Promise<ImageRow> {
   return db.insertInto('images').values(values).returningAll().executeTakeFirstOrThrow();
 }
@@ -66,6 +69,7 @@ export async function bootTargetByMac(db: Database, mac: string): Promise<BootTa
       'images.ipxe_url',
       'images.iso_volume_id',
       'images.created_at as image_created_at',
+      'images.created_by',
     ])
     .where('vm_nics.mac', '=', mac)
     .executeTakeFirst();
@@ -88,6 +92,7 @@ export async function bootTargetByMac(db: Database, mac: string): Promise<BootTa
             ipxe_url: row.ipxe_url,
             iso_volume_id: row.iso_volume_id,
             created_at: row.image_created_at!,
+            created_by: row.created_by,
           },
   };
 }

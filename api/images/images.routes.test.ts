@@ -63,7 +63,12 @@ describe('the catalogue', () => {
       cmdline: 'auto=true priority=critical hostname={{name}} url=http://boot.example/preseed/{{uuid}}',
     });
     expect(kernel.statusCode).toBe(201);
-    expect(kernel.json()).toMatchObject({ name: 'debian-12', kind: 'kernel', ipxeUrl: null });
+    expect(kernel.json()).toMatchObject({
+      name: 'debian-12',
+      kind: 'kernel',
+      ipxeUrl: null,
+      createdBy: rackAdmin.id,
+    });
     const ipxe = await api('POST', '/api/v1/images', admin, {
       name: 'netboot.xyz',
       ipxeUrl: 'https://boot.netboot.xyz/menu.ipxe',

@@ -28,6 +28,10 @@ const imageSchema = {
     ipxeUrl: { type: ['string', 'null'] },
     isoVolumeId: { type: ['integer', 'null'] },
     createdAt: { type: 'string' },
+    createdBy: {
+      type: ['integer', 'null'],
+      description: 'the user who added it (who may remove it, besides the super-admin)',
+    },
   },
 } as const;
 

@@ -32,6 +32,7 @@ export interface ImageAnswer {
   ipxeUrl: string | null;
   isoVolumeId: number | null;
   createdAt: string;
+  createdBy: number | null;
 }
 
 export function imageKind(row: Pick<ImageRow, 'kernel' | 'ipxe_url'>): ImageAnswer['kind'] {
@@ -51,10 +52,14 @@ function toAnswer(row: ImageRow): ImageAnswer {
     ipxeUrl: row.ipxe_url,
     isoVolumeId: row.iso_volume_id,
     createdAt: row.created_at.toISOString(),
+    createdBy: row.created_by,
   };
 }
 
-/** The catalogue is shared by every pool: any signed-in user reads it, pool admins (anywhere) extend it. */
+/**
+ * The catalogue is shared by every pool: any signed-in user reads it, pool admins (anywhere) extend it, and an image
+ * is removed by who added it or the super-admin (other pools' VMs may boot from it).
+ */
 async function assertCurator(deps: Deps, user: AuthUser): Promise<void> {
   if (!(await canListUsers(deps.db, user)))
     throw forbidden('managing install images needs the admin role on a pool');
@@ -90,6 +95,7 @@ export async function createImage(deps: Deps, user: AuthUser, body: ImageBody): 
       cmdline: 'kernel' in body ? (body.cmdline ?? null) : null,
       ipxe_url: 'ipxeUrl' in body ? body.ipxeUrl : null,
       iso_volume_id: 'isoVolumeId' in body ? body.isoVolumeId : null,
+      created_by: user.id,
     });
     await audit(trx, {
       userId: user.id,
@@ -118,6 +124,8 @@ export async function removeImage(deps: Deps, user: AuthUser, id: number): Promi
   await assertCurator(deps, user);
   const row = await findImage(deps.db, id);
   if (!row) throw notFound('image');
+  if (!user.isSuperAdmin && row.created_by !== user.id)
+    throw forbidden('an install image is removed by who added it, or the super-admin');
   await deps.db.transaction().execute(async (trx) => {
     await deleteImage(trx, id);
     await audit(trx, {
