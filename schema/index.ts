@@ -78,8 +78,6 @@ export interface PoolsTable {
   cpu_allocation_ratio: number | null;
   ram_allocation_ratio: number | null;
   created_at: GeneratedTimestamp;
-  /** Bumped by a trigger when a host of the pool is added, removed or its inventory changes (migration 2026-11-24T00). */
-  hosts_version: Generated<Int8>;
 }
 
 export interface SmartPoolsTable {

@@ -215,7 +215,8 @@ describe('host state from heartbeat and collectd', () => {
           type: 'load',
           typeInstance: '',
           time: Date.now() / 1000,
-          interval: 1,
+          // Silent after 3 intervals: long enough for the tick below on a loaded machine.
+          interval: 10,
           dsTypes: ['gauge', 'gauge', 'gauge'],
           values: [0.1, 0.1, 0.1],
         },

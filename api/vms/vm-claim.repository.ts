@@ -84,8 +84,8 @@ export async function claimVmAction(db: Database, request: VmClaimRequest): Prom
  * deadlock with another process, say) is claimed again one by one: each request still gets its own answer.
  *
  * Host allocations are kept per set of hardware pools, as a scheduler keeps host state: a context reads them again
- * only once they are older than `hostCacheMs` or the hosts' inventory changed (migration 2026-11-24T00 stamps
- * every set), and this process's own claims are added as they are made. Ranking may then miss what other
+ * only once they are older than `hostCacheMs` or a host of the set was added, removed or changed (migration
+ * 2026-11-24T00 stamps every set), and this process's own claims are added as they are made. Ranking may then miss what other
  * processes claimed or released in the last `hostCacheMs`; it never decides on stale inventory, the claim checks
  * the room again under lock, and a decision that finds no room on cached allocations is made again on fresh ones.
  */
@@ -108,19 +108,19 @@ class VmClaimBatches {
   /** Host records placement ranks (without allocations), by id, as of their inventory version. */
   private readonly hostRecords = new Map<number, HostRecord>();
   /** Allocations by set of hardware pools (their ids joined by commas), with the set's stamp and when they were read. */
-  private readonly hostSets = new Map<string, { set: HostSet; stamp: number; readAt: number }>();
+  private readonly hostSets = new Map<string, { set: HostSet; stamp: string; readAt: number }>();
 
   private async readContexts(
     asks: ContextAsk[],
   ): Promise<PromiseSettledResult<VmActionContext | undefined>[]> {
     const readAt = performance.now();
-    const fresh: Record<string, number> = {};
+    const fresh: Record<string, string> = {};
     for (const [key, held] of this.hostSets)
       if (readAt - held.readAt < this.hostCacheMs) fresh[key] = held.stamp;
     const { rows } = await sql<{
       answer: {
         contexts: Array<Omit<VmActionContext, 'hosts' | 'hostsCached'> | null>;
-        stamps: Record<string, number>;
+        stamps: Record<string, string>;
         hostSets: HostSet[];
       };
     }>`
@@ -155,13 +155,12 @@ class VmClaimBatches {
   /** The candidate hosts of some hardware pools with their allocations read now (and kept for the next decisions). */
   async freshHosts(pools: number[]): Promise<CandidateHost[]> {
     const readAt = performance.now();
-    const { rows } = await sql<{ set: HostSet; stamp: number }>`
-      SELECT herd_host_allocations(${pools}::int[]) AS set,
-        (SELECT sum(hosts_version) FROM pools WHERE id = ANY(${pools}::int[]))::bigint AS stamp`.execute(
+    const { rows } = await sql<{ set: HostSet; stamp: string }>`
+      SELECT herd_host_allocations(${pools}::int[]) AS set, herd_host_set_stamp(${pools}::int[]) AS stamp`.execute(
       this.db,
     );
     const { set, stamp } = rows[0];
-    this.hostSets.set(pools.join(','), { set, stamp: Number(stamp), readAt });
+    this.hostSets.set(pools.join(','), { set, stamp, readAt });
     await this.refreshHostRecords([set]);
     return this.candidates(set);
   }
