@@ -111,37 +111,35 @@ async function main() {
     await sql`SELECT pg_stat_statements_reset()`.execute(cpu.db);
     const closedRounds: Measured[] = [];
     const openRounds: Measured[] = [];
-    let cpuMsTotal = { api: 0, postgres: 0, client: 0 };
-    let cpuAtRate = { api: 0, postgres: 0, client: 0 };
+    const cpuMsTotal = { api: 0, postgres: 0, client: 0 };
+    const cpuAtRate = { api: 0, postgres: 0, client: 0 };
+    // Runs one round, adding the CPU time it took to `into`.
+    const measured = async (into: typeof cpuMsTotal, run: () => Promise<Measured>) => {
+      const before = await cpuTimes(cpu, server.pid!);
+      const m = await run();
+      const after = await cpuTimes(cpu, server.pid!);
+      for (const part of ['api', 'postgres', 'client'] as const) into[part] += after[part] - before[part];
+      return m;
+    };
     for (let r = 0; r < ROUNDS; r++) {
-      const cpuBefore = await cpuTimes(cpu, server.pid!);
-      closedRounds.push(await load(stopped.slice(0, DECISIONS), request, CONCURRENCY));
-      const cpuAfter = await cpuTimes(cpu, server.pid!);
-      cpuMsTotal = {
-        api: cpuMsTotal.api + cpuAfter.api - cpuBefore.api,
-        postgres: cpuMsTotal.postgres + cpuAfter.postgres - cpuBefore.postgres,
-        client: cpuMsTotal.client + cpuAfter.client - cpuBefore.client,
-      };
+      closedRounds.push(
+        await measured(cpuMsTotal, () => load(stopped.slice(0, DECISIONS), request, CONCURRENCY)),
+      );
       await putBack();
-      const openBefore = await cpuTimes(cpu, server.pid!);
-      openRounds.push(await load(stopped.slice(0, DECISIONS), request, CONCURRENCY, RATE));
-      const openAfter = await cpuTimes(cpu, server.pid!);
-      cpuAtRate = {
-        api: cpuAtRate.api + openAfter.api - openBefore.api,
-        postgres: cpuAtRate.postgres + openAfter.postgres - openBefore.postgres,
-        client: cpuAtRate.client + openAfter.client - openBefore.client,
-      };
+      openRounds.push(
+        await measured(cpuAtRate, () => load(stopped.slice(0, DECISIONS), request, CONCURRENCY, RATE)),
+      );
       await putBack();
     }
     const closedDecisions = closedRounds.reduce((n, m) => n + m.latencies.length, 0);
     const statements = await statementBreakdown(cpu, closedDecisions + openRounds.length * DECISIONS);
     await cpu.close();
-    const perDecision = (part: 'api' | 'postgres' | 'client') => round(cpuMsTotal[part] / closedDecisions);
-    const cpuMs = {
-      api: perDecision('api'),
-      postgres: perDecision('postgres'),
-      loadGenerator: perDecision('client'),
-    };
+    const perDecision = (total: typeof cpuMsTotal, decisions: number) => ({
+      api: round(total.api / decisions),
+      postgres: round(total.postgres / decisions),
+      loadGenerator: round(total.client / decisions),
+    });
+    const cpuMs = perDecision(cpuMsTotal, closedDecisions);
     const closed = summary(closedRounds);
     const open = summary(openRounds);
 
@@ -204,11 +202,7 @@ async function main() {
       // CPU time each decision cost (the machine is shared: this is what 2 dedicated cores would be divided by).
       cpuMsPerDecision: cpuMs,
       // The same at the fixed rate, where batches are smaller.
-      cpuMsPerDecisionAtRate: {
-        api: round(cpuAtRate.api / (openRounds.length * DECISIONS)),
-        postgres: round(cpuAtRate.postgres / (openRounds.length * DECISIONS)),
-        loadGenerator: round(cpuAtRate.client / (openRounds.length * DECISIONS)),
-      },
+      cpuMsPerDecisionAtRate: perDecision(cpuAtRate, openRounds.length * DECISIONS),
       decisionsPerSecondPerCore: round(1000 / (cpuMs.api + cpuMs.postgres)),
       // PostgreSQL's planning + execution time per decision, by statement (pg_stat_statements), largest first.
       statementsMsPerDecision: statements,
