@@ -195,9 +195,9 @@ async function main() {
         latencyMs: open.latencyMs,
         byRound: open.byRound,
         // How the answers slower than the p99 target spread over time: their number per round, and the share of
-        // them due in the round's 3 worst 250 ms windows (at 1,000/s, 3 % of the round). A high share means the
+        // them due in the round's 3 worst 100 ms windows (at 1,000/s, 7.5 % of the round). A high share means the
         // tail is made of a few stalls (everything on the 2 cores waiting its turn), not of every decision.
-        slowBursts: openRounds.map((r) => slowBursts(r, 10, 250)),
+        slowBursts: openRounds.map((r) => slowBursts(r, 10, 100)),
       },
       // CPU time each decision cost (the machine is shared: this is what 2 dedicated cores would be divided by).
       cpuMsPerDecision: cpuMs,
