@@ -1,21 +1,13 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, beforeEach, expect, test } from 'vitest';
 import type { DatabaseHandle } from '../../lib/db.js';
-import { createLogger } from '../../lib/log.js';
-import { createTestDatabase } from '../../lib/testing/db.js';
 import { insertHost, insertVm } from '../../lib/testing/fleet.js';
-import { createPool, createUserWithToken, grantRole } from '../../lib/testing/users.js';
 import { type StoredDecision, storedDecision } from '../placement/placement.js';
 import { allocationDrift } from '../placement/placement.repository.js';
 import { BUSY_REASON, decide, HOSTS_PER_CLAIM, hostClaims } from '../placement/placement.service.js';
-import { prepareTaskQueue } from '../tasks/task-queue.js';
+import { createClaimRack } from './testing/claim-rack.js';
 import { requestVmAction } from './vm-actions.service.js';
-import {
-  batchedClaimVmAction,
-  batchedVmActionContext,
-  configureVmClaims,
-  type VmClaimRequest,
-} from './vm-claim.repository.js';
+import { batchedClaimVmAction, batchedVmActionContext, type VmClaimRequest } from './vm-claim.repository.js';
 import { ACTIVE_VM_STATES } from './vm-states.js';
 
 /**
@@ -31,22 +23,16 @@ let vmPool: number;
 let hosts: number[];
 
 beforeAll(async () => {
-  database = await createTestDatabase();
-  await prepareTaskQueue(database.pool, createLogger('silent'));
   // Decisions here rank hosts from allocations read with each context (vm-placement-cache.test.ts keeps them).
-  configureVmClaims(database.db, { hostCacheMs: 0, log: createLogger('silent') });
-  owner = await createUserWithToken(database.db, { username: 'owner' });
-  rack = await createPool(database.db, { name: 'rack' });
-  vmPool = await createPool(database.db, { name: 'vms', kind: 'vm', parentId: rack });
-  await grantRole(database.db, vmPool, owner.id, 'user');
+  ({ database, owner, rack, vmPool, hosts } = await createClaimRack({
+    hostCacheMs: 0,
+    hosts: HOSTS_PER_CLAIM + 2,
+    memoryMiB: 65536,
+  }));
   await database.db
     .insertInto('quotas')
     .values({ pool_id: vmPool, user_id: null, vcpus: 1000, memory_mib: 16 * 1024 })
     .execute();
-  hosts = [];
-  for (let i = 1; i <= HOSTS_PER_CLAIM + 2; i++)
-    hosts.push(await insertHost(database.db, { poolId: rack, cpus: 4, memoryMiB: 65536, hostname: `h${i}` }));
-  await database.db.updateTable('hosts').set({ cpu_allocation_ratio: 1, ram_allocation_ratio: 1 }).execute();
 });
 afterAll(() => database.close());
 beforeEach(async () => {

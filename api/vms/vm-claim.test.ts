@@ -1,13 +1,10 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { DatabaseHandle } from '../../lib/db.js';
-import { createLogger } from '../../lib/log.js';
-import { createTestDatabase } from '../../lib/testing/db.js';
-import { insertHost, insertVm } from '../../lib/testing/fleet.js';
-import { createPool, createUserWithToken, grantRole } from '../../lib/testing/users.js';
+import { insertVm } from '../../lib/testing/fleet.js';
 import { explainCandidate, type StoredDecision, storedDecision } from '../placement/placement.js';
 import { BUSY_REASON, decide, hostClaims, unclaimedDecision } from '../placement/placement.service.js';
-import { prepareTaskQueue } from '../tasks/task-queue.js';
-import { batchedVmActionContext, claimVmAction, configureVmClaims } from './vm-claim.repository.js';
+import { createClaimRack } from './testing/claim-rack.js';
+import { batchedVmActionContext, claimVmAction } from './vm-claim.repository.js';
 import { ACTIVE_VM_STATES } from './vm-states.js';
 
 /**
@@ -20,18 +17,10 @@ let vmPool: number;
 let hosts: number[];
 
 beforeAll(async () => {
-  database = await createTestDatabase();
-  await prepareTaskQueue(database.pool, createLogger('silent'));
   // Decisions here rank hosts from allocations read with each context (vm-placement-cache.test.ts keeps them).
-  configureVmClaims(database.db, { hostCacheMs: 0 });
-  owner = (await createUserWithToken(database.db, { username: 'owner' })).id;
-  const rack = await createPool(database.db, { name: 'rack' });
-  vmPool = await createPool(database.db, { name: 'vms', kind: 'vm', parentId: rack });
-  await grantRole(database.db, vmPool, owner, 'user');
-  hosts = [];
-  for (const hostname of ['h1', 'h2'])
-    hosts.push(await insertHost(database.db, { poolId: rack, cpus: 4, memoryMiB: 8192, hostname }));
-  await database.db.updateTable('hosts').set({ cpu_allocation_ratio: 1, ram_allocation_ratio: 1 }).execute();
+  const r = await createClaimRack({ hostCacheMs: 0, hosts: 2, memoryMiB: 8192 });
+  ({ database, vmPool, hosts } = r);
+  owner = r.owner.id;
 });
 afterAll(() => database.close());
 

@@ -1,11 +1,8 @@
 import { afterAll, beforeAll, expect, inject, test } from 'vitest';
 import { connect, type DatabaseHandle } from '../../lib/db.js';
-import { createLogger } from '../../lib/log.js';
-import { createTestDatabase } from '../../lib/testing/db.js';
-import { insertHost, insertVm } from '../../lib/testing/fleet.js';
-import { createPool, createUserWithToken, grantRole } from '../../lib/testing/users.js';
+import { insertVm } from '../../lib/testing/fleet.js';
 import { allocationDrift } from '../placement/placement.repository.js';
-import { prepareTaskQueue } from '../tasks/task-queue.js';
+import { createClaimRack } from './testing/claim-rack.js';
 import { requestVmAction } from './vm-actions.service.js';
 import { batchedVmActionContext, configureVmClaims } from './vm-claim.repository.js';
 
@@ -20,18 +17,9 @@ let vmPool: number;
 let hosts: number[];
 
 beforeAll(async () => {
-  database = await createTestDatabase();
-  await prepareTaskQueue(database.pool, createLogger('silent'));
-  configureVmClaims(database.db, { hostCacheMs: 60_000 });
-  const user = await createUserWithToken(database.db, { username: 'owner' });
-  owner = { id: user.id, username: 'owner', isSuperAdmin: false };
-  const rack = await createPool(database.db, { name: 'rack' });
-  vmPool = await createPool(database.db, { name: 'vms', kind: 'vm', parentId: rack });
-  await grantRole(database.db, vmPool, owner.id, 'user');
-  hosts = [];
-  for (const hostname of ['h1', 'h2', 'h3'])
-    hosts.push(await insertHost(database.db, { poolId: rack, cpus: 4, memoryMiB: 65536, hostname }));
-  await database.db.updateTable('hosts').set({ cpu_allocation_ratio: 1, ram_allocation_ratio: 1 }).execute();
+  const r = await createClaimRack({ hostCacheMs: 60_000, hosts: 3, memoryMiB: 65536 });
+  ({ database, vmPool, hosts } = r);
+  owner = { id: r.owner.id, username: 'owner', isSuperAdmin: false };
 });
 afterAll(() => database.close());
 
