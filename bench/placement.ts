@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
@@ -11,7 +11,7 @@ import { prepareTaskQueue } from '../api/tasks/task-queue.js';
 import { connect, DEFAULT_POOL_SIZE, migrateToLatest } from '../lib/db.js';
 import { startEmbeddedPostgres } from '../lib/embedded-postgres.js';
 import { createLogger } from '../lib/log.js';
-import { CLOCK_TICKS, cpuTicks } from './lib/proc.js';
+import { CLOCK_TICKS, cpuTicks, treeCpuTicks } from './lib/proc.js';
 
 /**
  * `npm run bench:placement`: the start decision (access check, quota claim, placement, host claim, state change,
@@ -36,6 +36,8 @@ const USERS = 100;
 const DECISIONS = Number(process.env.BENCH_DECISIONS ?? 4000);
 const WARMUP = Number(process.env.BENCH_WARMUP ?? 500);
 const SEQUENTIAL = Number(process.env.BENCH_SEQUENTIAL ?? 300);
+/** Decisions made, not measured, before each round (after the VMs were put back). */
+const ROUND_WARMUP = 200;
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 32);
 const RATE = Number(process.env.BENCH_RATE ?? 1000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
@@ -46,7 +48,7 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const log = createLogger(process.env.HERD_LOG_LEVEL ?? 'warn', 'bench');
 
 async function main() {
-  if (Math.max(DECISIONS, WARMUP + SEQUENTIAL) > VMS / 2)
+  if (Math.max(DECISIONS + ROUND_WARMUP, WARMUP + SEQUENTIAL) > VMS / 2)
     throw new Error(`at most ${VMS / 2} decisions per round (the stopped VMs)`);
   const dir = await mkdtemp(path.join(os.tmpdir(), 'herd-bench-placement-'));
   const cluster = path.join(dir, 'postgres');
@@ -74,6 +76,7 @@ async function main() {
     const seedStarted = performance.now();
     const tokens = await seed(db);
     await sql`VACUUM ANALYZE`.execute(db.db);
+    await recycledWal(db);
     const seedMs = performance.now() - seedStarted;
     const stopped = await db.db
       .selectFrom('vms')
@@ -91,6 +94,8 @@ async function main() {
       post(agent, `${url}/api/v1/vms/${vm.id}/actions`, tokens.get(vm.owner_id)!, '{"action":"start"}');
 
     const cpu = connect(pg.url, { max: 1 });
+    // postmaster.pid's first line: the process every PostgreSQL process of the cluster descends from.
+    const postmaster = Number((await readFile(path.join(cluster, 'postmaster.pid'), 'utf8')).split('\n')[0]);
     // The measured decisions start the same stopped VMs each round: between rounds they are put back as they were
     // (no worker runs here, so started VMs stay `starting` and hold their claim until then), and their tasks'
     // jobs, which workers would have taken, are removed.
@@ -103,6 +108,9 @@ async function main() {
       await sql`VACUUM ANALYZE vms, host_allocations, pool_usage, graphile_worker._private_jobs`.execute(
         cpu.db,
       );
+      // ANALYZE made every connection's cached plans stale: a few decisions not measured (other VMs, put back
+      // with the round's) plan them again, so that a round measures the service running, not its first minute.
+      await load(stopped.slice(DECISIONS, DECISIONS + ROUND_WARMUP), request, CONCURRENCY);
     };
     await load(stopped.slice(0, WARMUP), request, CONCURRENCY);
     const alone = await load(stopped.slice(WARMUP, WARMUP + SEQUENTIAL), request, 1);
@@ -115,9 +123,9 @@ async function main() {
     const cpuAtRate = { api: 0, postgres: 0, client: 0 };
     // Runs one round, adding the CPU time it took to `into`.
     const measured = async (into: typeof cpuMsTotal, run: () => Promise<Measured>) => {
-      const before = await cpuTimes(cpu, server.pid!);
+      const before = await cpuTimes(postmaster, server.pid!);
       const m = await run();
-      const after = await cpuTimes(cpu, server.pid!);
+      const after = await cpuTimes(postmaster, server.pid!);
       for (const part of ['api', 'postgres', 'client'] as const) into[part] += after[part] - before[part];
       return m;
     };
@@ -397,6 +405,23 @@ async function seed(db: ReturnType<typeof connect>): Promise<Map<number, string>
   return tokens;
 }
 
+/**
+ * Brings the cluster's WAL to the state of a running one. A fresh cluster creates (and zero-fills) a new 16 MB WAL
+ * segment each time one fills up, holding the WAL write lock meanwhile: every commit then stalls for tens of ms.
+ * A running cluster renames the segments a checkpoint no longer needs into the next ones instead. So WAL is
+ * switched through WAL_SEGMENTS segments, more than a run writes (~150 MB in 5 rounds), and a checkpoint recycles
+ * them (min_wal_size keeps them).
+ */
+const WAL_SEGMENTS = 24;
+
+async function recycledWal(db: ReturnType<typeof connect>) {
+  await sql`ALTER SYSTEM SET min_wal_size = '1GB'`.execute(db.db);
+  await sql`SELECT pg_reload_conf()`.execute(db.db);
+  for (let i = 0; i < WAL_SEGMENTS; i++)
+    await sql`SELECT pg_logical_emit_message(false, 'herd-bench', ''), pg_switch_wal()`.execute(db.db);
+  await sql`CHECKPOINT`.execute(db.db);
+}
+
 /** The statements of the measured run: planning + execution ms per decision and calls per decision. */
 async function statementBreakdown(db: ReturnType<typeof connect>, decisions: number) {
   const { rows } = await sql<{ query: string; calls: number; ms: number }>`
@@ -410,19 +435,21 @@ async function statementBreakdown(db: ReturnType<typeof connect>, decisions: num
   }));
 }
 
-/** CPU time (ms) used so far by the API process, the PostgreSQL processes of the cluster, and this process. */
-async function cpuTimes(db: ReturnType<typeof connect>, apiPid: number) {
-  const ms = (pid: number) =>
-    cpuTicks(pid).then(
-      (ticks) => (ticks * 1000) / CLOCK_TICKS,
+/**
+ * CPU time (ms) used so far by the API process, the PostgreSQL cluster (the postmaster and every process it
+ * started: backends, WAL writer, checkpointer, autovacuum..., including backends that exited meanwhile, as idle
+ * connections do), and this process.
+ */
+async function cpuTimes(postmasterPid: number, apiPid: number) {
+  const ms = (ticks: Promise<number>) =>
+    ticks.then(
+      (t) => (t * 1000) / CLOCK_TICKS,
       () => 0,
     );
-  // Every backend and background process (WAL writer, checkpointer, autovacuum...) of the cluster.
-  const { rows } = await sql<{ pid: number }>`SELECT pid FROM pg_stat_activity`.execute(db.db);
   const own = process.cpuUsage();
   return {
-    api: await ms(apiPid),
-    postgres: (await Promise.all(rows.map((r) => ms(r.pid)))).reduce((a, b) => a + b, 0),
+    api: await ms(cpuTicks(apiPid)),
+    postgres: await ms(treeCpuTicks(postmasterPid)),
     client: (own.user + own.system) / 1000,
   };
 }

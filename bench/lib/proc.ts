@@ -3,7 +3,7 @@
  * UDP drops and receive buffers (so loss can be placed: in the kernel's socket buffer or in the receiver).
  */
 import { execFile } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
 
 /** USER_HZ: /proc/<pid>/stat counts CPU time in 1/100 s on Linux. */
@@ -14,6 +14,27 @@ export async function cpuTicks(pid: number): Promise<number> {
   const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return Number(fields[11]) + Number(fields[12]);
+}
+
+/**
+ * User + system CPU of a process and its children, in clock ticks: those running now and those that exited
+ * (which the kernel adds to their parent once it reaped them), so a child ending between two reads (a database
+ * connection closed, say) still counts.
+ */
+export async function treeCpuTicks(pid: number): Promise<number> {
+  const stat = async (p: number | string) => {
+    const text = await readFile(`/proc/${p}/stat`, 'utf8');
+    const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
+    return { ppid: Number(f[1]), ticks: Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]) };
+  };
+  let ticks = (await stat(pid)).ticks;
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry) || entry === String(pid)) continue;
+    // A process may exit between listing and reading: it is then in its parent's figure.
+    const child = await stat(entry).catch(() => null);
+    if (child?.ppid === pid) ticks += child.ticks;
+  }
+  return ticks;
 }
 
 /** CPU ticks the whole machine spent busy (all cores; idle and I/O wait left out). */
