@@ -2,6 +2,7 @@ import { sql } from 'kysely';
 import { afterAll, beforeAll, beforeEach, expect, test } from 'vitest';
 import type { DatabaseHandle } from '../../lib/db.js';
 import { insertHost, insertVm } from '../../lib/testing/fleet.js';
+import { createPool } from '../../lib/testing/users.js';
 import { type StoredDecision, storedDecision } from '../placement/placement.js';
 import { allocationDrift } from '../placement/placement.repository.js';
 import { BUSY_REASON, decide, HOSTS_PER_CLAIM, hostClaims } from '../placement/placement.service.js';
@@ -13,7 +14,8 @@ import { ACTIVE_VM_STATES } from './vm-states.js';
 /**
  * Claims and contexts in batches (migration T80, VmClaimBatches): a batch is one transaction whose claims see each
  * other's effects and still answer each its own outcome; the tasks it claims get their jobs; a batch that
- * fails as a whole is claimed again one by one; host records are kept between batches until their inventory changes.
+ * fails as a whole is claimed again one by one; two batches of claims are in flight; host records are kept between
+ * batches until their inventory changes.
  * (Allocations are read with every context here: vm-placement-cache.test.ts keeps them.)
  */
 let database: DatabaseHandle;
@@ -123,6 +125,46 @@ test('a batch that fails as a whole is claimed again one by one: only the bad cl
     undefined,
     'claimed',
   ]);
+  expect(await allocationDrift(database.db)).toEqual([]);
+});
+
+test('two batches of claims are in flight: one waiting on a lock does not hold up the next', async () => {
+  const otherPool = await createPool(database.db, { name: 'other vms', kind: 'vm', parentId: rack });
+  const waiting = await vm(1);
+  const other = await insertVm(database.db, {
+    poolId: otherPool,
+    ownerId: owner.id,
+    vcpus: 1,
+    memoryMiB: 1024,
+  });
+  const claims = [await startClaim(waiting), await startClaim(other)];
+  const client = await database.pool.connect();
+  let first: Promise<unknown> | undefined;
+  let firstAnswered = false;
+  try {
+    // Another transaction holds the first VM's pool, as a concurrent quota claim would.
+    await client.query('BEGIN');
+    await client.query('SELECT 1 FROM pools WHERE id = $1 FOR UPDATE', [vmPool]);
+    first = batchedClaimVmAction(database.db, claims[0]).finally(() => {
+      firstAnswered = true;
+    });
+    const lockWaits = async () =>
+      (
+        await sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity
+          WHERE datname = current_database() AND wait_event_type = 'Lock'`.execute(database.db)
+      ).rows[0].n;
+    await expect.poll(lockWaits).toBe(1);
+    const second = await Promise.race([
+      batchedClaimVmAction(database.db, claims[1]),
+      new Promise((resolve) => setTimeout(resolve, 3000, 'queued behind the first')),
+    ]);
+    expect(second).toMatchObject({ status: 'claimed' });
+    expect(firstAnswered).toBe(false);
+  } finally {
+    await client.query('COMMIT');
+    client.release();
+  }
+  expect(await first).toMatchObject({ status: 'claimed' });
   expect(await allocationDrift(database.db)).toEqual([]);
 });
 

@@ -78,10 +78,14 @@ export async function claimVmAction(db: Database, request: VmClaimRequest): Prom
 /**
  * Contexts and claims of concurrent requests, each kind batched into one statement (migration T80) while the
  * previous batch is in flight: under load one round trip and one commit serve many decisions. The claimed tasks'
- * jobs are added beside the claims (task-queue-jobs.ts), not in their transaction. Claims go one batch
- * at a time per process (a batch is one transaction: its claims never wait on each other), sorted by pool then VM
- * so that batches of several processes lock pools in the same order. A batch of claims that fails as a whole (a
- * deadlock with another process, say) is claimed again one by one: each request still gets its own answer.
+ * jobs are added beside the claims (task-queue-jobs.ts), not in their transaction. A batch is one transaction: its
+ * claims never wait on each other, and it holds its locks until all of them are made, so claims go at most
+ * CLAIMS_PER_BATCH to a batch, sorted by pool then VM so that batches lock pools in the same order. Two batches of
+ * claims are in flight at a time per process: one waiting on a lock or on its commit's flush no longer holds up
+ * the next (with one, every claim queued behind each stall: README, "Placement"). Claims of the two may wait on
+ * each other as those of two processes do: a pool's quota lock is waited for, a host held is passed over in the
+ * first round. A batch of claims that fails as a whole (a deadlock, say) is claimed again one by one: each request
+ * still gets its own answer.
  *
  * Host allocations are kept per set of hardware pools, as a scheduler keeps host state: a context reads them again
  * only once they are older than `hostCacheMs` or a host of the set was added, removed or changed (migration
@@ -95,8 +99,8 @@ class VmClaimBatches {
     { maxBatch: MAX_BATCH, maxInFlight: 1 },
   );
   readonly claims = new CoalescingBatcher<VmClaimRequest, VmClaimOutcome>((claims) => this.claimAll(claims), {
-    maxBatch: MAX_BATCH,
-    maxInFlight: 1,
+    maxBatch: CLAIMS_PER_BATCH,
+    maxInFlight: 2,
   });
 
   constructor(
@@ -276,8 +280,10 @@ interface ContextAsk {
   withHosts: boolean;
 }
 
-/** At most this many requests per batch (a batch of claims holds its locks until all of them are made). */
+/** At most this many contexts per batch. */
 const MAX_BATCH = 64;
+/** At most this many claims per batch: a batch holds its locks until all of them are made. */
+const CLAIMS_PER_BATCH = 8;
 
 const batches = new WeakMap<Database, VmClaimBatches>();
 
