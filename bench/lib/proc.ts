@@ -9,10 +9,15 @@ import { promisify } from 'node:util';
 /** USER_HZ: /proc/<pid>/stat counts CPU time in 1/100 s on Linux. */
 export const CLOCK_TICKS = 100;
 
+/** The fields of /proc/<pid>/stat after the command name (which may hold spaces): field 3 (state) first. */
+async function statFields(pid: number | string): Promise<string[]> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+}
+
 /** User + system CPU of a process and all its threads, in clock ticks. */
 export async function cpuTicks(pid: number): Promise<number> {
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const fields = await statFields(pid);
   return Number(fields[11]) + Number(fields[12]);
 }
 
@@ -22,19 +27,15 @@ export async function cpuTicks(pid: number): Promise<number> {
  * connection closed, say) still counts.
  */
 export async function treeCpuTicks(pid: number): Promise<number> {
-  const stat = async (p: number | string) => {
-    const text = await readFile(`/proc/${p}/stat`, 'utf8');
-    const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
-    return { ppid: Number(f[1]), ticks: Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]) };
-  };
-  let ticks = (await stat(pid)).ticks;
+  const ticks = (f: string[]) => Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]);
+  let total = ticks(await statFields(pid));
   for (const entry of await readdir('/proc')) {
     if (!/^\d+$/.test(entry) || entry === String(pid)) continue;
     // A process may exit between listing and reading: it is then in its parent's figure.
-    const child = await stat(entry).catch(() => null);
-    if (child?.ppid === pid) ticks += child.ticks;
+    const child = await statFields(entry).catch(() => null);
+    if (child && Number(child[1]) === pid) total += ticks(child);
   }
-  return ticks;
+  return total;
 }
 
 /** CPU ticks the whole machine spent busy (all cores; idle and I/O wait left out). */
