@@ -47,14 +47,15 @@ async function decideStart() {
 }
 
 /** Another VM running on `host`, holding `vcpus` of its room. */
-async function occupy(host: number, vcpus: number) {
-  const id = await insertVm(database.db, { poolId: vmPool, ownerId: owner, vcpus, memoryMiB: 512 });
-  await database.db
-    .updateTable('vms')
-    .set({ host_id: host, state: 'running' })
-    .where('id', '=', id)
-    .execute();
-  return id;
+function occupy(host: number, vcpus: number) {
+  return insertVm(database.db, {
+    poolId: vmPool,
+    ownerId: owner,
+    vcpus,
+    memoryMiB: 512,
+    state: 'running',
+    hostId: host,
+  });
 }
 
 async function kept(vmId: number): Promise<StoredDecision> {

@@ -33,14 +33,15 @@ async function context(db: DatabaseHandle, vmId: number) {
 }
 
 /** Another process's VM running on `host`: its allocation changes behind this process's back. */
-async function placedElsewhere(host: number, vcpus: number): Promise<number> {
-  const id = await vm(vcpus);
-  await database.db
-    .updateTable('vms')
-    .set({ host_id: host, state: 'running' })
-    .where('id', '=', id)
-    .execute();
-  return id;
+function placedElsewhere(host: number, vcpus: number): Promise<number> {
+  return insertVm(database.db, {
+    poolId: vmPool,
+    ownerId: owner.id,
+    vcpus,
+    memoryMiB: 1024,
+    state: 'running',
+    hostId: host,
+  });
 }
 
 test('within the max age a context reuses what it read, with the claims this process made added', async () => {

@@ -24,13 +24,14 @@ export async function insertHost(
 let storagePoolId: number | undefined;
 let storageDb: Database | undefined;
 
-/** A VM row with `nics` NICs and one volume per entry of `volumesGiB`. */
+/** A VM row (on `hostId`, if given) with `nics` NICs and one volume per entry of `volumesGiB`. */
 export async function insertVm(
   db: Database,
   options: {
     poolId: number;
     ownerId: number;
     state?: string;
+    hostId?: number;
     vcpus?: number;
     memoryMiB?: number;
     nics?: number;
@@ -46,6 +47,7 @@ export async function insertVm(
       pool_id: options.poolId,
       owner_id: options.ownerId,
       state: options.state ?? 'shutoff',
+      host_id: options.hostId ?? null,
       vcpus: options.vcpus ?? 1,
       memory_mib: options.memoryMiB ?? 512,
     })
