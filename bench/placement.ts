@@ -271,7 +271,9 @@ interface Measured {
 /**
  * Runs the requests with `concurrency` in flight. Without a rate each asks as soon as a slot frees and its latency
  * is its round trip; with one, item i is due i / rate seconds in (asked then, or as soon as a slot frees) and its
- * latency runs from when it was due.
+ * latency runs from when it was due — or from when it was asked, if earlier: a timer may fire up to a millisecond
+ * before its time (node's timers run on the event loop's millisecond clock), and counting from the due time would
+ * then leave out the time the request had been in flight already.
  */
 async function load<T>(
   items: T[],
@@ -293,6 +295,7 @@ async function load<T>(
           from = started + (i * 1000) / rate;
           if (from > performance.now())
             await new Promise((resolve) => setTimeout(resolve, from - performance.now()));
+          from = Math.min(from, performance.now());
         }
         const res = await request(items[i]);
         latencies.push(performance.now() - from);
