@@ -9,7 +9,6 @@ import {
   type PlacementRequest,
   place,
   type StoredDecision,
-  takenMeanwhileFormats,
 } from './placement.js';
 import { candidateHosts } from './placement.repository.js';
 
@@ -59,32 +58,33 @@ export interface HostClaim {
 export const HOSTS_PER_CLAIM = 8;
 
 /**
- * What the claim tries, for a decision: its eligible hosts best first, and the reasons (takenMeanwhileFormats) a
- * host gives if concurrent claims took its room meanwhile. The claim locks each host's allocation row and checks
- * allocated + request ≤ capacity atomically with the VM's state change. Concurrent requests rank hosts alike, so
- * they would all queue on the same best host: a first round tries them without waiting (a host another claim
- * holds is passed over, noted as busy), a second waits on the busy ones in order. A host whose room a concurrent
- * claim took is noted as such. The decision kept on the VM shows all of it.
+ * What the claim tries, for a decision: `count` of its eligible hosts best first, after skipping the `from` best
+ * (the claim is given a few at a time). If concurrent claims took a host's room meanwhile, it gives the reasons of
+ * takenMeanwhileFormats. The claim locks each host's allocation row and checks allocated + request ≤ capacity
+ * atomically with the VM's state change. Concurrent requests rank hosts alike, so they would all queue on the same
+ * best host: a first round tries them without waiting (a host another claim holds is passed over, noted as busy),
+ * a second waits on the busy ones in order. A host whose room a concurrent claim took is noted as such. The
+ * decision kept on the VM shows all of it.
  */
-export function hostClaims(decision: PlacementDecision): {
-  hosts: HostClaim[];
-  takenMeanwhile: { vcpus: string; memoryMiB: string };
-} {
+export function hostClaims(
+  decision: PlacementDecision,
+  from = 0,
+  count = Number.POSITIVE_INFINITY,
+): HostClaim[] {
   const figures = (inv: ResourceInventory) =>
     [inv.capacity, inv.total, inv.reserved, inv.ratio] as [number, number, number, number];
-  const hosts = decision.candidates.flatMap((c, entry) =>
-    c.eligible
-      ? [
-          {
-            id: c.hostId,
-            entry,
-            vcpus: figures(c.inventory.vcpus),
-            memoryMiB: figures(c.inventory.memoryMiB),
-          },
-        ]
-      : [],
-  );
-  return { hosts, takenMeanwhile: takenMeanwhileFormats(decision.request) };
+  const hosts: HostClaim[] = [];
+  let eligible = 0;
+  decision.candidates.forEach((c, entry) => {
+    if (!c.eligible || eligible++ < from || hosts.length >= count) return;
+    hosts.push({
+      id: c.hostId,
+      entry,
+      vcpus: figures(c.inventory.vcpus),
+      memoryMiB: figures(c.inventory.memoryMiB),
+    });
+  });
+  return hosts;
 }
 
 /**

@@ -4,7 +4,12 @@ import { type Need, type PoolRole, seesVm } from '../access/access.service.js';
 import type { AuthUser } from '../auth/auth-user.js';
 import { conflict, forbidden, notFound } from '../http/errors.js';
 import type { LiveSummarySource } from '../placement/live-usage.js';
-import { type CandidateHost, type StoredDecision, storedDecision } from '../placement/placement.js';
+import {
+  type CandidateHost,
+  type StoredDecision,
+  storedDecision,
+  takenMeanwhileFormats,
+} from '../placement/placement.js';
 import {
   BUSY_REASON,
   decide,
@@ -161,7 +166,7 @@ async function claimPlacingAction(
       preferHostId: request.action === 'restore' ? (vm.host_id ?? undefined) : undefined,
       live: deps.liveView,
     });
-    const { hosts, takenMeanwhile } = hostClaims(decision);
+    const takenMeanwhile = takenMeanwhileFormats(size);
     const claim = (tried: HostClaim[], stored: StoredDecision) =>
       batchedClaimVmAction(
         deps.db,
@@ -191,15 +196,13 @@ async function claimPlacingAction(
     // The best hosts first, a few at a time: the first of them nearly always has the room, and what the claim
     // reads and writes grows with every host it is given. The decision carries over what each round found.
     let outcome = await claim(
-      hosts.slice(0, HOSTS_PER_CLAIM),
+      hostClaims(decision, 0, HOSTS_PER_CLAIM),
       storedDecision(decision, { action: request.action, decidedAt: new Date() }),
     );
-    for (
-      let next = HOSTS_PER_CLAIM;
-      outcome.status === 'no_host' && next < hosts.length;
-      next += HOSTS_PER_CLAIM
-    ) {
-      outcome = await claim(hosts.slice(next, next + HOSTS_PER_CLAIM), outcome.decision);
+    for (let next = HOSTS_PER_CLAIM; outcome.status === 'no_host'; next += HOSTS_PER_CLAIM) {
+      const hosts = hostClaims(decision, next, HOSTS_PER_CLAIM);
+      if (!hosts.length) break;
+      outcome = await claim(hosts, outcome.decision);
     }
     return { decision, outcome };
   };

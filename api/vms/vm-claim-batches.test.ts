@@ -3,7 +3,7 @@ import { afterAll, beforeAll, beforeEach, expect, test } from 'vitest';
 import type { DatabaseHandle } from '../../lib/db.js';
 import { insertHost, insertVm } from '../../lib/testing/fleet.js';
 import { createPool } from '../../lib/testing/users.js';
-import { type StoredDecision, storedDecision } from '../placement/placement.js';
+import { type StoredDecision, storedDecision, takenMeanwhileFormats } from '../placement/placement.js';
 import { allocationDrift } from '../placement/placement.repository.js';
 import { BUSY_REASON, decide, HOSTS_PER_CLAIM, hostClaims } from '../placement/placement.service.js';
 import { createClaimRack } from './testing/claim-rack.js';
@@ -54,7 +54,8 @@ async function startClaim(vmId: number): Promise<VmClaimRequest> {
     quota: { poolId: vm.pool_id, userId: vm.owner_id, nics: vm.nic_count, active: ACTIVE_VM_STATES },
     migrate: false,
     task: { userId: owner.id, action: 'start', poolId: vm.pool_id, args: {} },
-    ...hostClaims(decision),
+    hosts: hostClaims(decision),
+    takenMeanwhile: takenMeanwhileFormats(size),
     busyReason: BUSY_REASON,
     decision: storedDecision(decision, { action: 'start', decidedAt: new Date() }),
   };

@@ -1,7 +1,12 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { DatabaseHandle } from '../../lib/db.js';
 import { insertVm } from '../../lib/testing/fleet.js';
-import { explainCandidate, type StoredDecision, storedDecision } from '../placement/placement.js';
+import {
+  explainCandidate,
+  type StoredDecision,
+  storedDecision,
+  takenMeanwhileFormats,
+} from '../placement/placement.js';
 import { BUSY_REASON, decide, hostClaims, unclaimedDecision } from '../placement/placement.service.js';
 import { createClaimRack } from './testing/claim-rack.js';
 import { batchedVmActionContext, claimVmAction } from './vm-claim.repository.js';
@@ -39,7 +44,8 @@ async function decideStart() {
       quota: { poolId: vm.pool_id, userId: vm.owner_id, nics: vm.nic_count, active: ACTIVE_VM_STATES },
       migrate: false,
       task: { userId: owner, action: 'start', poolId: vm.pool_id, args: {} },
-      ...hostClaims(decision),
+      hosts: hostClaims(decision),
+      takenMeanwhile: takenMeanwhileFormats(size),
       busyReason: BUSY_REASON,
       decision: storedDecision(decision, { action: 'start', decidedAt: new Date() }),
     });
