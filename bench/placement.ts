@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { pbkdf2Sync } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import os from 'node:os';
@@ -11,7 +12,7 @@ import { prepareTaskQueue } from '../api/tasks/task-queue.js';
 import { connect, DEFAULT_POOL_SIZE, migrateToLatest } from '../lib/db.js';
 import { startEmbeddedPostgres } from '../lib/embedded-postgres.js';
 import { createLogger } from '../lib/log.js';
-import { CLOCK_TICKS, cpuTicks, treeCpuTicks } from './lib/proc.js';
+import { CLOCK_TICKS, cpuTicks, runAndWaitMs, treeCpuTicks } from './lib/proc.js';
 
 /**
  * `npm run bench:placement`: the start decision (access check, quota claim, placement, host claim, state change,
@@ -121,13 +122,24 @@ async function main() {
     const openRounds: Measured[] = [];
     const cpuMsTotal = { api: 0, postgres: 0, client: 0 };
     const cpuAtRate = { api: 0, postgres: 0, client: 0 };
-    // Runs one round, adding the CPU time it took to `into`.
+    // Runs one round, adding the CPU time it took to `into`, and noting how contended the cores were: a fixed
+    // piece of CPU work timed just before (machineMs: longer when the machine's host gives this VM less), and
+    // how long the API's main thread waited for a core per ms it ran.
     const measured = async (into: typeof cpuMsTotal, run: () => Promise<Measured>) => {
+      const probeStarted = performance.now();
+      pbkdf2Sync('herd', 'bench', 200_000, 32, 'sha256');
+      const machineMs = performance.now() - probeStarted;
       const before = await cpuTimes(postmaster, server.pid!);
+      const apiBefore = await runAndWaitMs(server.pid!);
       const m = await run();
+      const apiAfter = await runAndWaitMs(server.pid!);
       const after = await cpuTimes(postmaster, server.pid!);
       for (const part of ['api', 'postgres', 'client'] as const) into[part] += after[part] - before[part];
-      return m;
+      return {
+        ...m,
+        machineMs,
+        apiWaitPerRun: (apiAfter.wait - apiBefore.wait) / (apiAfter.run - apiBefore.run),
+      };
     };
     for (let r = 0; r < ROUNDS; r++) {
       closedRounds.push(
@@ -266,6 +278,10 @@ interface Measured {
   due: number[];
   statuses: Record<string, number>;
   wallMs: number;
+  /** A fixed piece of CPU work (pbkdf2, 200,000 rounds) timed just before the round, ms. */
+  machineMs?: number;
+  /** How long the API's main thread waited, runnable, for a core per ms it ran during the round. */
+  apiWaitPerRun?: number;
 }
 
 /**
@@ -319,6 +335,8 @@ function summary(rounds: Measured[]) {
     p90: round(quantile(r.latencies, 0.9)),
     p99: round(quantile(r.latencies, 0.99)),
     max: round(Math.max(...r.latencies)),
+    machineMs: r.machineMs === undefined ? undefined : round(r.machineMs),
+    apiWaitPerRun: r.apiWaitPerRun === undefined ? undefined : round(r.apiWaitPerRun),
   }));
   const median = (pick: (r: (typeof byRound)[number]) => number) => quantile(byRound.map(pick), 0.5);
   return {

@@ -22,6 +22,15 @@ export async function cpuTicks(pid: number): Promise<number> {
 }
 
 /**
+ * How long a process's main thread has run and how long it waited, runnable, for a core (ms, from
+ * /proc/<pid>/schedstat): the wait shows how contended the machine's cores were.
+ */
+export async function runAndWaitMs(pid: number): Promise<{ run: number; wait: number }> {
+  const [run, wait] = (await readFile(`/proc/${pid}/schedstat`, 'utf8')).trim().split(' ').map(Number);
+  return { run: run / 1e6, wait: wait / 1e6 };
+}
+
+/**
  * User + system CPU of a process and its children, in clock ticks: those running now and those that exited
  * (which the kernel adds to their parent once it reaped them), so a child ending between two reads (a database
  * connection closed, say) still counts.
