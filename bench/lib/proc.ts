@@ -1,6 +1,7 @@
 /**
- * What the benchmark reads about processes and sockets from /proc: CPU ticks, memory, and per-socket
- * UDP drops and receive buffers (so loss can be placed: in the kernel's socket buffer or in the receiver).
+ * What the benchmark reads about processes and sockets from /proc: CPU ticks, time waited for a core, memory,
+ * and per-socket UDP drops and receive buffers (so loss can be placed: in the kernel's socket buffer or in the
+ * receiver).
  */
 import { execFile } from 'node:child_process';
 import { readdir, readFile } from 'node:fs/promises';
