@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { LiveView } from '../../ingest/live-view.js';
 import { createLogger } from '../../lib/log.js';
@@ -13,7 +14,7 @@ import { HostConnections } from './driver/index.js';
 import { HOST_STATE_EVENT, type HostStateEvent, VM_STATE_EVENT, type VmStateEvent } from './host-events.js';
 import { HostMonitor } from './host-monitor.js';
 import { writeHostsLastSeen } from './last-seen.js';
-import { reconciledState } from './reconcile.js';
+import { applyReconciledState, idleVmsOnHost, reconciledState } from './reconcile.js';
 
 const HEARTBEAT_S = 1;
 const log = createLogger('silent');
@@ -179,6 +180,63 @@ describe('heartbeat and reconciliation', () => {
     await driver.resume(testUuid('node1/web'));
     await monitor.tick();
     expect(await vmState('web')).toBe('running');
+  });
+
+  test('a VM that changed while libvirt was being asked is not corrected from the older domain list', async () => {
+    // The domain list is taken, then herd starts the VM (as a start task does), then the list is used. herd's VMs
+    // are read before libvirt is asked, so the start is not undone from the list taken before it.
+    const uuid = testUuid('node1/cold');
+    const racing = {
+      get: async (hostUri: string) =>
+        new Proxy(await connections.get(hostUri), {
+          get: (driver, prop, receiver) =>
+            prop === 'listDomains'
+              ? async () => {
+                  const domains = await driver.listDomains();
+                  await driver.start(uuid);
+                  await t.database.db
+                    .updateTable('vms')
+                    .set({ state: 'running', state_changed_at: sql`now()` })
+                    .where('id', '=', vmIds.cold)
+                    .execute();
+                  return domains;
+                }
+              : Reflect.get(driver, prop, receiver),
+        }),
+      drop: async () => undefined,
+    } as unknown as HostConnections;
+    const racingMonitor = new HostMonitor({
+      db: t.database.db,
+      connections: racing,
+      log,
+      intervalSeconds: HEARTBEAT_S,
+      timeoutMs: 10_000,
+    });
+    expect(await vmState('cold')).toBe('shutoff');
+    await racingMonitor.tick();
+    expect(await vmState('cold')).toBe('running');
+
+    // And the next heartbeat corrects from what libvirt says then (stopped outside herd here: back as it was).
+    await (await connections.get(uri)).destroy(uuid);
+    await monitor.tick();
+    expect(await vmState('cold')).toBe('shutoff');
+  });
+
+  test('a correction is not applied to a VM whose state changed since it was read, even back to the same', async () => {
+    const db = t.database.db;
+    const [seen] = (await idleVmsOnHost(db, hostId)).filter((vm) => vm.id === vmIds.web);
+    expect(seen.state).toBe('running');
+    for (const state of ['stopping', 'running']) {
+      await db
+        .updateTable('vms')
+        .set({ state, state_changed_at: sql`now()` })
+        .where('id', '=', vmIds.web)
+        .execute();
+    }
+    expect(await applyReconciledState(db, seen, hostId, 'paused')).toBe(false);
+    expect(await vmState('web')).toBe('running');
+    const [now] = (await idleVmsOnHost(db, hostId)).filter((vm) => vm.id === vmIds.web);
+    expect(await applyReconciledState(db, now, hostId, 'running')).toBe(true);
   });
 
   test('the reconciliation rules', () => {

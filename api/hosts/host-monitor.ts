@@ -6,7 +6,13 @@ import type { DomainInfo, HostConnections, HostInventory } from './driver/index.
 import { emitHostState, emitVmState } from './host-events.js';
 import { collectdSilent, hostState } from './host-state.js';
 import { allHosts, type HostRow, recordHeartbeat } from './hosts.repository.js';
-import { applyReconciledState, domainsByUuid, idleVmsOnHost, reconciledState } from './reconcile.js';
+import {
+  applyReconciledState,
+  domainsByUuid,
+  idleVmsOnHost,
+  reconciledState,
+  type VmOnHost,
+} from './reconcile.js';
 
 export interface HostMonitorOptions {
   db: Database;
@@ -34,6 +40,8 @@ export interface TickResult {
 }
 
 interface CheckResult {
+  /** herd's idle VMs on the host, read before libvirt was asked (idleVmsOnHost). */
+  vms: VmOnHost[];
   domains?: DomainInfo[];
   inventory?: HostInventory;
   error?: string;
@@ -115,11 +123,12 @@ export class HostMonitor {
     let check = this.inFlight.get(host.id);
     const late = check !== undefined;
     if (!check) {
-      check = this.check(host.uri, refreshInventory);
+      check = this.check(host, refreshInventory);
       this.inFlight.set(host.id, check);
       void check.finally(() => this.inFlight.delete(host.id));
     }
     const outcome = await withTimeout(check, this.timeoutMs(), () => ({
+      vms: [],
       error: `no answer from libvirt within ${this.timeoutMs() / 1000} s${late ? ' (previous heartbeat still pending)' : ''}`,
     }));
     if (outcome.error && !host.uri.startsWith('test:')) {
@@ -163,26 +172,27 @@ export class HostMonitor {
         at: new Date(this.now()).toISOString(),
       });
     }
-    const vmChanges = outcome.domains ? await this.reconcile(row, outcome.domains) : 0;
+    const vmChanges = outcome.domains ? await this.reconcile(row, outcome.vms, outcome.domains) : 0;
     return { ok: !outcome.error, vmChanges };
   }
 
-  private async check(uri: string, withInventory: boolean): Promise<CheckResult> {
+  private async check(host: HostRow, withInventory: boolean): Promise<CheckResult> {
+    const vms = await idleVmsOnHost(this.options.db, host.id);
     try {
-      const driver = await this.options.connections.get(uri);
+      const driver = await this.options.connections.get(host.uri);
       await driver.ping();
       const domains = await driver.listDomains();
       const inventory = withInventory ? await driver.inventory() : undefined;
-      return { domains, inventory };
+      return { vms, domains, inventory };
     } catch (err) {
-      return { error: err instanceof Error ? err.message : String(err) };
+      return { vms, error: err instanceof Error ? err.message : String(err) };
     }
   }
 
-  private async reconcile(host: HostRow, domains: DomainInfo[]): Promise<number> {
+  private async reconcile(host: HostRow, vms: VmOnHost[], domains: DomainInfo[]): Promise<number> {
     const byUuid = domainsByUuid(domains);
     let changes = 0;
-    for (const vm of await idleVmsOnHost(this.options.db, host.id)) {
+    for (const vm of vms) {
       const next = reconciledState(vm.state, byUuid.get(vm.uuid.toLowerCase())?.state);
       if (next === null) continue;
       if (!(await applyReconciledState(this.options.db, vm, host.id, next))) continue;

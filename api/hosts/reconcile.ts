@@ -36,13 +36,27 @@ export interface VmOnHost {
   name: string;
   pool_id: number;
   state: string;
+  /** When its state last changed, as PostgreSQL prints it (microseconds kept: a Date would lose them). */
+  state_changed_at: string;
 }
 
-/** The host's VMs that no task is acting on (queued or running): those a task owns are left to it. */
+/**
+ * The host's VMs that no task is acting on (queued or running): those a task owns are left to it. Read before
+ * libvirt is asked for the host's domains, so that a correction applies only to a VM unchanged since
+ * (applyReconciledState): a start that completed while libvirt was being asked is then never undone from a domain
+ * list taken before it.
+ */
 export async function idleVmsOnHost(db: Database, hostId: number): Promise<VmOnHost[]> {
   return db
     .selectFrom('vms')
-    .select(['id', 'uuid', 'name', 'pool_id', 'state'])
+    .select([
+      'id',
+      'uuid',
+      'name',
+      'pool_id',
+      'state',
+      sql<string>`state_changed_at::text`.as('state_changed_at'),
+    ])
     .where('host_id', '=', hostId)
     .where(({ not, exists, selectFrom }) =>
       not(
@@ -59,8 +73,9 @@ export async function idleVmsOnHost(db: Database, hostId: number): Promise<VmOnH
 }
 
 /**
- * Applies one correction if the VM is still as seen and no task took it meanwhile (a task queued between
- * the read and this write wins). True when the row changed.
+ * Applies one correction if the VM is still as seen — same state, on the same host, its state not changed since
+ * (a change back to the same state counts) — and no task took it meanwhile (a task queued between the read and
+ * this write wins). True when the row changed.
  */
 export async function applyReconciledState(
   db: Database,
@@ -78,6 +93,7 @@ export async function applyReconciledState(
     })
     .where('id', '=', vm.id)
     .where('state', '=', vm.state)
+    .where(sql<boolean>`state_changed_at = ${vm.state_changed_at}::timestamptz`)
     .where('host_id', '=', hostId)
     .where(({ not, exists, selectFrom }) =>
       not(
