@@ -239,6 +239,34 @@ describe('heartbeat and reconciliation', () => {
     expect(await applyReconciledState(db, now, hostId, 'running')).toBe(true);
   });
 
+  test('a heartbeat libvirt does not answer in time names the call it is waiting for', async () => {
+    const hanging = {
+      get: async (hostUri: string) =>
+        new Proxy(await connections.get(hostUri), {
+          get: (driver, prop, receiver) =>
+            prop === 'ping' ? () => new Promise(() => undefined) : Reflect.get(driver, prop, receiver),
+        }),
+      drop: async () => undefined,
+    } as unknown as HostConnections;
+    const stuck = new HostMonitor({
+      db: t.database.db,
+      connections: hanging,
+      log,
+      intervalSeconds: HEARTBEAT_S,
+      timeoutMs: 200,
+    });
+    await stuck.tick();
+    expect((await hostView(hostId)).heartbeatError).toBe(
+      'no answer from libvirt within 0.2 s (waiting for ping)',
+    );
+    await stuck.tick();
+    expect((await hostView(hostId)).heartbeatError).toBe(
+      'no answer from libvirt within 0.2 s (waiting for ping; previous heartbeat still pending)',
+    );
+    await monitor.tick();
+    expect(await hostView(hostId)).toMatchObject({ state: 'up', heartbeatError: null });
+  });
+
   test('the reconciliation rules', () => {
     expect(reconciledState('running', 'running')).toBeNull();
     expect(reconciledState('running', 'crashed')).toBe('crashed');

@@ -39,6 +39,9 @@ export interface TickResult {
   vmChanges: number;
 }
 
+/** What a host's check is waiting for. */
+type CheckStep = "reading herd's VMs" | 'the connection' | 'ping' | 'the domain list' | 'the inventory';
+
 interface CheckResult {
   /** herd's idle VMs on the host, read before libvirt was asked (idleVmsOnHost). */
   vms: VmOnHost[];
@@ -58,8 +61,11 @@ export class HostMonitor {
   private running: Promise<TickResult> | undefined;
   private stopped = true;
   private ticks = 0;
-  /** Hosts whose previous check has not come back: never two at once on one host. */
-  private readonly inFlight = new Map<number, Promise<CheckResult>>();
+  /**
+   * Hosts whose previous check has not come back (never two at once on one host), with the step it is at: a check
+   * that does not answer in time names it (which libvirt call hangs is what an operator needs to know).
+   */
+  private readonly inFlight = new Map<number, { result: Promise<CheckResult>; at: { step: CheckStep } }>();
   /** Last collectd silence reported per host, to announce changes only. */
   private readonly silence = new Map<number, boolean>();
   private readonly now: () => number;
@@ -120,16 +126,12 @@ export class HostMonitor {
 
   private async heartbeat(host: HostRow): Promise<{ ok: boolean; vmChanges: number }> {
     const refreshInventory = host.state !== 'up' || this.ticks % (this.options.inventoryEvery ?? 60) === 0;
-    let check = this.inFlight.get(host.id);
-    const late = check !== undefined;
-    if (!check) {
-      check = this.check(host, refreshInventory);
-      this.inFlight.set(host.id, check);
-      void check.finally(() => this.inFlight.delete(host.id));
-    }
-    const outcome = await withTimeout(check, this.timeoutMs(), () => ({
+    const pending = this.inFlight.get(host.id);
+    const late = pending !== undefined;
+    const { result, at } = pending ?? this.startCheck(host, refreshInventory);
+    const outcome = await withTimeout(result, this.timeoutMs(), () => ({
       vms: [],
-      error: `no answer from libvirt within ${this.timeoutMs() / 1000} s${late ? ' (previous heartbeat still pending)' : ''}`,
+      error: `no answer from libvirt within ${this.timeoutMs() / 1000} s (waiting for ${at.step}${late ? '; previous heartbeat still pending' : ''})`,
     }));
     if (outcome.error && !host.uri.startsWith('test:')) {
       // The connection may be dead (libvirtd restarted, network cut): reopen it next time. Never for the test
@@ -176,12 +178,25 @@ export class HostMonitor {
     return { ok: !outcome.error, vmChanges };
   }
 
-  private async check(host: HostRow, withInventory: boolean): Promise<CheckResult> {
+  private startCheck(host: HostRow, withInventory: boolean) {
+    const at = { step: "reading herd's VMs" as CheckStep };
+    const check = { result: this.check(host, withInventory, at), at };
+    this.inFlight.set(host.id, check);
+    void check.result.finally(() => this.inFlight.delete(host.id));
+    return check;
+  }
+
+  /** Reads herd's VMs on the host, then asks libvirt; `at` follows the step it waits for. */
+  private async check(host: HostRow, withInventory: boolean, at: { step: CheckStep }): Promise<CheckResult> {
     const vms = await idleVmsOnHost(this.options.db, host.id);
     try {
+      at.step = 'the connection';
       const driver = await this.options.connections.get(host.uri);
+      at.step = 'ping';
       await driver.ping();
+      at.step = 'the domain list';
       const domains = await driver.listDomains();
+      at.step = 'the inventory';
       const inventory = withInventory ? await driver.inventory() : undefined;
       return { vms, domains, inventory };
     } catch (err) {
