@@ -10,7 +10,7 @@ import { createTestApp, type TestApp } from '../../lib/testing/app.js';
 import { testUuid, writeTestHost } from '../../lib/testing/libvirt-hosts.js';
 import { authHeader, createPool, createUserWithToken } from '../../lib/testing/users.js';
 import { waitFor } from '../../lib/testing/wait.js';
-import { HostConnections } from './driver/index.js';
+import { HostConnections, type HostDriver } from './driver/index.js';
 import { HOST_STATE_EVENT, type HostStateEvent, VM_STATE_EVENT, type VmStateEvent } from './host-events.js';
 import { HostMonitor } from './host-monitor.js';
 import { writeHostsLastSeen } from './last-seen.js';
@@ -56,6 +56,34 @@ async function vmState(name: string): Promise<string> {
     .where('id', '=', vmIds[name])
     .executeTakeFirstOrThrow();
   return row.state;
+}
+
+/**
+ * A heartbeat of its own on the same hosts, whose drivers have one call replaced (`replace` gets the real driver):
+ * to put something between libvirt's answer and its use, or to have libvirt not answer.
+ */
+function monitorReplacing<K extends keyof HostDriver>(
+  call: K,
+  replace: (driver: HostDriver) => HostDriver[K],
+  timeoutMs = 10_000,
+): HostMonitor {
+  const replaced = {
+    get: async (hostUri: string) => {
+      const driver = await connections.get(hostUri);
+      return new Proxy(driver, {
+        get: (target, prop, receiver) =>
+          prop === call ? replace(driver) : Reflect.get(target, prop, receiver),
+      });
+    },
+    drop: async () => undefined,
+  } as unknown as HostConnections;
+  return new HostMonitor({
+    db: t.database.db,
+    connections: replaced,
+    log,
+    intervalSeconds: HEARTBEAT_S,
+    timeoutMs,
+  });
 }
 
 beforeAll(async () => {
@@ -186,31 +214,15 @@ describe('heartbeat and reconciliation', () => {
     // The domain list is taken, then herd starts the VM (as a start task does), then the list is used. herd's VMs
     // are read before libvirt is asked, so the start is not undone from the list taken before it.
     const uuid = testUuid('node1/cold');
-    const racing = {
-      get: async (hostUri: string) =>
-        new Proxy(await connections.get(hostUri), {
-          get: (driver, prop, receiver) =>
-            prop === 'listDomains'
-              ? async () => {
-                  const domains = await driver.listDomains();
-                  await driver.start(uuid);
-                  await t.database.db
-                    .updateTable('vms')
-                    .set({ state: 'running', state_changed_at: sql`now()` })
-                    .where('id', '=', vmIds.cold)
-                    .execute();
-                  return domains;
-                }
-              : Reflect.get(driver, prop, receiver),
-        }),
-      drop: async () => undefined,
-    } as unknown as HostConnections;
-    const racingMonitor = new HostMonitor({
-      db: t.database.db,
-      connections: racing,
-      log,
-      intervalSeconds: HEARTBEAT_S,
-      timeoutMs: 10_000,
+    const racingMonitor = monitorReplacing('listDomains', (driver) => async () => {
+      const domains = await driver.listDomains();
+      await driver.start(uuid);
+      await t.database.db
+        .updateTable('vms')
+        .set({ state: 'running', state_changed_at: sql`now()` })
+        .where('id', '=', vmIds.cold)
+        .execute();
+      return domains;
     });
     expect(await vmState('cold')).toBe('shutoff');
     await racingMonitor.tick();
@@ -240,21 +252,7 @@ describe('heartbeat and reconciliation', () => {
   });
 
   test('a heartbeat libvirt does not answer in time names the call it is waiting for', async () => {
-    const hanging = {
-      get: async (hostUri: string) =>
-        new Proxy(await connections.get(hostUri), {
-          get: (driver, prop, receiver) =>
-            prop === 'ping' ? () => new Promise(() => undefined) : Reflect.get(driver, prop, receiver),
-        }),
-      drop: async () => undefined,
-    } as unknown as HostConnections;
-    const stuck = new HostMonitor({
-      db: t.database.db,
-      connections: hanging,
-      log,
-      intervalSeconds: HEARTBEAT_S,
-      timeoutMs: 200,
-    });
+    const stuck = monitorReplacing('ping', () => () => new Promise<void>(() => undefined), 200);
     await stuck.tick();
     expect((await hostView(hostId)).heartbeatError).toBe(
       'no answer from libvirt within 0.2 s (waiting for ping)',

@@ -1,5 +1,6 @@
-import { sql } from 'kysely';
+import { type ExpressionBuilder, sql } from 'kysely';
 import type { Database } from '../../lib/db.js';
+import type { DB } from '../../schema/index.js';
 import { isActive } from '../vms/vm-states.js';
 import type { DomainInfo, DomainState } from './driver/index.js';
 
@@ -40,6 +41,18 @@ export interface VmOnHost {
   state_changed_at: string;
 }
 
+/** No task (queued or running) acts on the VM of the row: tasks own the VMs they act on. */
+const noTaskActing = ({ not, exists, selectFrom }: ExpressionBuilder<DB, 'vms'>) =>
+  not(
+    exists(
+      selectFrom('tasks')
+        .select('tasks.id')
+        .where('tasks.target_type', '=', 'vm')
+        .whereRef('tasks.target_id', '=', 'vms.id')
+        .where('tasks.state', 'in', ['queued', 'running']),
+    ),
+  );
+
 /**
  * The host's VMs that no task is acting on (queued or running): those a task owns are left to it. Read before
  * libvirt is asked for the host's domains, so that a correction applies only to a VM unchanged since
@@ -58,17 +71,7 @@ export async function idleVmsOnHost(db: Database, hostId: number): Promise<VmOnH
       sql<string>`state_changed_at::text`.as('state_changed_at'),
     ])
     .where('host_id', '=', hostId)
-    .where(({ not, exists, selectFrom }) =>
-      not(
-        exists(
-          selectFrom('tasks')
-            .select('tasks.id')
-            .where('tasks.target_type', '=', 'vm')
-            .whereRef('tasks.target_id', '=', 'vms.id')
-            .where('tasks.state', 'in', ['queued', 'running']),
-        ),
-      ),
-    )
+    .where(noTaskActing)
     .execute();
 }
 
@@ -95,17 +98,7 @@ export async function applyReconciledState(
     .where('state', '=', vm.state)
     .where(sql<boolean>`state_changed_at = ${vm.state_changed_at}::timestamptz`)
     .where('host_id', '=', hostId)
-    .where(({ not, exists, selectFrom }) =>
-      not(
-        exists(
-          selectFrom('tasks')
-            .select('tasks.id')
-            .where('tasks.target_type', '=', 'vm')
-            .whereRef('tasks.target_id', '=', 'vms.id')
-            .where('tasks.state', 'in', ['queued', 'running']),
-        ),
-      ),
-    )
+    .where(noTaskActing)
     .executeTakeFirst();
   return res.numUpdatedRows > 0n;
 }
