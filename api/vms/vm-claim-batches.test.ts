@@ -8,14 +8,19 @@ import { allocationDrift } from '../placement/placement.repository.js';
 import { BUSY_REASON, decide, HOSTS_PER_CLAIM, hostClaims } from '../placement/placement.service.js';
 import { createClaimRack } from './testing/claim-rack.js';
 import { requestVmAction } from './vm-actions.service.js';
-import { batchedClaimVmAction, batchedVmActionContext, type VmClaimRequest } from './vm-claim.repository.js';
+import {
+  batchedClaimVmAction,
+  batchedVmActionContext,
+  heldPlacementState,
+  type VmClaimRequest,
+} from './vm-claim.repository.js';
 import { ACTIVE_VM_STATES } from './vm-states.js';
 
 /**
  * Claims and contexts in batches (migration T80, VmClaimBatches): a batch is one transaction whose claims see each
  * other's effects and still answer each its own outcome; the tasks it claims get their jobs; a batch that
  * fails as a whole is claimed again one by one; two batches of claims are in flight; host records are kept between
- * batches until their inventory changes.
+ * batches until their inventory changes, and dropped once their host is gone.
  * (Allocations are read with every context here: vm-placement-cache.test.ts keeps them.)
  */
 let database: DatabaseHandle;
@@ -189,8 +194,11 @@ test('host records are read again when their inventory changes; allocations with
 
   const added = await insertHost(database.db, { poolId: rack, cpus: 8, memoryMiB: 1024, hostname: 'late' });
   expect(await hostOf(added)).toMatchObject({ hostname: 'late', cpus: 8 });
+  expect(heldPlacementState(database.db)).toEqual({ hostRecords: hosts.length + 1, hostSets: 1 });
   await database.db.deleteFrom('hosts').where('id', '=', added).execute();
   expect(await hostOf(added)).toBeUndefined();
+  // The removed host's record is not kept either.
+  expect(heldPlacementState(database.db)).toEqual({ hostRecords: hosts.length, hostSets: 1 });
 
   await database.db.updateTable('hosts').set({ enabled: true }).where('id', '=', hosts[2]).execute();
   await database.db.updateTable('pools').set({ cpu_allocation_ratio: null }).where('id', '=', rack).execute();

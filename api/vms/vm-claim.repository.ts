@@ -136,7 +136,7 @@ class VmClaimBatches {
     for (const set of hostSets) {
       const key = set.pools.join(',');
       read.add(key);
-      this.hostSets.set(key, { set, stamp: stamps[key], readAt });
+      this.holdSet(key, set, stamps[key], readAt);
     }
     const used = Object.keys(stamps).map((key) => this.hostSets.get(key)!.set);
     await this.refreshHostRecords(used);
@@ -164,9 +164,27 @@ class VmClaimBatches {
       this.db,
     );
     const { set, stamp } = rows[0];
-    this.hostSets.set(pools.join(','), { set, stamp, readAt });
+    this.holdSet(pools.join(','), set, stamp, readAt);
     await this.refreshHostRecords([set]);
     return this.candidates(set);
+  }
+
+  /**
+   * Keeps a set's allocations as read. When its hosts are not the ones held before (a host was removed or moved to
+   * another hardware pool), the records of hosts that no set held lists any more are dropped.
+   */
+  private holdSet(key: string, set: HostSet, stamp: string, readAt: number): void {
+    const before = this.hostSets.get(key)?.set.ids;
+    this.hostSets.set(key, { set, stamp, readAt });
+    if (!before || (before.length === set.ids.length && before.every((id, i) => id === set.ids[i]))) return;
+    const listed = new Set<number>();
+    for (const held of this.hostSets.values()) for (const id of held.set.ids) listed.add(id);
+    for (const id of this.hostRecords.keys()) if (!listed.has(id)) this.hostRecords.delete(id);
+  }
+
+  /** How many host records and sets of hardware pools are held (for tests). */
+  get held(): { hostRecords: number; hostSets: number } {
+    return { hostRecords: this.hostRecords.size, hostSets: this.hostSets.size };
   }
 
   /** Reads again the records of the hosts whose inventory changed (or that this process never saw). */
@@ -305,6 +323,11 @@ function batchesOf(db: Database, options: VmClaimOptions = {}): VmClaimBatches {
     batches.set(db, b);
   }
   return b;
+}
+
+/** How many host records and sets of hardware pools a database handle's batches hold (none made yet: zero). */
+export function heldPlacementState(db: Database): { hostRecords: number; hostSets: number } {
+  return batches.get(db)?.held ?? { hostRecords: 0, hostSets: 0 };
 }
 
 /** Makes the batches of a database handle with `options`, unless some caller already made them. */
