@@ -27,7 +27,8 @@ import { CLOCK_TICKS, cpuTicks, runAndWaitMs, treeCpuTicks } from './lib/proc.js
  * BENCH_SYNCHRONOUS_COMMIT=off to have PostgreSQL acknowledge commits before their WAL is on disk (a deployment
  * choice: a crash may lose the last commits, never corrupt), BENCH_FAST=1 to run it without fsync at all (unsafe;
  * the default keeps full durability), BENCH_POOL_SIZE=n for the API's PostgreSQL connections (default: herd's),
- * BENCH_SLOW_MS=n to have PostgreSQL log statements slower than n ms (shown with HERD_LOG_LEVEL=debug).
+ * BENCH_SLOW_MS=n to have PostgreSQL log statements slower than n ms (shown with HERD_LOG_LEVEL=debug),
+ * BENCH_CPU_PROF=<dir> to have the API process write a V8 CPU profile (.cpuprofile) of the whole run there.
  */
 const HOSTS = 500;
 const HARDWARE_POOLS = 10;
@@ -478,7 +479,12 @@ async function cpuTimes(postmasterPid: number, apiPid: number) {
 async function startServer(databaseUrl: string): Promise<{ url: string; kill: () => void; pid: number }> {
   const child = spawn(
     process.execPath,
-    ['--import', 'tsx', path.join(root, 'bench/lib/placement-server.ts')],
+    [
+      ...(process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []),
+      '--import',
+      'tsx',
+      path.join(root, 'bench/lib/placement-server.ts'),
+    ],
     {
       cwd: root,
       env: { ...process.env, DATABASE_URL: databaseUrl, HERD_LOG_LEVEL: 'warn', HERD_DATA_DIR: os.tmpdir() },
