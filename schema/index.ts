@@ -10,6 +10,7 @@ import * as claimBatches from './2026-11-23T80-claim-batches.js';
 import * as poolUsage from './2026-11-23T81-pool-usage.js';
 import * as placementCache from './2026-11-24T00-placement-cache.js';
 import * as imageOwners from './2026-11-24T01-image-owners.js';
+import * as leanDecision from './2026-11-24T02-lean-decision.js';
 
 /**
  * Every migration, in order. Names are frozen once released; append new ones at the end.
@@ -27,6 +28,7 @@ export const migrations: Record<string, Migration> = {
   '2026-11-23T81-pool-usage': poolUsage,
   '2026-11-24T00-placement-cache': placementCache,
   '2026-11-24T01-image-owners': imageOwners,
+  '2026-11-24T02-lean-decision': leanDecision,
 };
 
 type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
@@ -216,6 +218,12 @@ export interface HostAllocationsTable {
   host_id: number;
   vcpus: Int8;
   memory_mib: Int8;
+}
+
+/** A pool's stamp, new with every change to its hosts as placement sees them (migration 2026-11-24T02). */
+export interface PoolHostStampsTable {
+  pool_id: number;
+  stamp: Int8;
 }
 
 /** What the VMs of a pool (not its subtree) hold per owner, kept by triggers (migration T81). */
@@ -448,6 +456,7 @@ export interface DB {
   volumes: VolumesTable;
   tasks: TasksTable;
   host_allocations: HostAllocationsTable;
+  pool_host_stamps: PoolHostStampsTable;
   pool_usage: PoolUsageTable;
   audit_log: AuditLogTable;
   events: EventsTable;

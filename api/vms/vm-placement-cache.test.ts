@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, expect, inject, test } from 'vitest';
 import { connect, type DatabaseHandle } from '../../lib/db.js';
-import { insertVm } from '../../lib/testing/fleet.js';
+import { insertHost, insertVm } from '../../lib/testing/fleet.js';
+import { createPool } from '../../lib/testing/users.js';
 import { allocationDrift } from '../placement/placement.repository.js';
 import { createClaimRack } from './testing/claim-rack.js';
 import { requestVmAction } from './vm-actions.service.js';
@@ -9,16 +10,18 @@ import { batchedVmActionContext, configureVmClaims } from './vm-claim.repository
 /**
  * Host allocations kept per process between decisions (VmClaimBatches, migration 2026-11-24T00): reused while
  * younger than the max age, this process's claims added as made; what another process did shows once they are
- * read again; an inventory change is seen at once; no room on kept allocations is checked on fresh ones.
+ * read again; an inventory change is seen at once (a host added, moved, removed or changed, its pool's ratios), and
+ * only that; no room on kept allocations is checked on fresh ones.
  */
 let database: DatabaseHandle & { name: string };
 let owner: { id: number; username: string; isSuperAdmin: boolean };
+let rack: number;
 let vmPool: number;
 let hosts: number[];
 
 beforeAll(async () => {
   const r = await createClaimRack({ hostCacheMs: 60_000, hosts: 3, memoryMiB: 65536 });
-  ({ database, vmPool, hosts } = r);
+  ({ database, rack, vmPool, hosts } = r);
   owner = { id: r.owner.id, username: 'owner', isSuperAdmin: false };
 });
 afterAll(() => database.close());
@@ -78,6 +81,57 @@ test('an inventory change is seen at once, with the allocations as they are now'
   for (const row of rows) expect(now.allocated.get(row.host_id)).toBe(Number(row.vcpus));
   await database.db.updateTable('hosts').set({ enabled: true }).where('id', '=', hosts[2]).execute();
   expect((await context(database, id)).hosts.find((h) => h.id === hosts[2])?.enabled).toBe(true);
+});
+
+test('a host added, moved in or out, or removed, and new ratios on its hardware pool, are seen at once', async () => {
+  const id = await vm(1);
+  await context(database, id);
+  const seenAfter = async (change: () => Promise<unknown>) => {
+    expect((await context(database, id)).cached).toBe(true);
+    await change();
+    const now = await context(database, id);
+    expect(now.cached).toBe(false);
+    return now;
+  };
+  const ids = (now: { hosts: { id: number }[] }) => now.hosts.map((h) => h.id);
+  const other = await createPool(database.db, { name: 'other rack' });
+  const late = await insertHost(database.db, { poolId: other, cpus: 8, memoryMiB: 1024, hostname: 'late' });
+
+  expect(
+    ids(
+      await seenAfter(() =>
+        database.db.updateTable('hosts').set({ pool_id: rack }).where('id', '=', late).execute(),
+      ),
+    ),
+  ).toContain(late);
+  const ratio = await seenAfter(() =>
+    database.db.updateTable('pools').set({ cpu_allocation_ratio: 2 }).where('id', '=', rack).execute(),
+  );
+  expect(ratio.hosts.every((h) => h.poolCpuAllocationRatio === 2)).toBe(true);
+  expect(
+    ids(
+      await seenAfter(() =>
+        database.db.updateTable('hosts').set({ pool_id: other }).where('id', '=', late).execute(),
+      ),
+    ),
+  ).not.toContain(late);
+  const added = await seenAfter(() =>
+    insertHost(database.db, { poolId: rack, cpus: 8, memoryMiB: 1024, hostname: 'later' }),
+  );
+  const later = ids(added).find((h) => !hosts.includes(h))!;
+  expect(added.hosts.find((h) => h.id === later)).toMatchObject({ hostname: 'later', cpus: 8 });
+  expect(
+    ids(await seenAfter(() => database.db.deleteFrom('hosts').where('id', '=', later).execute())),
+  ).toEqual(hosts);
+  // Neither a host's heartbeat nor another hardware pool's hosts make it read them again.
+  await database.db
+    .updateTable('hosts')
+    .set({ last_seen_at: new Date() })
+    .where('id', '=', hosts[0])
+    .execute();
+  await database.db.deleteFrom('hosts').where('id', '=', late).execute();
+  expect((await context(database, id)).cached).toBe(true);
+  await database.db.updateTable('pools').set({ cpu_allocation_ratio: null }).where('id', '=', rack).execute();
 });
 
 test('another process reads them again once they are older than its max age', async () => {
