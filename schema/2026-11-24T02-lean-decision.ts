@@ -6,7 +6,7 @@ import { type Kysely, sql } from 'kysely';
  * Less work in PostgreSQL per start decision (measured with pgbench, CPU per call: README, "Placement"):
  * - A set of hardware pools is stamped from one row per pool instead of from its hosts: pool_host_stamps.stamp
  *   takes a new value of the inventory sequence (2026-11-24T00) whenever a host of the pool is added, removed,
- *   moved in or out, or changes what placement reads of it (the columns of hosts_inventory_version, T80), and when
+ *   moved in or out, or changes what placement reads of it (from T80's hosts_inventory_version trigger), and when
  *   the pool's allocation ratios change. herd_host_set_stamp reads those rows, not every host of the set: the
  *   context of a decision no longer grows with the hosts of its hardware pools. Only inventory changes write a
  *   stamp (a heartbeat that changes nothing placement reads does not), so host updates rarely wait on each other.
@@ -18,8 +18,8 @@ import { type Kysely, sql } from 'kysely';
 export async function up(db: Kysely<any>): Promise<void> {
   await sql`
     -- Each pool's stamp: a new value of the inventory sequence with every change to its hosts as placement sees
-    -- them. A table of its own, written only by these triggers: no lock taken on pools, so a host's update (host
-    -- row, then stamp row) never waits in a cycle with what locks pools first.
+    -- them. A table of its own, written only by these triggers, always after the host row: no lock is taken on
+    -- pools, so a host's change never waits in a cycle with what locks pools first.
     CREATE TABLE pool_host_stamps (
       pool_id integer PRIMARY KEY REFERENCES pools(id) ON DELETE CASCADE,
       stamp bigint NOT NULL
@@ -27,36 +27,41 @@ export async function up(db: Kysely<any>): Promise<void> {
     INSERT INTO pool_host_stamps (pool_id, stamp)
     SELECT id, nextval('herd_host_inventory_version') FROM pools ORDER BY id;
 
+    -- New stamps for some pools, in id order.
+    CREATE FUNCTION herd_pool_host_stamps_bump(p_pools integer[]) RETURNS void
+    LANGUAGE sql AS $$
+      INSERT INTO pool_host_stamps AS s (pool_id, stamp)
+      SELECT p.id, nextval('herd_host_inventory_version') FROM pools p WHERE p.id = ANY(p_pools) ORDER BY p.id
+      ON CONFLICT (pool_id) DO UPDATE SET stamp = EXCLUDED.stamp
+    $$;
+
+    -- T80's trigger function, which runs whenever a host changes as placement sees it (the host row is locked
+    -- by then): its pools' stamps too.
+    CREATE OR REPLACE FUNCTION herd_host_inventory_version() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+    BEGIN
+      NEW.inventory_version := nextval('herd_host_inventory_version');
+      PERFORM herd_pool_host_stamps_bump(ARRAY[OLD.pool_id, NEW.pool_id]);
+      RETURN NEW;
+    END $$;
+
+    -- A host added or removed; a pool's allocation ratios changed.
     CREATE FUNCTION herd_pool_host_stamp() RETURNS trigger
     LANGUAGE plpgsql AS $$
-    DECLARE
-      changed integer[];
     BEGIN
       IF TG_TABLE_NAME = 'pools' THEN
-        changed := ARRAY[NEW.id];
+        PERFORM herd_pool_host_stamps_bump(ARRAY[NEW.id]);
       ELSIF TG_OP = 'INSERT' THEN
-        changed := ARRAY[NEW.pool_id];
-      ELSIF TG_OP = 'DELETE' THEN
-        changed := ARRAY[OLD.pool_id];
+        PERFORM herd_pool_host_stamps_bump(ARRAY[NEW.pool_id]);
       ELSE
-        changed := ARRAY[OLD.pool_id, NEW.pool_id];
+        PERFORM herd_pool_host_stamps_bump(ARRAY[OLD.pool_id]);
       END IF;
-      INSERT INTO pool_host_stamps AS s (pool_id, stamp)
-      SELECT p.id, nextval('herd_host_inventory_version') FROM pools p WHERE p.id = ANY(changed) ORDER BY p.id
-      ON CONFLICT (pool_id) DO UPDATE SET stamp = EXCLUDED.stamp;
       RETURN NULL;
     END $$;
-    -- A host added, removed, moved, or changed in what placement reads of it (the columns of T80's trigger).
     CREATE TRIGGER hosts_pool_host_stamp AFTER INSERT OR DELETE ON hosts
       FOR EACH ROW EXECUTE FUNCTION herd_pool_host_stamp();
-    CREATE TRIGGER hosts_pool_host_stamp_update AFTER UPDATE ON hosts FOR EACH ROW
-      WHEN ((OLD.pool_id, OLD.hostname, OLD.enabled, OLD.state, OLD.cpus, OLD.memory_mib, OLD.reserved_vcpus,
-        OLD.reserved_memory_mib, OLD.cpu_allocation_ratio, OLD.ram_allocation_ratio)
-        IS DISTINCT FROM (NEW.pool_id, NEW.hostname, NEW.enabled, NEW.state, NEW.cpus, NEW.memory_mib,
-        NEW.reserved_vcpus, NEW.reserved_memory_mib, NEW.cpu_allocation_ratio, NEW.ram_allocation_ratio))
-      EXECUTE FUNCTION herd_pool_host_stamp();
-    -- The pool's allocation ratios. (Named to fire after T80's pools_inventory_version, which updates the hosts:
-    -- host rows first, then the stamp, as above.)
+    -- (Named to fire after T80's pools_inventory_version, which updates the pool's hosts: host rows first, then
+    -- the stamp, as everywhere.)
     CREATE TRIGGER pools_ratio_stamp AFTER UPDATE ON pools FOR EACH ROW
       WHEN ((OLD.cpu_allocation_ratio, OLD.ram_allocation_ratio)
         IS DISTINCT FROM (NEW.cpu_allocation_ratio, NEW.ram_allocation_ratio))
@@ -238,9 +243,15 @@ export async function down(db: Kysely<any>): Promise<void> {
     DROP FUNCTION herd_host_set_stamp(integer[]);
     ALTER FUNCTION herd_host_set_stamp_by_hosts(integer[]) RENAME TO herd_host_set_stamp;
     DROP TRIGGER pools_ratio_stamp ON pools;
-    DROP TRIGGER hosts_pool_host_stamp_update ON hosts;
     DROP TRIGGER hosts_pool_host_stamp ON hosts;
     DROP FUNCTION herd_pool_host_stamp();
+    CREATE OR REPLACE FUNCTION herd_host_inventory_version() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+    BEGIN
+      NEW.inventory_version := nextval('herd_host_inventory_version');
+      RETURN NEW;
+    END $$;
+    DROP FUNCTION herd_pool_host_stamps_bump(integer[]);
     DROP TABLE pool_host_stamps;
   `.execute(db);
 }
