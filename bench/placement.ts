@@ -215,9 +215,10 @@ async function main() {
         achievedPerSecond: open.decisionsPerSecond,
         latencyMs: open.latencyMs,
         byRound: open.byRound,
-        // How the answers slower than the p99 target spread over time: their number per round, and the share of
-        // them due in the round's 3 worst 100 ms windows (at 1,000/s, 7.5 % of the round). A high share means the
-        // tail is made of a few stalls (everything on the 2 cores waiting its turn), not of every decision.
+        // How the answers slower than the p99 target spread over time: their number per round, the share of them
+        // due in the round's 3 worst 100 ms windows (at 1,000/s, 7.5 % of the round), and where those start. A high
+        // share means the tail is made of a few stalls (everything on the 2 cores waiting its turn), not of every
+        // decision.
         slowBursts: openRounds.map((r) => slowBursts(r, 10, 100)),
       },
       // CPU time each decision cost (the machine is shared: this is what 2 dedicated cores would be divided by).
@@ -363,11 +364,14 @@ function slowBursts(r: Measured, overMs: number, windowMs: number) {
     const w = Math.floor(r.due[i] / windowMs);
     byWindow.set(w, (byWindow.get(w) ?? 0) + 1);
   });
-  const worst3 = [...byWindow.values()]
-    .sort((a, b) => b - a)
-    .slice(0, 3)
-    .reduce((a, b) => a + b, 0);
-  return { slow, inWorst3Windows: slow ? round(worst3 / slow) : 0 };
+  const worst = [...byWindow.entries()].sort((a, b) => b[1] - a[1]).slice(0, 3);
+  const worst3 = worst.reduce((n, [, count]) => n + count, 0);
+  return {
+    slow,
+    inWorst3Windows: slow ? round(worst3 / slow) : 0,
+    // Where those windows start, ms into the round.
+    worstWindowsAtMs: worst.map(([w]) => w * windowMs),
+  };
 }
 
 /**
