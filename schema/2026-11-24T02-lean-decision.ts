@@ -12,7 +12,8 @@ import { type Kysely, sql } from 'kysely';
  *   stamp (a heartbeat that changes nothing placement reads does not), so host updates rarely wait on each other.
  * - herd_vm_action_context and herd_quota_claim walk pools and read quotas, permissions and usage through their
  *   indexes (LATERAL lookups), where the generic plans of T70/T81 hashed whole tables; a quota on a pool without
- *   child pools reads that pool's usage rows directly. The context takes the NIC count kept on the VM (T81).
+ *   child pools reads that pool's usage rows directly. Each LATERAL subquery has an ORDER BY or LIMIT, which keeps
+ *   the planner from flattening it back into a join it may hash: it stays one index lookup per outer row. The context takes the NIC count kept on the VM (T81).
  *   Same arguments and answers. The versions they replace are kept, renamed, for down().
  */
 export async function up(db: Kysely<any>): Promise<void> {
