@@ -38,7 +38,8 @@ beforeAll(async () => {
   rack = await createPool(db, { name: 'rack' });
   host = await f.addHost(rack, { name: 'hv1', cpus: 16, memoryMiB: 32768 });
   await f.worker();
-  monitor = new HostMonitor({ db, connections: f.connections, log, intervalSeconds: 0.3 });
+  // A generous answer timeout: on a loaded machine a slow heartbeat (over 0.3 s) must not mark hv1 unreachable.
+  monitor = new HostMonitor({ db, connections: f.connections, log, intervalSeconds: 0.3, timeoutMs: 10_000 });
   monitor.start();
   alerting = await startAlerting({ db, log, autoRun: false });
   enforcer = startQuotaEnforcer({ db, log, intervalMs: RECONCILE_MS, feed: alerting.feed });
