@@ -116,6 +116,8 @@ export class InfluxRollups implements Rollups {
     }
 
     const raw = policies.find((p) => p.name === this.rawRp);
+    this.store.retention.retentionSeconds =
+      rawRetentionHours > 0 ? rawRetentionHours * 3600 : (raw?.seconds ?? 0);
     if (rawRetentionHours > 0 && raw && raw.seconds !== rawRetentionHours * 3600) {
       // The shard group must be shorter than the policy; hours keep deletion close to the retention.
       const shard = rawRetentionHours <= 7 * 24 ? '1h' : '1d';

@@ -1,10 +1,9 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
 import { createLogger } from '../../lib/log.js';
+import { capturingLogger } from '../../lib/testing/capture-log.js';
 import { testInflux } from '../../lib/testing/db.js';
 import type { Point } from '../types.js';
 import { InfluxStore, type InfluxStoreOptions } from './influx-store.js';
@@ -54,17 +53,6 @@ const point = (n: number, measurement = 'load_value'): Point => ({
   fields: { value: n },
   time: 1_700_000_000 + n,
 });
-
-function capturingLogger(): { log: ReturnType<typeof createLogger>; lines: string[] } {
-  const lines: string[] = [];
-  const stream = new Writable({
-    write(chunk, _enc, done) {
-      lines.push(String(chunk));
-      done();
-    },
-  });
-  return { log: pino({ level: 'info' }, stream), lines };
-}
 
 describe('InfluxStore writing', () => {
   test('creates the database when missing, then writes gzip bodies with precision u', async () => {
@@ -194,6 +182,34 @@ describe('InfluxStore writing', () => {
     expect(lines.join('')).toContain('field type conflict');
     const fine = await influxQuery(influxUrl, db, 'SELECT value FROM fine');
     expect(fine.series[0].values).toEqual([[1_700_000_002_000_000, 2]]);
+  });
+
+  test('points past the retention: dropped before sending once the store knows it, counted as too_old when InfluxDB refuses them', async () => {
+    const { log, lines } = capturingLogger();
+    const { s, db } = store({ log });
+    await fetch(`${influxUrl}/query`, {
+      method: 'POST',
+      body: new URLSearchParams({ q: `CREATE DATABASE "${db}" WITH DURATION 1h` }),
+    });
+    await s.start();
+    const nowS = Date.now() / 1000;
+    const at = (t: number): Point => ({ ...point(0), time: t });
+    // Not yet told the retention (the rollups read it at start): InfluxDB refuses the old point itself.
+    s.write([at(nowS - 7200), at(nowS - 60)]);
+    await s.flush();
+    expect(s.stats()).toMatchObject({ pointsWritten: 1, dropped: { too_old: 1, rejected: 0 } });
+    expect(proxy.requests.filter((r) => r.path.startsWith('/write'))).toHaveLength(1);
+    // Told: the old point never leaves herd, and its host is named with its clock offset.
+    s.retention.retentionSeconds = 3600;
+    s.write([at(nowS - 7200), at(nowS - 30)]);
+    await s.flush();
+    expect(s.stats()).toMatchObject({ pointsWritten: 2, dropped: { too_old: 2, rejected: 0 } });
+    expect(proxy.requests.filter((r) => r.path.startsWith('/write'))).toHaveLength(2);
+    const warned = lines.map((l) => JSON.parse(l)).filter((e) => e.clockOffsetSeconds !== undefined);
+    expect(warned).toMatchObject([{ host: 'h1', retentionHours: 1 }]);
+    expect(warned[0].msg).toContain('hours behind');
+    const kept = await influxQuery(influxUrl, db, 'SELECT count(value) FROM load_value');
+    expect(kept.series[0].values[0][1]).toBe(2);
   });
 
   test('invalid points are counted, not sent', async () => {

@@ -25,6 +25,7 @@ import {
   sortSeriesInfo,
   tidyTags,
 } from './range-query.js';
+import { RetentionGuard } from './retention-guard.js';
 import { backoff } from './retry.js';
 import { type Batch, Spool } from './spool.js';
 import { RateLimitedLog, type StoreStats, WriteCounters } from './store-stats.js';
@@ -83,6 +84,8 @@ export class InfluxStore implements MetricsStore {
   private readonly spool: Spool;
   private readonly counters: WriteCounters;
   private readonly warnings: RateLimitedLog;
+  /** Set from the default retention policy once the rollups have read or shortened it. */
+  readonly retention: RetentionGuard;
   private readonly headers: Record<string, string>;
   /** Lines of the batch being filled, and their count. */
   private pending = new LineBuffer();
@@ -123,6 +126,7 @@ export class InfluxStore implements MetricsStore {
       }),
       this.o.registry,
     );
+    this.retention = new RetentionGuard(this.counters, this.o.log);
     this.spool = new Spool(this.o.spoolDir, this.o.spillMaxBytes, this.o.memoryPoints, {
       dropped: (batch, reason) => {
         this.counters.drop('spool', batch.count);
@@ -138,7 +142,12 @@ export class InfluxStore implements MetricsStore {
   }
 
   write(points: readonly Point[]): void {
+    const cutoff = this.retention.cutoff();
     for (const point of points) {
+      if (point?.time < cutoff) {
+        this.retention.refuse(point);
+        continue;
+      }
       let refusal: Refusal | undefined;
       try {
         refusal = this.encoder.write(point, this.pending);
@@ -440,7 +449,8 @@ export class InfluxStore implements MetricsStore {
       // sending them again would fail again.
       this.counters.writeError();
       const dropped = droppedByInflux(message, batch.count);
-      this.counters.drop('rejected', dropped);
+      // Points that aged past the retention while they waited (an outage, the spool) are not a data error.
+      this.counters.drop(/beyond retention policy/.test(message) ? 'too_old' : 'rejected', dropped);
       if (dropped < batch.count) this.counters.written(batch.count - dropped, latencyMs);
       this.warnings.warn(
         `rejected:${res.status}`,

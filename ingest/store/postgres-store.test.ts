@@ -3,6 +3,7 @@ import { connect, type DatabaseHandle } from '../../lib/db.js';
 import { freePort } from '../../lib/embedded-postgres.js';
 import { createLogger } from '../../lib/log.js';
 import { createRegistry } from '../../lib/metrics.js';
+import { capturingLogger } from '../../lib/testing/capture-log.js';
 import { createTestDatabase } from '../../lib/testing/db.js';
 import type { Point } from '../types.js';
 import { PostgresStore, type PostgresStoreOptions } from './postgres-store.js';
@@ -30,8 +31,10 @@ function store(options: Partial<PostgresStoreOptions> = {}): PostgresStore {
 }
 
 const DAY = 86_400;
+/** Within every store's retention here (30 days), whatever the date. */
+const T0 = Math.floor(Date.now() / 1000) - 3600;
 
-test('retention deletes raw points older than the configured days, in chunks', async () => {
+test('retention deletes raw points once they are older than the configured days, in chunks', async () => {
   const s = store({ pruneChunk: 7 });
   const now = Date.now();
   const nowS = now / 1000;
@@ -42,14 +45,18 @@ test('retention deletes raw points older than the configured days, in chunks', a
     time: t,
   });
   s.write([
-    ...Array.from({ length: 20 }, (_, i) => at(nowS - 40 * DAY + i, i)),
-    at(nowS - 29 * DAY, 100),
+    ...Array.from({ length: 20 }, (_, i) => at(nowS - 21 * DAY + i, i)),
+    at(nowS - 9 * DAY, 100),
     at(nowS - 10, 200),
   ]);
   await s.start();
   await s.flush();
-  expect(await s.prune(now)).toBe(20);
+  expect(s.stats()).toMatchObject({ pointsWritten: 22, droppedPoints: 0 });
   expect(await s.prune(now)).toBe(0);
+  // Ten days on, the first twenty are past the 30 days.
+  const later = now + 10 * DAY * 1000;
+  expect(await s.prune(later)).toBe(20);
+  expect(await s.prune(later)).toBe(0);
   const left = await s.range({
     measurement: 'retained',
     from: nowS - 50 * DAY,
@@ -61,6 +68,33 @@ test('retention deletes raw points older than the configured days, in chunks', a
   await s.stop();
 });
 
+test('a point already older than the retention is dropped as too_old, and its host logged once with its clock offset', async () => {
+  const { log, lines } = capturingLogger();
+  const registry = createRegistry();
+  const s = store({ log, registry });
+  await s.start();
+  const nowS = Date.now() / 1000;
+  const at = (host: string, t: number): Point => ({
+    measurement: 'aged',
+    tags: { host },
+    fields: { value: 1 },
+    time: t,
+  });
+  s.write([at('skewed', nowS - 45 * DAY), at('skewed', nowS - 45 * DAY + 10), at('fine', nowS - 29 * DAY)]);
+  s.write([at('skewed', nowS - 45 * DAY + 20)]);
+  await s.flush();
+  await s.stop();
+  expect(s.stats()).toMatchObject({ pointsWritten: 1, droppedPoints: 3, dropped: { too_old: 3 } });
+  expect(await registry.metrics()).toContain(
+    'herd_metrics_dropped_points_total{store="postgres",reason="too_old"} 3',
+  );
+  const warned = lines.map((l) => JSON.parse(l)).filter((e) => e.clockOffsetSeconds !== undefined);
+  expect(warned).toHaveLength(1);
+  expect(warned[0]).toMatchObject({ host: 'skewed', retentionHours: 30 * 24 });
+  expect(Math.abs(warned[0].clockOffsetSeconds + 45 * DAY)).toBeLessThan(60);
+  expect(warned[0].msg).toContain('45 days behind');
+});
+
 test('two stores creating the same new series at once both write, into one series', async () => {
   const a = store();
   const b = store();
@@ -70,7 +104,7 @@ test('two stores creating the same new series at once both write, into one serie
       measurement: 'raced',
       tags: { host: `h${i % 10}`, type_instance: '' },
       fields: { value: i, other: -i },
-      time: 1_700_000_000 + i + offset,
+      time: T0 + i + offset,
     }));
   a.write(points(0));
   b.write(points(1000));
@@ -100,7 +134,12 @@ test('while PostgreSQL is unreachable: retries, memory bound drops are counted, 
   });
   await s.start();
   s.write(
-    Array.from({ length: 150 }, (_, i) => ({ measurement: 'm', tags: {}, fields: { value: i }, time: i })),
+    Array.from({ length: 150 }, (_, i) => ({
+      measurement: 'm',
+      tags: {},
+      fields: { value: i },
+      time: T0 + i,
+    })),
   );
   await new Promise((r) => setTimeout(r, 300));
   const during = s.stats();
@@ -121,8 +160,8 @@ test('write-path figures reach the Prometheus registry', async () => {
   const s = store({ registry });
   await s.start();
   s.write([
-    { measurement: 'p', tags: {}, fields: { value: 1 }, time: 1 },
-    { measurement: '', tags: {}, fields: { value: 1 }, time: 1 },
+    { measurement: 'p', tags: {}, fields: { value: 1 }, time: T0 },
+    { measurement: '', tags: {}, fields: { value: 1 }, time: T0 },
   ]);
   await s.flush();
   await s.stop();

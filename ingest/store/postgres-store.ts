@@ -24,6 +24,7 @@ import {
   sortSeriesInfo,
   tidyTags,
 } from './range-query.js';
+import { RetentionGuard } from './retention-guard.js';
 import { backoff } from './retry.js';
 import { RateLimitedLog, type StoreStats, WriteCounters } from './store-stats.js';
 
@@ -83,6 +84,7 @@ export class PostgresStore implements MetricsStore {
   private readonly rules = new PointRules();
   private readonly counters: WriteCounters;
   private readonly warnings: RateLimitedLog;
+  private readonly retention: RetentionGuard;
   private readonly seriesIds = new Map<string, number>();
   private pending: Rows;
   private pendingTimer?: NodeJS.Timeout;
@@ -109,10 +111,17 @@ export class PostgresStore implements MetricsStore {
       () => ({ bufferedPoints: this.buffered(), spilledPoints: 0, spilledBytes: 0 }),
       this.o.registry,
     );
+    this.retention = new RetentionGuard(this.counters, this.o.log);
+    this.retention.retentionSeconds = this.o.retentionDays * 86_400;
   }
 
   write(points: readonly Point[]): void {
+    const cutoff = this.retention.cutoff();
     for (const point of points) {
+      if (point?.time < cutoff) {
+        this.retention.refuse(point);
+        continue;
+      }
       try {
         this.add(point);
       } catch (err) {

@@ -2,13 +2,14 @@ import type { Logger } from '../../lib/log.js';
 import { Counter, Gauge, Histogram, type Registry } from '../../lib/metrics.js';
 
 /**
- * Why points were dropped: `invalid` (refused by point-rules), `rejected` (the database refused them:
- * a 4xx from InfluxDB such as a field type conflict, a data error from PostgreSQL), `memory` (the
- * in-memory bound was full), `spool` (the disk spool was full or unwritable), `stopped` (PostgreSQL
- * store stopped before it could deliver them).
+ * Why points were dropped: `invalid` (refused by point-rules), `too_old` (older than the raw retention:
+ * a sender's clock is wrong, see retention-guard.ts), `rejected` (the database refused them: a 4xx from
+ * InfluxDB such as a field type conflict, a data error from PostgreSQL), `memory` (the in-memory bound was
+ * full), `spool` (the disk spool was full or unwritable), `stopped` (PostgreSQL store stopped before it
+ * could deliver them).
  */
-export type DropReason = 'invalid' | 'rejected' | 'memory' | 'spool' | 'stopped';
-const DROP_REASONS: DropReason[] = ['invalid', 'rejected', 'memory', 'spool', 'stopped'];
+export type DropReason = 'invalid' | 'too_old' | 'rejected' | 'memory' | 'spool' | 'stopped';
+const DROP_REASONS: DropReason[] = ['invalid', 'too_old', 'rejected', 'memory', 'spool', 'stopped'];
 
 const LATENCY_BUCKETS_MS = [5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000];
 
@@ -44,6 +45,7 @@ export class WriteCounters {
   private writeErrors = 0;
   private readonly dropped: Record<DropReason, number> = {
     invalid: 0,
+    too_old: 0,
     rejected: 0,
     memory: 0,
     spool: 0,
