@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+import { readdirSync } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -154,6 +155,18 @@ describe('the VM page', () => {
     await alice.waitForSelector('.live-figures [role=meter]:not([aria-valuenow="0"])', { timeout: LIVE_MS });
     await shot(alice, 'vm');
     await alice.close();
+  });
+
+  test('a VM saved from its page and restored (the demo keeps saved VMs under its data directory)', async () => {
+    const bob = await loggedIn('bob');
+    await go(bob, 'build-1');
+    await bob.waitForSelector('.vm-state [data-state="running"]', { timeout: 30_000 });
+    await bob.click('button[data-action="save"]');
+    await bob.waitForSelector('.vm-state [data-state="saved"]', { timeout: 30_000 });
+    expect(readdirSync(path.join(dir, 'save')).filter((f) => f.endsWith('.save'))).toHaveLength(1);
+    await bob.click('button[data-action="restore"]');
+    await bob.waitForSelector('.vm-state [data-state="running"]', { timeout: 30_000 });
+    await bob.close();
   });
 });
 

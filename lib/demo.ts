@@ -83,7 +83,11 @@ export async function startDemo(options: DemoOptions = {}): Promise<RunningDemo>
   env.HERD_COLLECTD_HOST ||= '127.0.0.1';
   env.HERD_LOG_LEVEL ||= 'warn';
   const dataDir = path.resolve(env.HERD_DATA_DIR);
+  // The demo's hosts are libvirt's test driver, in herd's own process: saved VMs go under the data directory
+  // (libvirt's own save directory exists only where libvirt-daemon is installed).
+  env.HERD_SAVE_DIR ||= path.join(dataDir, 'save');
   await mkdir(dataDir, { recursive: true });
+  await mkdir(env.HERD_SAVE_DIR, { recursive: true });
   const passwords = await demoPasswords(path.join(dataDir, 'demo-logins.json'), env.HERD_ADMIN_PASSWORD);
   env.HERD_ADMIN_PASSWORD = passwords.admin;
 

@@ -129,13 +129,20 @@ export async function startHerd(
     }
 
     if (has('worker') && hostConnections) {
-      const [{ startWorker }, { createVmTaskHandler }, { HostMonitor }, { startQuotaEnforcer }] =
-        await Promise.all([
-          import('../api/tasks/worker.js'),
-          import('../api/vms/vm-task-handler.js'),
-          import('../api/hosts/host-monitor.js'),
-          import('../api/quota-enforcer/quota-enforcer.js'),
-        ]);
+      const [
+        { startWorker },
+        { createVmTaskHandler },
+        { HostMonitor },
+        { startQuotaEnforcer },
+        { checkSaveDir },
+      ] = await Promise.all([
+        import('../api/tasks/worker.js'),
+        import('../api/vms/vm-task-handler.js'),
+        import('../api/hosts/host-monitor.js'),
+        import('../api/quota-enforcer/quota-enforcer.js'),
+        import('../api/vms/save-dir.js'),
+      ]);
+      await checkSaveDir(database.db, config.hosts.saveDir, log);
       const worker = await startWorker({
         db: database.db,
         pgPool: database.pool,

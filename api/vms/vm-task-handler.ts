@@ -4,6 +4,7 @@ import type { Database } from '../../lib/db.js';
 import type { DomainInfo, HostConnections, HostDriver } from '../hosts/driver/index.js';
 import type { TaskContext, TaskHandler } from '../tasks/task-handler.js';
 import type { TaskRow } from '../tasks/tasks.repository.js';
+import { saveDirProblem } from './save-dir.js';
 import { buildDomainSpec } from './vm-spec.js';
 import type { VmState, VmTaskAction } from './vm-states.js';
 import { deleteVmRow, hostUris, settleVm, type VmRow, vmById, vmParts } from './vms.repository.js';
@@ -137,6 +138,8 @@ export function createVmTaskHandler(options: VmTaskHandlerOptions): TaskHandler 
       case 'save': {
         const driver = await onHost();
         const file = path.join(saveDir, `herd-${vm.uuid}.save`);
+        const problem = saveDirProblem(driver.uri, saveDir);
+        if (problem) throw new Error(`cannot save VM ${vm.id}: ${problem}`);
         await driver.save(vm.uuid, file);
         await settle({ state: 'saved', savePath: file, startedAt: null });
         return { savePath: file };

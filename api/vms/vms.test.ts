@@ -1,4 +1,4 @@
-import { access } from 'node:fs/promises';
+import { access, rename } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { createPool, createUserWithToken, grantRole } from '../../lib/testing/users.js';
 import { allocationDrift } from '../placement/placement.repository.js';
@@ -174,6 +174,23 @@ describe('the life of a VM', () => {
       expect(domain?.state, action).toBe(state === 'saved' ? 'shutoff' : state);
       if (action === 'save') await access(now.savePath);
     }
+  });
+
+  test('save with the save directory missing on this machine fails naming HERD_SAVE_DIR; the VM keeps running', async () => {
+    expect((await act(owner, vm.id, { action: 'start' })).state).toBe('done');
+    const moved = `${f.saveDir}.away`;
+    await rename(f.saveDir, moved);
+    try {
+      const task = await act(owner, vm.id, { action: 'save' });
+      expect(task.state).toBe('failed');
+      expect(task.error).toContain(
+        `the save directory ${f.saveDir} (HERD_SAVE_DIR) does not exist on this machine`,
+      );
+      expect(await getVm(vm.id)).toMatchObject({ state: 'running', savePath: null });
+    } finally {
+      await rename(moved, f.saveDir);
+    }
+    expect((await act(owner, vm.id, { action: 'destroy' })).state).toBe('done');
   });
 
   test('delete a stopped VM: undefined on its host, volumes freed', async () => {
