@@ -1,4 +1,5 @@
 import type { EventEmitter } from 'node:events';
+import type { ValidatorFactory } from '@fastify/ajv-compiler';
 import fastifyCookie from '@fastify/cookie';
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
@@ -13,6 +14,7 @@ import type { Database } from '../lib/db.js';
 import type { Logger } from '../lib/log.js';
 import type { HostConnections } from './hosts/driver/index.js';
 import { HttpError } from './http/errors.js';
+import { buildValidator, typeMessage } from './http/validation.js';
 
 /** What the HTTP app needs from the rest of herd. Optional parts are absent when their role is not running. */
 export interface AppDeps {
@@ -45,8 +47,9 @@ export async function buildApp(deps: AppDeps, routes: RoutePlugin[] = []): Promi
     loggerInstance: deps.log.child({ part: 'http' }) as FastifyBaseLogger,
     bodyLimit: 1024 * 1024,
     trustProxy: false,
-    ajv: {
-      customOptions: { removeAdditional: true, coerceTypes: 'array', useDefaults: true, allErrors: false },
+    ajv: { customOptions: { removeAdditional: true, useDefaults: true, allErrors: false } },
+    schemaController: {
+      compilersFactory: { buildValidator: buildValidator as unknown as ValidatorFactory },
     },
   });
 
@@ -80,11 +83,24 @@ export async function buildApp(deps: AppDeps, routes: RoutePlugin[] = []): Promi
       const field =
         (first?.params as { missingProperty?: string })?.missingProperty ??
         first?.instancePath.replace(/^\//, '').replaceAll('/', '.');
+      const message =
+        first?.keyword === 'type'
+          ? typeMessage(String((first.params as { type: unknown }).type))
+          : first?.message;
       return reply.status(400).send({
         error: 'bad_request',
-        message: `${where}${field ? `.${field}` : ''}: ${first?.message}`,
+        message: `${where}${field ? `.${field}` : ''}: ${message}`,
         field,
       });
+    }
+    const sqlstate = (error as { code?: unknown }).code;
+    if (typeof sqlstate === 'string' && /^22[0-9A-Z]{3}$/.test(sqlstate)) {
+      // PostgreSQL's data exceptions (a number past its column, text that is no number): the request's fault.
+      request.log.warn(
+        { sqlstate, url: request.url, method: request.method },
+        'request refused by PostgreSQL',
+      );
+      return reply.status(400).send({ error: 'bad_value', message: error.message });
     }
     const status = error.statusCode ?? 500;
     if (status < 500) {

@@ -1,3 +1,5 @@
+import { MAX_BIGINT_SAFE } from '../http/schemas.js';
+
 const nullableNumber = { type: ['number', 'null'] } as const;
 const nullableString = { type: ['string', 'null'] } as const;
 
@@ -91,7 +93,7 @@ export const registerBody = {
     cpus: { type: 'integer', minimum: 1, maximum: 65536 },
     cores: { type: 'integer', minimum: 1, maximum: 65536 },
     mhz: { type: 'integer', minimum: 0 },
-    memoryMiB: { type: 'integer', minimum: 1 },
+    memoryMiB: { type: 'integer', minimum: 1, maximum: MAX_BIGINT_SAFE },
     nics: { type: 'array', maxItems: 256, items: nic },
   },
 } as const;
@@ -115,7 +117,7 @@ export const patchHostBody = {
     enabled: { type: 'boolean' },
     poolId: { type: 'integer', minimum: 1 },
     reservedVcpus: { type: 'integer', minimum: 0 },
-    reservedMemoryMiB: { type: 'integer', minimum: 0 },
+    reservedMemoryMiB: { type: 'integer', minimum: 0, maximum: MAX_BIGINT_SAFE },
     cpuAllocationRatio: { type: ['number', 'null'], exclusiveMinimum: 0, maximum: 64 },
     ramAllocationRatio: { type: ['number', 'null'], exclusiveMinimum: 0, maximum: 64 },
   },

@@ -1,4 +1,11 @@
 /** JSON schemas shared by routes (ids, lists, errors), so every route documents the same shapes. */
+
+/** PostgreSQL `integer`: request integers without bounds of their own get these (api/http/validation.ts). */
+export const MAX_INT4 = 2_147_483_647;
+export const MIN_INT4 = -2_147_483_648;
+/** For `bigint` columns: the largest integer a JSON number carries exactly. */
+export const MAX_BIGINT_SAFE = Number.MAX_SAFE_INTEGER;
+
 export const idParam = {
   type: 'object',
   required: ['id'],

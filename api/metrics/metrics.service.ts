@@ -6,6 +6,7 @@ import type { Database } from '../../lib/db.js';
 import { assertPool, assertVm, vmVisibilityFilter } from '../access/access.service.js';
 import type { AuthUser } from '../auth/auth-user.js';
 import { badRequest, HttpError, notFound } from '../http/errors.js';
+import { MAX_INT4 } from '../http/schemas.js';
 import { graphStep, RAW_STEP_SECONDS } from './graph-step.js';
 import {
   findMetric,
@@ -59,6 +60,8 @@ export async function graph(
   const match = ENTITY.exec(q.entity);
   if (!match) throw badRequest('entity must be host:<id>, vm:<id> or pool:<id>', { field: 'entity' });
   const [, kind, id] = match;
+  if (Number(id) > MAX_INT4)
+    throw badRequest(`entity: ${kind} ids go up to ${MAX_INT4}`, { field: 'entity' });
   const subjects = await resolve(deps, user, kind as 'host' | 'vm' | 'pool', Number(id));
   const metric = findMetric(subjects.kind, q.metric);
   if (!metric) {

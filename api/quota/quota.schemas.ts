@@ -1,10 +1,17 @@
+import { MAX_BIGINT_SAFE } from '../http/schemas.js';
+
 /** JSON schemas of the quota and usage endpoints. */
-const limit = (type: 'integer' | 'number', description: string) =>
-  ({ type: [type, 'null'], minimum: 0, description: `${description}; absent or null: unlimited` }) as const;
+const limit = (type: 'integer' | 'number', description: string, maximum?: number) =>
+  ({
+    type: [type, 'null'],
+    minimum: 0,
+    ...(maximum === undefined ? {} : { maximum }),
+    description: `${description}; absent or null: unlimited`,
+  }) as const;
 
 export const limitsProperties = {
   vcpus: limit('integer', 'vCPUs of running (or starting, paused…) VMs'),
-  memoryMiB: limit('integer', 'MiB of memory of running VMs'),
+  memoryMiB: limit('integer', 'MiB of memory of running VMs', MAX_BIGINT_SAFE),
   storageGiB: limit('number', 'GiB of volumes of every VM, in any state'),
   nics: limit('integer', 'NICs of running VMs'),
   vms: limit('integer', 'running VMs'),

@@ -1,0 +1,156 @@
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { createTestApp, type TestApp } from '../../lib/testing/app.js';
+import { capturingLogger } from '../../lib/testing/capture-log.js';
+import { createPool, createUserWithToken, grantRole } from '../../lib/testing/users.js';
+
+/**
+ * Numbers past PostgreSQL's integer columns, and values that are not numbers, sent by a logged-in user: each
+ * is a 400 saying what is wrong, never a 500 (nor an error logged with PostgreSQL's stack).
+ */
+
+let t: TestApp;
+let lines: string[];
+let admin: string;
+let pool: number;
+let userId: number;
+
+beforeAll(async () => {
+  const captured = capturingLogger();
+  lines = captured.lines;
+  t = await createTestApp({ deps: { log: captured.log } });
+  const db = t.database.db;
+  admin = (await createUserWithToken(db, { username: 'root', superAdmin: true })).token;
+  pool = await createPool(db, { name: 'rack' });
+  const user = await createUserWithToken(db, { username: 'owner' });
+  userId = user.id;
+  await grantRole(db, pool, user.id, 'user');
+});
+afterAll(() => t.close());
+
+async function send(method: string, url: string, payload?: unknown) {
+  const res = await t.app.inject({
+    method: method as 'GET',
+    url,
+    ...(payload === undefined ? {} : { payload: JSON.stringify(payload) }),
+    headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' },
+  });
+  return { status: res.statusCode, body: res.body ? res.json() : undefined };
+}
+
+const errorsLogged = () => lines.map((l) => JSON.parse(l)).filter((e) => e.level >= 50);
+
+describe('numbers past their columns', () => {
+  for (const kind of ['vms', 'tasks', 'hosts', 'users', 'pools'])
+    test(`GET /api/v1/${kind}/2147483648 is a 400 naming the bound`, async () => {
+      const res = await send('GET', `/api/v1/${kind}/2147483648`);
+      expect(res.status, JSON.stringify(res.body)).toBe(400);
+      expect(res.body).toMatchObject({ error: 'bad_request', field: 'id' });
+      expect(res.body.message).toContain('2147483647');
+      expect((await send('GET', `/api/v1/${kind}/2147483647`)).status).toBe(404);
+    });
+
+  test('offset=1e30, an entity id past the column, quota limits of 1e20 and 3e9', async () => {
+    for (const [method, url, body] of [
+      ['GET', '/api/v1/vms?offset=1e30'],
+      ['GET', '/api/v1/tasks?limit=10&offset=99999999999'],
+      ['GET', '/api/v1/metrics?entity=host:2147483648&metric=load'],
+      ['GET', '/api/v1/metrics?entity=vm:99999999999999999999999&metric=cpu'],
+      ['PUT', `/api/v1/pools/${pool}/quotas/${userId}`, { vcpus: 1e20 }],
+      ['PUT', `/api/v1/pools/${pool}/quotas/${userId}`, { nics: 3e9 }],
+      ['PUT', `/api/v1/pools/${pool}/quotas/${userId}`, { memoryMiB: 1e300 }],
+    ] as Array<[string, string, unknown?]>) {
+      const res = await send(method, url, body);
+      expect(res.status, `${method} ${url} ${JSON.stringify(body)}: ${JSON.stringify(res.body)}`).toBe(400);
+      expect(res.body.message).toMatch(/must be <=|go up to|must be host:<id>/);
+    }
+    const fine = await send('PUT', `/api/v1/pools/${pool}/quotas/${userId}`, {
+      vcpus: 64,
+      memoryMiB: 2 ** 40,
+    });
+    expect(fine.status, JSON.stringify(fine.body)).toBe(200);
+    expect(errorsLogged()).toEqual([]);
+  });
+});
+
+describe('what is not a number is refused, not converted', () => {
+  test('true, [1], "2" and {} for a quota limit are 400; null there means unlimited', async () => {
+    for (const value of [true, [1], '2', {}]) {
+      const res = await send('PUT', `/api/v1/pools/${pool}/quotas/${userId}`, { vcpus: value });
+      expect(res.status, `${JSON.stringify(value)}: ${JSON.stringify(res.body)}`).toBe(400);
+      expect(res.body.message).toBe('body.vcpus: must be a number (an integer) or null');
+    }
+    const unlimited = await send('PUT', `/api/v1/pools/${pool}/quotas/${userId}`, { vcpus: null });
+    expect(unlimited.status, JSON.stringify(unlimited.body)).toBe(200);
+    expect(unlimited.body.vcpus ?? null).toBeNull();
+  });
+
+  test('null where a number is required says "must be a number"', async () => {
+    const vmPool = await createPool(t.database.db, { name: 'team', kind: 'vm', parentId: pool });
+    for (const vcpus of [null, '2', true]) {
+      const res = await send('POST', '/api/v1/vms', { name: 'x', poolId: vmPool, vcpus, memoryMiB: 512 });
+      expect(res.status, JSON.stringify(res.body)).toBe(400);
+      expect(res.body.message).toBe('body.vcpus: must be a number (an integer)');
+    }
+    const storage = await send('PUT', `/api/v1/pools/${pool}/quotas/${userId}`, { storageGiB: '10' });
+    expect(storage.body.message).toBe('body.storageGiB: must be a number or null');
+  });
+
+  test('query strings are still read as numbers', async () => {
+    const res = await send('GET', '/api/v1/vms?limit=2&offset=0');
+    expect(res.status, JSON.stringify(res.body)).toBe(200);
+    expect(res.body).toMatchObject({ items: [], total: 0 });
+  });
+});
+
+test('every route of the OpenAPI document: ids, query integers and body integers past their columns are never a 500', async () => {
+  const spec = t.app.swagger() as {
+    paths: Record<string, Record<string, OpenApiOperation>>;
+  };
+  let tried = 0;
+  for (const [template, operations] of Object.entries(spec.paths)) {
+    for (const [method, op] of Object.entries(operations)) {
+      const integerQuery = (op.parameters ?? []).filter((p) => p.in === 'query' && isInteger(p.schema));
+      const path = template.replace(/\{[^}]+\}/g, '2147483648');
+      const query = integerQuery.map((p) => `${p.name}=1e30`).join('&');
+      const body = op.requestBody?.content?.['application/json']?.schema;
+      const payload = body ? hostileBody(body) : undefined;
+      const res = await send(method.toUpperCase(), query ? `${path}?${query}` : path, payload);
+      tried++;
+      expect(res.status, `${method} ${path}: ${JSON.stringify(res.body)}`).toBeLessThan(500);
+      expect(JSON.stringify(res.body ?? '')).not.toMatch(/\bat .+\.(js|ts):\d+/);
+    }
+  }
+  expect(tried).toBeGreaterThan(50);
+  expect(errorsLogged()).toEqual([]);
+});
+
+interface JsonSchema {
+  type?: string | string[];
+  properties?: Record<string, JsonSchema>;
+  required?: string[];
+}
+interface OpenApiOperation {
+  parameters?: Array<{ in: string; name: string; schema?: JsonSchema }>;
+  requestBody?: { content?: Record<string, { schema?: JsonSchema }> };
+}
+
+function isInteger(schema?: JsonSchema): boolean {
+  const types = Array.isArray(schema?.type) ? schema.type : [schema?.type];
+  return types.includes('integer');
+}
+
+/** Every integer property (nested too) at 1e20, other required ones a plausible value. */
+function hostileBody(schema: JsonSchema): unknown {
+  if (isInteger(schema)) return 1e20;
+  const types = Array.isArray(schema.type) ? schema.type : [schema.type];
+  if (types.includes('object') && schema.properties) {
+    const out: Record<string, unknown> = {};
+    for (const [name, property] of Object.entries(schema.properties)) out[name] = hostileBody(property);
+    return out;
+  }
+  if (types.includes('string')) return 'x';
+  if (types.includes('number')) return 1e20;
+  if (types.includes('boolean')) return true;
+  if (types.includes('array')) return [];
+  return null;
+}
