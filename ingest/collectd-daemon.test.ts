@@ -4,8 +4,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { loadConfig } from '../lib/config.js';
-import { createLogger } from '../lib/log.js';
+import { createLogger, type Logger } from '../lib/log.js';
 import { createRegistry } from '../lib/metrics.js';
+import { capturingLogger } from '../lib/testing/capture-log.js';
 import { createTestDatabase, testInflux } from '../lib/testing/db.js';
 import { influxQuery, waitFor } from '../lib/testing/wait.js';
 import { startIngest } from './ingest-service.js';
@@ -61,7 +62,7 @@ ${auth}  </Server>
   return child;
 }
 
-async function startHerdIngest(env: Record<string, string>) {
+async function startHerdIngest(env: Record<string, string>, log: Logger = createLogger('silent')) {
   const database = await createTestDatabase();
   const influx = testInflux();
   const config = loadConfig({
@@ -73,7 +74,6 @@ async function startHerdIngest(env: Record<string, string>) {
     HERD_INFLUX_FLUSH_MS: '200',
     ...env,
   });
-  const log = createLogger('silent');
   const registry = createRegistry();
   const store: MetricsStore = createMetricsStore(config, database.db, log, { registry });
   await store.start();
@@ -165,4 +165,27 @@ describe('real collectd → herd → real InfluxDB', () => {
       }
     });
   }
+});
+
+test('listening beyond loopback without sign or encrypt is warned about at start, loudly', async () => {
+  const authFile = path.join(dir, 'auth-exposure');
+  await writeFile(authFile, 'alice: s3cret\n');
+  const warnings = async (env: Record<string, string>) => {
+    const { log, lines } = capturingLogger();
+    const herd = await startHerdIngest(env, log);
+    await herd.close();
+    return lines.map((l) => JSON.parse(l)).filter((e) => e.level === 40 && e.msg.startsWith('SECURITY'));
+  };
+  const [open, ...more] = await warnings({ HERD_COLLECTD_HOST: '0.0.0.0' });
+  expect(more).toEqual([]);
+  expect(open.msg).toContain('accepts unsigned packets from anyone who can reach it');
+  expect(open.msg).toContain('HERD_COLLECTD_SECURITY_LEVEL=sign');
+  expect(await warnings({ HERD_COLLECTD_HOST: '127.0.0.1' })).toEqual([]);
+  expect(
+    await warnings({
+      HERD_COLLECTD_HOST: '0.0.0.0',
+      HERD_COLLECTD_SECURITY_LEVEL: 'sign',
+      HERD_COLLECTD_AUTH_FILE: authFile,
+    }),
+  ).toEqual([]);
 });

@@ -2,7 +2,7 @@ import os from 'node:os';
 import type { Config } from '../lib/config.js';
 import type { Database } from '../lib/db.js';
 import type { Logger } from '../lib/log.js';
-import { Gauge, type Registry } from '../lib/metrics.js';
+import { Counter, Gauge, type Registry } from '../lib/metrics.js';
 import { EventSink } from './event-sink.js';
 import type { LiveView } from './live-view.js';
 import { IngestPipeline } from './pipeline.js';
@@ -52,7 +52,7 @@ export async function startIngest(deps: IngestDeps): Promise<IngestService> {
   });
   const listener = new UdpListener(
     { host: config.collectd.host, port: config.collectd.port, rcvbuf: config.collectd.rcvbuf },
-    (packet) => pipeline.handle(packet),
+    (packet, source) => pipeline.handle(packet, source),
     ingestLog,
   );
 
@@ -73,11 +73,28 @@ export async function startIngest(deps: IngestDeps): Promise<IngestService> {
     () => listener.stats().queueDropped,
   );
   listenerGauge('herd_collectd_queue_depth', 'packets waiting to be parsed', () => listener.stats().queued);
+  new Counter({
+    name: 'herd_collectd_kernel_drops_total',
+    help: 'datagrams the kernel dropped at the listener sockets, receive buffer full (/proc/net/udp); never seen by herd',
+    registers: [registry],
+    collect() {
+      const kernel = listener.kernelStats();
+      this.reset();
+      if (kernel) this.inc(kernel.drops);
+    },
+  });
+  listenerGauge(
+    'herd_collectd_socket_queue_bytes',
+    'bytes waiting in the listener sockets receive buffers (/proc/net/udp)',
+    () => listener.kernelStats()?.receiveQueueBytes ?? 0,
+  );
   listenerGauge('herd_events_stored', 'collectd notifications stored as events', () => events.stats().stored);
   listenerGauge('herd_events_dropped', 'collectd notifications dropped', () => events.stats().dropped);
 
   events.start();
   await listener.start();
+  const exposure = unauthenticatedExposure(config.collectd.host, config.collectd.securityLevel);
+  if (exposure) ingestLog.warn({ host: config.collectd.host, securityLevel: 'none' }, exposure);
 
   const refreshAuth = authFile
     ? setInterval(() => void authFile.refresh().catch(() => undefined), 10_000)
@@ -123,4 +140,19 @@ export async function startIngest(deps: IngestDeps): Promise<IngestService> {
       await events.stop();
     },
   };
+}
+
+/**
+ * What an operator must hear when the listener accepts unsigned packets from beyond this machine: anyone who
+ * reaches the port can report metrics for any host, and those feed alerting, quota and placement.
+ */
+export function unauthenticatedExposure(host: string, securityLevel: string): string | undefined {
+  if (securityLevel !== 'none') return undefined;
+  const loopback = host === 'localhost' || host === '::1' || /^127\./.test(host);
+  if (loopback) return undefined;
+  return (
+    `SECURITY: the collectd listener on ${host} accepts unsigned packets from anyone who can reach it; ` +
+    'they can report metrics for any host, which feed alerting, quota and placement. ' +
+    'Set HERD_COLLECTD_SECURITY_LEVEL=sign (or encrypt) with HERD_COLLECTD_AUTH_FILE, or listen on 127.0.0.1 only'
+  );
 }

@@ -1,8 +1,9 @@
 import dgram from 'node:dgram';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import type { DatabaseHandle } from '../lib/db.js';
-import { createLogger } from '../lib/log.js';
+import { createLogger, type Logger } from '../lib/log.js';
 import { createRegistry, type Registry } from '../lib/metrics.js';
+import { capturingLogger } from '../lib/testing/capture-log.js';
 import { createTestDatabase } from '../lib/testing/db.js';
 import { waitFor } from '../lib/testing/wait.js';
 import { EventSink } from './event-sink.js';
@@ -27,8 +28,10 @@ beforeAll(async () => {
 });
 afterAll(() => database.close());
 
-async function harness(options: { securityLevel?: 'none' | 'sign' | 'encrypt'; authFile?: string } = {}) {
-  const log = createLogger('silent');
+async function harness(
+  options: { securityLevel?: 'none' | 'sign' | 'encrypt'; authFile?: string; log?: Logger } = {},
+) {
+  const log = options.log ?? createLogger('silent');
   const registry: Registry = createRegistry();
   const points: Point[] = [];
   const liveView = new LiveView();
@@ -46,7 +49,7 @@ async function harness(options: { securityLevel?: 'none' | 'sign' | 'encrypt'; a
   });
   const listener = new UdpListener(
     { host: '127.0.0.1', port: 0, rcvbuf: 4 * 1024 * 1024 },
-    (p) => pipeline.handle(p),
+    (p, source) => pipeline.handle(p, source),
     log,
   );
   await listener.start();
@@ -146,6 +149,32 @@ test('garbage, truncated and oversized packets are counted and never stop the li
     await waitFor(() => h.listener.stats().packets === 4, 5000, 20);
     expect(await h.counter('herd_collectd_parse_errors_total')).toBe(3);
     expect(h.points.length).toBeGreaterThan(0);
+  } finally {
+    await h.close();
+  }
+});
+
+test('bad packets are logged at most once a minute per sender, naming it', async () => {
+  const { log, lines } = capturingLogger();
+  const h = await harness({ log });
+  const from = async (address: string, packets: Buffer[]) => {
+    const socket = dgram.createSocket('udp4');
+    await new Promise<void>((resolve) => socket.bind(0, address, resolve));
+    for (const p of packets)
+      await new Promise<void>((resolve, reject) =>
+        socket.send(p, h.listener.port, '127.0.0.1', (e) => (e ? reject(e) : resolve())),
+      );
+    socket.close();
+  };
+  try {
+    const garbage = Buffer.from([0x00, 0x00, 0x00, 0x02]);
+    await from('127.0.0.1', [garbage, garbage, garbage]);
+    await from('127.0.0.2', [garbage, garbage]);
+    await waitFor(async () => (await h.counter('herd_collectd_parse_errors_total')) === 5, 5000, 20);
+    const warned = lines
+      .map((l) => JSON.parse(l))
+      .filter((e) => e.msg === 'collectd packet could not be decoded');
+    expect(warned.map((e) => e.source).sort()).toEqual(['127.0.0.1', '127.0.0.2']);
   } finally {
     await h.close();
   }

@@ -22,7 +22,7 @@ export interface PipelineOptions {
   log: Logger;
 }
 
-/** Log lines about the same bad source at most this often, so a misconfigured host cannot flood the log. */
+/** Log lines about the same bad sender at most this often, so a misconfigured host cannot flood the log. */
 const LOG_EVERY_MS = 60_000;
 
 /** What the pipeline has counted since it started (also on `GET /metrics`). */
@@ -59,6 +59,8 @@ export class IngestPipeline {
     points: 0,
   };
   private readonly lastLogged = new Map<string, number>();
+  /** Log lines left out since the last one of the same key, told with the next. */
+  private readonly suppressed = new Map<string, number>();
   private batch: Point[] = [];
   private readonly names = new WeakMap<object, string[]>();
   private readonly measurements: MeasurementNames;
@@ -114,7 +116,8 @@ export class IngestPipeline {
     });
   }
 
-  handle(packet: Buffer): void {
+  /** `source`: the sender's address, named in the log lines about bad packets (at most one a minute each). */
+  handle(packet: Buffer, source = ''): void {
     this.counts.packets++;
     this.arrival = this.o.liveView.now();
     try {
@@ -122,8 +125,8 @@ export class IngestPipeline {
       if (summary.refused > 0) {
         this.counts.refused += summary.refused;
         this.logOnce(
-          `refused`,
-          { parts: summary.refused },
+          `refused:${source}`,
+          { source, parts: summary.refused },
           `packet parts dropped: security level is ${this.o.securityLevel}`,
         );
       }
@@ -131,15 +134,15 @@ export class IngestPipeline {
       if (err instanceof DecodeError && err.kind === 'auth') {
         this.counts.authFailures++;
         this.logOnce(
-          `auth:${err.message}`,
-          { reason: err.message },
+          `auth:${source}:${err.message}`,
+          { source, reason: err.message },
           'collectd packet rejected: authentication failed',
         );
       } else {
         this.counts.parseErrors++;
         this.logOnce(
-          `parse`,
-          { reason: (err as Error).message, bytes: packet.length },
+          `parse:${source}`,
+          { source, reason: (err as Error).message, bytes: packet.length },
           'collectd packet could not be decoded',
         );
       }
@@ -195,9 +198,17 @@ export class IngestPipeline {
   private logOnce(key: string, fields: Record<string, unknown>, message: string): void {
     const now = Date.now();
     const last = this.lastLogged.get(key);
-    if (last !== undefined && now - last < LOG_EVERY_MS) return;
-    if (this.lastLogged.size > 10_000) this.lastLogged.clear();
+    if (last !== undefined && now - last < LOG_EVERY_MS) {
+      this.suppressed.set(key, (this.suppressed.get(key) ?? 0) + 1);
+      return;
+    }
+    if (this.lastLogged.size > 10_000) {
+      this.lastLogged.clear();
+      this.suppressed.clear();
+    }
     this.lastLogged.set(key, now);
-    this.o.log.warn(fields, message);
+    const folded = this.suppressed.get(key);
+    this.suppressed.delete(key);
+    this.o.log.warn(folded ? { ...fields, suppressedSinceLast: folded } : fields, message);
   }
 }

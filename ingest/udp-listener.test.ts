@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import dgram from 'node:dgram';
 import { expect, test } from 'vitest';
 import { createLogger } from '../lib/log.js';
@@ -62,6 +63,34 @@ test('packets up to 64 KiB arrive whole; with a bounded queue every packet is co
     await waitFor(() => listener.stats().queued === 0, 5000, 10);
     const { queueDropped } = listener.stats();
     expect(sizes.length - 1 + queueDropped).toBe(10);
+  } finally {
+    await listener.stop();
+  }
+});
+
+test('datagrams the kernel drops while herd is busy are counted (/proc/net/udp), with every sender address', async () => {
+  const sources = new Set<string>();
+  const listener = new UdpListener(
+    { host: '127.0.0.1', port: 0, rcvbuf: 4096 },
+    (_p, source) => sources.add(source),
+    log,
+  );
+  await listener.start();
+  try {
+    expect(listener.kernelStats()).toEqual({ drops: 0, receiveQueueBytes: 0 });
+    // Another process floods the port while this one is blocked in spawnSync: the small buffer overflows.
+    const SENT = 2000;
+    const flood = `const s=require('dgram').createSocket('udp4');let n=0;const b=Buffer.alloc(512,7);
+      const next=()=>{if(n===${SENT})return s.close();n++;s.send(b,${listener.port},'127.0.0.1',next)};next();`;
+    const r = spawnSync(process.execPath, ['-e', flood], { timeout: 30_000 });
+    expect(r.status).toBe(0);
+    await waitFor(() => listener.kernelStats()?.receiveQueueBytes === 0, 5000, 10);
+    await waitFor(() => listener.stats().packets + (listener.kernelStats()?.drops ?? 0) === SENT, 5000, 10);
+    const { drops } = listener.kernelStats()!;
+    expect(drops).toBeGreaterThan(0);
+    expect(listener.stats().packets + drops).toBe(SENT);
+    expect(listener.stats().queueDropped).toBe(0);
+    expect([...sources]).toEqual(['127.0.0.1']);
   } finally {
     await listener.stop();
   }

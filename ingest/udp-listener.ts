@@ -1,4 +1,5 @@
 import dgram from 'node:dgram';
+import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import type { Logger } from '../lib/log.js';
 
@@ -28,6 +29,8 @@ export interface UdpListenerStats {
 export class UdpListener {
   private sockets: dgram.Socket[] = [];
   private queue: Buffer[] = [];
+  /** The sender's address of each queued packet, for the consumer's log lines. */
+  private sources: string[] = [];
   private head = 0;
   private scheduled = false;
   private readonly counts = { packets: 0, bytes: 0, queueDropped: 0 };
@@ -35,7 +38,7 @@ export class UdpListener {
 
   constructor(
     private readonly options: UdpListenerOptions,
-    private readonly consume: (packet: Buffer) => void,
+    private readonly consume: (packet: Buffer, source: string) => void,
     private readonly log: Logger,
   ) {}
 
@@ -71,7 +74,7 @@ export class UdpListener {
     return new Promise((resolve, reject) => {
       const socket = dgram.createSocket({ type, ipv6Only: type === 'udp6', reuseAddr: false });
       socket.once('error', reject);
-      socket.on('message', (msg) => this.receive(msg));
+      socket.on('message', (msg, rinfo) => this.receive(msg, rinfo.address));
       socket.bind({ address, port }, () => {
         socket.off('error', reject);
         socket.on('error', (err) => this.log.error({ err }, 'collectd listener socket error'));
@@ -98,7 +101,7 @@ export class UdpListener {
     });
   }
 
-  private receive(msg: Buffer): void {
+  private receive(msg: Buffer, source: string): void {
     this.counts.packets++;
     this.counts.bytes += msg.length;
     if (this.queue.length - this.head >= (this.options.maxQueue ?? 100_000)) {
@@ -106,6 +109,7 @@ export class UdpListener {
       return;
     }
     this.queue.push(msg);
+    this.sources.push(source);
     if (!this.scheduled) {
       this.scheduled = true;
       setImmediate(() => this.drain());
@@ -117,11 +121,13 @@ export class UdpListener {
     const end = Math.min(this.queue.length, this.head + (this.options.batch ?? 256));
     while (this.head < end) {
       const packet = this.queue[this.head];
+      const source = this.sources[this.head];
       this.queue[this.head++] = undefined as unknown as Buffer;
-      this.consume(packet);
+      this.consume(packet, source);
     }
     if (this.head >= this.queue.length) {
       this.queue = [];
+      this.sources = [];
       this.head = 0;
     } else if (!this.scheduled) {
       this.scheduled = true;
@@ -148,5 +154,35 @@ export class UdpListener {
 
   stats(): UdpListenerStats {
     return { ...this.counts, queued: this.queue.length - this.head };
+  }
+
+  /**
+   * What the kernel says of the listener's sockets (/proc/self/net/udp and udp6, matched by local port):
+   * datagrams it dropped because the receive buffer was full (never seen by herd, so not in `stats()`), and
+   * bytes waiting in the buffers. Undefined where /proc is not there.
+   */
+  kernelStats(): { drops: number; receiveQueueBytes: number } | undefined {
+    if (this.addresses.length === 0) return { drops: 0, receiveQueueBytes: 0 };
+    const ports = new Set(this.addresses.map((a) => a.port.toString(16).toUpperCase().padStart(4, '0')));
+    let drops = 0;
+    let receiveQueueBytes = 0;
+    let read = false;
+    for (const file of ['/proc/self/net/udp', '/proc/self/net/udp6']) {
+      let text: string;
+      try {
+        text = readFileSync(file, 'latin1');
+      } catch {
+        continue;
+      }
+      read = true;
+      for (const line of text.split('\n').slice(1)) {
+        // sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode ref pointer drops
+        const f = line.trim().split(/\s+/);
+        if (f.length < 13 || !ports.has(f[1].slice(f[1].lastIndexOf(':') + 1))) continue;
+        receiveQueueBytes += Number.parseInt(f[4].split(':')[1], 16) || 0;
+        drops += Number(f[12]) || 0;
+      }
+    }
+    return read ? { drops, receiveQueueBytes } : undefined;
   }
 }

@@ -143,6 +143,7 @@ test('herd serve: health, login, collectd packets into InfluxDB, clean stop', as
     expect((await influxQuery(influx, 'SELECT count(value) FROM load_shortterm'))[0][1]).toBe(loads.length);
     const metrics = await (await fetch(`${http}/metrics`)).text();
     expect(metrics).toMatch(/herd_collectd_values_total \d+/);
+    expect(metrics).toMatch(/herd_collectd_kernel_drops_total 0/);
 
     // A client that stops reading a large file: the stop does not wait for it (the test would time out),
     // and its connection is closed.
