@@ -15,14 +15,18 @@ import {
   SESSION_COOKIE,
   SESSION_TTL_MS,
 } from './auth.service.js';
+import { LoginFailures } from './login-failures.js';
 
 /** Login attempts per client address and username per minute. */
 export const LOGIN_ATTEMPTS_PER_MINUTE = 10;
+/** Failed logins per client address per minute, whatever the usernames. */
+export const LOGIN_FAILURES_PER_ADDRESS_PER_MINUTE = 10;
 const tags = ['auth'];
 
 /** The auth hook for all of /api/v1, then login/logout, `me` and API tokens. Register it first. */
 export async function authRoutes(app: FastifyInstance, deps: AppDeps): Promise<void> {
   authHook(app, deps);
+  const failures = new LoginFailures(LOGIN_FAILURES_PER_ADDRESS_PER_MINUTE, 60_000);
   await app.register(rateLimit, {
     global: false,
     errorResponseBuilder: (_req, ctx) =>
@@ -50,7 +54,22 @@ export async function authRoutes(app: FastifyInstance, deps: AppDeps): Promise<v
       },
     },
     async (request, reply) => {
-      const result = await login(deps, request.body.username, request.body.password);
+      const wait = failures.blockedFor(request.ip);
+      if (wait > 0) {
+        reply.header('retry-after', Math.ceil(wait / 1000));
+        throw new HttpError(
+          429,
+          'rate_limited',
+          `too many failed logins from this address: retry in ${Math.ceil(wait / 1000)} s`,
+        );
+      }
+      let result: Awaited<ReturnType<typeof login>>;
+      try {
+        result = await login(deps, request.body.username, request.body.password);
+      } catch (err) {
+        if (err instanceof HttpError && err.statusCode === 401) failures.record(request.ip);
+        throw err;
+      }
       reply.setCookie(SESSION_COOKIE, result.token, {
         path: '/',
         httpOnly: true,

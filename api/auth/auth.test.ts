@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { createTestApp, type TestApp } from '../../lib/testing/app.js';
 import { authHeader, createUserWithToken } from '../../lib/testing/users.js';
-import { LOGIN_ATTEMPTS_PER_MINUTE } from './auth.routes.js';
+import { LOGIN_ATTEMPTS_PER_MINUTE, LOGIN_FAILURES_PER_ADDRESS_PER_MINUTE } from './auth.routes.js';
 import { ensureAdmin } from './auth.service.js';
 
 let t: TestApp;
@@ -79,9 +79,24 @@ describe('login', () => {
     const limited = await login('eve', 'guess', '10.0.0.9');
     expect(limited.statusCode).toBe(429);
     expect(limited.json().error).toBe('rate_limited');
-    // Another username from that address, and the same username from elsewhere, are counted apart.
-    expect((await login('dora', 'correct horse battery', '10.0.0.9')).statusCode).toBe(200);
+    // The same username from elsewhere is counted apart.
     expect((await login('eve', 'guess', '10.0.0.10')).statusCode).toBe(401);
+  });
+
+  test(`failed logins from one address are limited across usernames: ${LOGIN_FAILURES_PER_ADDRESS_PER_MINUTE} a minute`, async () => {
+    const address = '10.0.0.20';
+    // A successful login does not count.
+    expect((await login('dora', 'correct horse battery', address)).statusCode).toBe(200);
+    for (let i = 0; i < LOGIN_FAILURES_PER_ADDRESS_PER_MINUTE; i++)
+      expect((await login(`sprayed-${i}`, 'Winter2026!', address)).statusCode).toBe(401);
+    const limited = await login('sprayed-last', 'Winter2026!', address);
+    expect(limited.statusCode).toBe(429);
+    expect(limited.json()).toMatchObject({ error: 'rate_limited' });
+    expect(limited.json().message).toContain('from this address');
+    expect(Number(limited.headers['retry-after'])).toBeGreaterThan(0);
+    // Even the right password waits: the address is held, not the username.
+    expect((await login('dora', 'correct horse battery', address)).statusCode).toBe(429);
+    expect((await login('dora', 'correct horse battery', '10.0.0.21')).statusCode).toBe(200);
   });
 });
 
