@@ -43,3 +43,13 @@ test('INFLUX_URL selects InfluxDB; a trailing slash is dropped', () => {
   const c = loadConfig({ INFLUX_URL: 'http://127.0.0.1:8086/', INFLUX_DB: 'metrics' });
   expect(c.influx).toMatchObject({ url: 'http://127.0.0.1:8086', db: 'metrics' });
 });
+
+test('HERD_WEBHOOK_ALLOW: comma-separated addresses and CIDRs, anything else refused', () => {
+  expect(loadConfig({}).alerting.webhookAllow).toEqual([]);
+  expect(loadConfig({ HERD_WEBHOOK_ALLOW: '127.0.0.1, 169.254.0.0/16,::1' }).alerting.webhookAllow).toEqual([
+    '127.0.0.1',
+    '169.254.0.0/16',
+    '::1',
+  ]);
+  expect(() => loadConfig({ HERD_WEBHOOK_ALLOW: 'localhost' })).toThrow(/HERD_WEBHOOK_ALLOW/);
+});

@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import path from 'node:path';
 import { z } from 'zod';
 
@@ -74,6 +75,21 @@ const envSchema = z.object({
       .optional(),
   ),
   HERD_SMTP_FROM: z.string().min(3).default(DEFAULTS.smtpFrom),
+  HERD_WEBHOOK_ALLOW: z
+    .string()
+    .default('')
+    .transform((v) =>
+      v
+        .split(',')
+        .map((e) => e.trim())
+        .filter(Boolean),
+    )
+    .refine(
+      (list) => list.every((e) => /^[0-9a-fA-F:.]+(\/\d{1,3})?$/.test(e) && isIP(e.split('/')[0]) !== 0),
+      {
+        message: 'comma-separated addresses or CIDRs (127.0.0.1, 10.0.0.0/8, ::1)',
+      },
+    ),
   HERD_LDAP_URL: optionalString.pipe(
     z
       .string()
@@ -156,6 +172,8 @@ function toConfig(env: z.infer<typeof envSchema>) {
       quotaReconcileSeconds: env.HERD_QUOTA_RECONCILE_SECONDS,
       /** SMTP server of e-mail channels that name none. */
       smtp: { url: env.HERD_SMTP_URL, from: env.HERD_SMTP_FROM },
+      /** Loopback, link-local or metadata addresses webhooks may reach all the same (webhook-targets.ts). */
+      webhookAllow: env.HERD_WEBHOOK_ALLOW,
     },
     ldap: env.HERD_LDAP_URL
       ? {

@@ -113,6 +113,7 @@ export async function startHerd(
         store,
         evaluateEveryMs: config.alerting.evaluateSeconds * 1000,
         smtp: config.alerting.smtp,
+        webhookAllow: config.alerting.webhookAllow,
         pgPool: database.pool,
       });
       stops.push(() => alerting.stop());

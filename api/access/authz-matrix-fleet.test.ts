@@ -139,7 +139,7 @@ const channelBody = (poolId: number) => ({
   name: `channel${++fresh}`,
   type: 'webhook',
   poolId,
-  config: { url: 'http://127.0.0.1:9/hook' },
+  config: { url: 'http://hooks.invalid/hook' },
 });
 const channelIn = async (w: AuthzWorld, poolId: number) => {
   const res = await w.t.app.inject({

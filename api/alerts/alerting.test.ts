@@ -13,6 +13,9 @@ import { sign } from './notify/webhook-sender.js';
 import { type Alerting, startAlerting } from './start-alerting.js';
 import { collectdLoop, ManualClock, webhookReceiver } from './test-support.js';
 
+/** The test's webhook receiver listens on loopback, which webhooks may not reach unless allowed. */
+const LOCAL_RECEIVER = ['127.0.0.1'];
+
 /**
  * herd's encoder sends collectd load over real UDP into the real ingest pipeline; alerting (clock injected)
  * evaluates the built-in host-load rule (5-minute load per CPU above 1.5 for 5 minutes) against real
@@ -76,7 +79,14 @@ describe('host load alert, end to end', () => {
     const at = () => (clock.now - t0) / 1000;
     let loop = await collectdLoop(clock.read, log);
     const start = () =>
-      startAlerting({ db: database.db, log, liveView: loop.liveView, clock: clock.read, autoRun: false });
+      startAlerting({
+        webhookAllow: LOCAL_RECEIVER,
+        db: database.db,
+        log,
+        liveView: loop.liveView,
+        clock: clock.read,
+        autoRun: false,
+      });
     let alerting: Alerting = await start();
     const events: Array<[number, string]> = [];
     const listen = (a: Alerting) =>
@@ -165,8 +175,8 @@ describe('host load alert, end to end', () => {
     const loop = await collectdLoop(clock.read, log);
     const second = connect(database.pool.options.connectionString!, { max: 5 });
     const options = { log, liveView: loop.liveView, clock: clock.read, autoRun: false };
-    const a = await startAlerting({ ...options, db: database.db });
-    const b = await startAlerting({ ...options, db: second.db });
+    const a = await startAlerting({ webhookAllow: LOCAL_RECEIVER, ...options, db: database.db });
+    const b = await startAlerting({ webhookAllow: LOCAL_RECEIVER, ...options, db: second.db });
     const transitions: string[] = [];
     let skipped = 0;
     for (const x of [a, b]) {
@@ -217,6 +227,7 @@ describe('notifications', () => {
     const clock = new ManualClock();
     const loop = await collectdLoop(clock.read, log);
     const alerting = await startAlerting({
+      webhookAllow: LOCAL_RECEIVER,
       db: database.db,
       log,
       liveView: loop.liveView,
@@ -350,6 +361,7 @@ describe('other rules and sources', () => {
     const clock = new ManualClock();
     const loop = await collectdLoop(clock.read, log);
     const alerting = await startAlerting({
+      webhookAllow: LOCAL_RECEIVER,
       db: database.db,
       log,
       liveView: loop.liveView,
@@ -394,6 +406,7 @@ describe('other rules and sources', () => {
     const clock = new ManualClock();
     const loop = await collectdLoop(clock.read, log);
     const alerting = await startAlerting({
+      webhookAllow: LOCAL_RECEIVER,
       db: database.db,
       log,
       liveView: loop.liveView,
@@ -442,7 +455,14 @@ describe('other rules and sources', () => {
       window_seconds: 120,
       window_function: 'mean',
     });
-    const alerting = await startAlerting({ db: database.db, log, store, clock: clock.read, autoRun: false });
+    const alerting = await startAlerting({
+      webhookAllow: LOCAL_RECEIVER,
+      db: database.db,
+      log,
+      store,
+      clock: clock.read,
+      autoRun: false,
+    });
     try {
       await alerting.evaluate();
       const row = await database.db
@@ -476,6 +496,7 @@ describe('other rules and sources', () => {
     const clock = new ManualClock();
     const loop = await collectdLoop(clock.read, log);
     const alerting = await startAlerting({
+      webhookAllow: LOCAL_RECEIVER,
       db: database.db,
       log,
       liveView: loop.liveView,

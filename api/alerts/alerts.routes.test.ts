@@ -295,12 +295,44 @@ describe('silences', () => {
 });
 
 describe('notification channels', () => {
+  test('a webhook to loopback, link-local or a metadata address is refused when made or changed', async () => {
+    for (const url of [
+      'http://169.254.169.254/latest/meta-data/',
+      'http://127.0.0.1:8080/api/v1/pools',
+      'http://localhost/',
+      'http://[::1]:25826/',
+      'http://[::ffff:127.0.0.1]/',
+      'http://[fe80::1]/',
+      'http://0.0.0.0:8080/',
+    ]) {
+      const res = await call('POST', '/api/v1/notification-channels', operator, {
+        name: 'ssrf',
+        type: 'webhook',
+        poolId: poolA,
+        config: { url },
+      });
+      expect(res.statusCode, url).toBe(400);
+      expect(res.json().message, url).toContain('refused for webhooks');
+    }
+    const made = await call('POST', '/api/v1/notification-channels', operator, {
+      name: 'inside',
+      type: 'webhook',
+      poolId: poolA,
+      config: { url: 'http://10.1.2.3/hook' },
+    });
+    expect(made.statusCode, made.body).toBe(201);
+    const moved = await call('PATCH', `/api/v1/notification-channels/${made.json().id}`, operator, {
+      config: { url: 'http://169.254.169.254/' },
+    });
+    expect(moved.statusCode).toBe(400);
+  });
+
   test('pool admins manage their channels; secrets are shown once, never again', async () => {
     const res = await call('POST', '/api/v1/notification-channels', operator, {
       name: 'a-hook',
       type: 'webhook',
       poolId: poolA,
-      config: { url: 'http://127.0.0.1:9/hook' },
+      config: { url: 'http://hooks.invalid/hook' },
     });
     expect(res.statusCode).toBe(201);
     expect(res.json()).toMatchObject({
@@ -342,7 +374,7 @@ describe('notification channels', () => {
     });
     expect(bad.statusCode).toBe(400);
     expect(bad.json().message).toMatch(/^config\.to/);
-    const global = { name: 'g', type: 'webhook', config: { url: 'http://127.0.0.1:9/' } };
+    const global = { name: 'g', type: 'webhook', config: { url: 'http://hooks.invalid/' } };
     expect((await call('POST', '/api/v1/notification-channels', operator, global)).statusCode).toBe(403);
     expect((await call('POST', '/api/v1/notification-channels', admin, global)).statusCode).toBe(201);
     expect((await call('DELETE', `/api/v1/notification-channels/${id}`, operator)).statusCode).toBe(204);

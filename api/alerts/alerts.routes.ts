@@ -38,6 +38,7 @@ import {
   patchChannel,
   removeChannel,
 } from './channels.service.js';
+import { WebhookTargets } from './notify/webhook-targets.js';
 import {
   createSilence,
   getSilence,
@@ -51,7 +52,8 @@ type Page = { limit: number; offset: number };
 const noContent = { 204: { type: 'null' }, ...errorResponses } as const;
 
 /** /api/v1/alert-rules, /api/v1/alerts, /api/v1/silences, /api/v1/notification-channels, /api/v1/notifications. */
-export function alertRoutes(app: FastifyInstance, { db }: AppDeps): void {
+export function alertRoutes(app: FastifyInstance, { db, config }: AppDeps): void {
+  const targets = new WebhookTargets(config.alerting.webhookAllow);
   const tags = ['alerts'];
 
   app.get<{
@@ -258,7 +260,8 @@ export function alertRoutes(app: FastifyInstance, { db }: AppDeps): void {
         response: { 201: channelSchema, ...errorResponses },
       },
     },
-    async (request, reply) => reply.status(201).send(await createChannel(db, request.user, request.body)),
+    async (request, reply) =>
+      reply.status(201).send(await createChannel(db, request.user, request.body, targets)),
   );
   app.get<{ Params: { id: number } }>(
     '/api/v1/notification-channels/:id',
@@ -283,7 +286,7 @@ export function alertRoutes(app: FastifyInstance, { db }: AppDeps): void {
         response: { 200: channelSchema, ...errorResponses },
       },
     },
-    async (request) => patchChannel(db, request.user, request.params.id, request.body),
+    async (request) => patchChannel(db, request.user, request.params.id, request.body, targets),
   );
   app.delete<{ Params: { id: number } }>(
     '/api/v1/notification-channels/:id',

@@ -13,6 +13,7 @@ import {
   listChannels,
   updateChannel,
 } from './alerts.repository.js';
+import { WebhookTargets } from './notify/webhook-targets.js';
 
 export interface ChannelBody {
   name: string;
@@ -53,11 +54,16 @@ export async function getChannel(db: Database, user: AuthUser, id: number) {
   return toChannelView(row);
 }
 
-export async function createChannel(db: Database, user: AuthUser, body: ChannelBody) {
+export async function createChannel(
+  db: Database,
+  user: AuthUser,
+  body: ChannelBody,
+  targets = new WebhookTargets(),
+) {
   if (body.poolId === undefined && !user.isSuperAdmin)
     throw forbidden('global channels are made by the super-admin');
   if (body.poolId !== undefined) await assertPool(db, user, body.poolId, 'modify');
-  checkConfig(body.type, body.config);
+  checkConfig(body.type, body.config, targets);
   const secret = body.secret ?? (body.type === 'webhook' ? randomBytes(24).toString('base64url') : undefined);
   return db.transaction().execute(async (trx) => {
     const id = await insertChannel(trx, {
@@ -88,11 +94,12 @@ export async function patchChannel(
   user: AuthUser,
   id: number,
   body: Partial<Omit<ChannelBody, 'type' | 'poolId'>>,
+  targets = new WebhookTargets(),
 ) {
   const row = await channelById(db, id);
   if (!row) throw notFound('notification channel');
   await assertChannel(db, user, row.pool_id);
-  if (body.config) checkConfig(row.type, body.config);
+  if (body.config) checkConfig(row.type, body.config, targets);
   return db.transaction().execute(async (trx) => {
     const updated = await updateChannel(trx, id, {
       name: body.name,
@@ -131,11 +138,13 @@ export async function removeChannel(db: Database, user: AuthUser, id: number): P
   });
 }
 
-function checkConfig(type: ChannelBody['type'], config: Record<string, unknown>) {
+function checkConfig(type: ChannelBody['type'], config: Record<string, unknown>, targets: WebhookTargets) {
   if (type === 'webhook') {
     const url = typeof config.url === 'string' ? config.url : '';
     if (!/^https?:\/\//.test(url))
       throw badRequest('config.url: an http(s) URL is required for a webhook', { field: 'config.url' });
+    const refused = targets.refusedUrl(url);
+    if (refused) throw badRequest(`config.url: ${refused}`, { field: 'config.url' });
   } else if (!Array.isArray(config.to) || config.to.length === 0) {
     throw badRequest('config.to: at least one address is required for e-mail', { field: 'config.to' });
   }

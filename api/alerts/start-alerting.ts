@@ -11,7 +11,8 @@ import { type LiveSource, MetricReader, type StoreSource } from './metric-reader
 import { type DispatchResult, NotificationDispatcher, type RetryPolicy } from './notify/dispatcher.js';
 import { emailSender, type SmtpDefaults } from './notify/email-sender.js';
 import type { Sender } from './notify/sender.js';
-import { webhookSender } from './notify/webhook-sender.js';
+import { createWebhookSender } from './notify/webhook-sender.js';
+import { WebhookTargets } from './notify/webhook-targets.js';
 
 const DAY_MS = 86_400_000;
 const DEFAULT_HISTORY_DAYS = 30;
@@ -39,6 +40,8 @@ export interface AlertingOptions {
   historyDays?: number;
   /** false: no timers, the caller runs `evaluate()` and `dispatch()` (tests). Default true. */
   autoRun?: boolean;
+  /** Addresses or CIDRs webhooks may reach although loopback, link-local or metadata (HERD_WEBHOOK_ALLOW). */
+  webhookAllow?: readonly string[];
   /** Replaces a channel type's sender. */
   senders?: Partial<Record<'webhook' | 'email', Sender>>;
 }
@@ -71,7 +74,11 @@ export async function startAlerting(o: AlertingOptions): Promise<Alerting> {
     log,
     clock,
     retry: o.retry,
-    senders: { webhook: webhookSender, email: emailSender(o.smtp), ...o.senders },
+    senders: {
+      webhook: createWebhookSender(new WebhookTargets(o.webhookAllow)),
+      email: emailSender(o.smtp),
+      ...o.senders,
+    },
   });
   const stopListening = o.pgPool ? await feed.listen(o.pgPool, log) : undefined;
 

@@ -14,6 +14,9 @@ import { quotaEnforcementRoutes } from './enforcement.routes.js';
 import { assertNotBlocked, isBlocked } from './quota-block.js';
 import { type QuotaEnforcer, startQuotaEnforcer } from './quota-enforcer.js';
 
+/** The test's webhook receiver listens on loopback, which webhooks may not reach unless allowed. */
+const LOCAL_RECEIVER = ['127.0.0.1'];
+
 /**
  * A libvirt test-driver host under herd: the host monitor (libvirt heartbeat) sees a VM started behind herd's
  * back, which pushes its owner over quota; the reconciler (real timers, short grace) applies the pool's policy.
@@ -41,7 +44,7 @@ beforeAll(async () => {
   // A generous answer timeout: on a loaded machine a slow heartbeat (over 0.3 s) must not mark hv1 unreachable.
   monitor = new HostMonitor({ db, connections: f.connections, log, intervalSeconds: 0.3, timeoutMs: 10_000 });
   monitor.start();
-  alerting = await startAlerting({ db, log, autoRun: false });
+  alerting = await startAlerting({ webhookAllow: LOCAL_RECEIVER, db, log, autoRun: false });
   enforcer = startQuotaEnforcer({ db, log, intervalMs: RECONCILE_MS, feed: alerting.feed });
   api = await buildApp(f.t.deps, [authRoutes, quotaEnforcementRoutes]);
   await api.ready();
