@@ -75,3 +75,15 @@ test('the OpenAPI document is served', async () => {
   expect(res.statusCode).toBe(200);
   expect(res.json().paths['/api/health']).toBeDefined();
 });
+
+test('every answer carries the security headers; pages may not be framed nor load foreign scripts', async () => {
+  for (const url of ['/api/health', '/api/v1/nope', '/metrics']) {
+    const res = await t.app.inject({ method: 'GET', url });
+    expect(res.headers['x-content-type-options'], url).toBe('nosniff');
+    expect(res.headers['x-frame-options'], url).toBe('DENY');
+    const csp = String(res.headers['content-security-policy']);
+    expect(csp, url).toContain("frame-ancestors 'none'");
+    expect(csp, url).toContain("script-src 'self'");
+    expect(csp, url).not.toContain('*');
+  }
+});

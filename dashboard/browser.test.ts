@@ -76,6 +76,11 @@ function password(username: string): string {
 async function loggedIn(username: string, viewport = { width: 1400, height: 1000 }): Promise<Page> {
   const page = await browser.newPage({ viewport });
   page.on('pageerror', (err) => pageErrors.push(`${username}: ${err.message}`));
+  // What the Content-Security-Policy blocks is told on the console, not thrown.
+  page.on('console', (m) => {
+    if (m.type() === 'error' && /Content Security Policy/i.test(m.text()))
+      pageErrors.push(`${username}: ${m.text()}`);
+  });
   await page.goto(`${demo.url}/`);
   await page.fill('#username', username);
   await page.fill('#password', password(username));
