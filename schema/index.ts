@@ -11,6 +11,7 @@ import * as poolUsage from './2026-11-23T81-pool-usage.js';
 import * as placementCache from './2026-11-24T00-placement-cache.js';
 import * as imageOwners from './2026-11-24T01-image-owners.js';
 import * as leanDecision from './2026-11-24T02-lean-decision.js';
+import * as vmActionAudit from './2026-12-07T00-vm-action-audit.js';
 
 /**
  * Every migration, in order. Names are frozen once released; append new ones at the end.
@@ -29,6 +30,7 @@ export const migrations: Record<string, Migration> = {
   '2026-11-24T00-placement-cache': placementCache,
   '2026-11-24T01-image-owners': imageOwners,
   '2026-11-24T02-lean-decision': leanDecision,
+  '2026-12-07T00-vm-action-audit': vmActionAudit,
 };
 
 type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;

@@ -193,6 +193,40 @@ describe('the life of a VM', () => {
     expect((await act(owner, vm.id, { action: 'destroy' })).state).toBe('done');
   });
 
+  test('every action asked for is in the audit log, by whom, with its task', async () => {
+    const res = await f.request(f.admin, 'GET', `/api/v1/audit?entityType=vm&entityId=${vm.id}&limit=1000`);
+    expect(res.status).toBe(200);
+    const entries = res.body.items as Array<{
+      action: string;
+      userId: number | null;
+      after: { taskId: number };
+    }>;
+    const actions = entries.map((e) => e.action).reverse();
+    expect(actions).toEqual(
+      expect.arrayContaining([
+        'vm.start',
+        'vm.suspend',
+        'vm.resume',
+        'vm.save',
+        'vm.restore',
+        'vm.shutdown',
+        'vm.destroy',
+      ]),
+    );
+    const tasks = await f.t.database.db
+      .selectFrom('tasks')
+      .select(['id', 'action', 'user_id'])
+      .where('target_type', '=', 'vm')
+      .where('target_id', '=', vm.id)
+      .orderBy('id')
+      .execute();
+    const logged = entries.filter((e) => e.action !== 'vm.create' && e.action !== 'vm.update');
+    expect(logged.map((e) => [e.after.taskId, e.action, e.userId]).sort()).toEqual(
+      tasks.map((t) => [t.id, `vm.${t.action}`, t.user_id]).sort(),
+    );
+    expect(logged.every((e) => e.userId === owner.id)).toBe(true);
+  });
+
   test('delete a stopped VM: undefined on its host, volumes freed', async () => {
     const before = await getVm(vm.id);
     const host = before.hostId === h1.id ? h1 : h2;
