@@ -3,10 +3,11 @@ import { type Kysely, sql } from 'kysely';
 // Frozen once released: never edit, add a new migration instead. Imports nothing from the app.
 
 /**
- * Every VM action requested (start, shutdown, destroy, suspend, resume, save, restore, migrate, delete) is in the
- * audit log as `vm.<action>`, by whoever asked (NULL: herd itself, e.g. the quota enforcer), with its task. A
- * trigger on the task's insert, so that every path that queues a VM task is covered, in the same transaction
- * and without another round trip on the start path (the claim inserts its task in herd_vm_claim).
+ * Every VM action a user asks for (start, shutdown, destroy, suspend, resume, save, restore, migrate, delete) is in
+ * the audit log as `vm.<action>`, by that user, with its task. A trigger on the task's insert, so that every path
+ * that queues a VM task is covered, in the same transaction and without another round trip on the start path
+ * (the claim inserts its task in herd_vm_claim). Tasks herd queues itself (user_id NULL: the quota enforcer) are
+ * audited by their caller, with its reason.
  */
 export async function up(db: Kysely<any>): Promise<void> {
   await sql`
@@ -22,7 +23,7 @@ export async function up(db: Kysely<any>): Promise<void> {
       RETURN NULL;
     END $$;
     CREATE TRIGGER tasks_audit_vm AFTER INSERT ON tasks
-      FOR EACH ROW WHEN (NEW.target_type = 'vm') EXECUTE FUNCTION herd_audit_vm_task();
+      FOR EACH ROW WHEN (NEW.target_type = 'vm' AND NEW.user_id IS NOT NULL) EXECUTE FUNCTION herd_audit_vm_task();
   `.execute(db);
 }
 
