@@ -38,6 +38,21 @@ export interface AppDeps {
 
 export type RoutePlugin = (app: FastifyInstance, deps: AppDeps) => Promise<void> | void;
 
+/**
+ * Errors that mean PostgreSQL cannot be reached right now (not that the request is wrong): no connection, a
+ * connection cut, the server shutting down or starting (SQLSTATE classes 08 and 57P), the pool's connect timeout.
+ */
+export function isDatabaseUnavailable(error: unknown): boolean {
+  const e = error as { code?: unknown; message?: unknown };
+  const code = typeof e?.code === 'string' ? e.code : '';
+  if (/^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|ENOTFOUND|EHOSTUNREACH)$/.test(code)) return true;
+  if (/^(08...|57P0[1-4])$/.test(code)) return true;
+  const message = typeof e?.message === 'string' ? e.message : '';
+  return /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error/.test(
+    message,
+  );
+}
+
 /** On every answer: no MIME sniffing, never framed, no referrer to other sites. */
 const SECURITY_HEADERS = {
   'x-content-type-options': 'nosniff',
@@ -116,6 +131,14 @@ export async function buildApp(deps: AppDeps, routes: RoutePlugin[] = []): Promi
         message: `${where}${field ? `.${field}` : ''}: ${message}`,
         field,
       });
+    }
+    if (isDatabaseUnavailable(error)) {
+      // PostgreSQL down or restarting: the client may retry; herd keeps running and serves again once it is back.
+      request.log.warn({ err: (error as Error).message, url: request.url }, 'database unavailable');
+      reply.header('retry-after', 5);
+      return reply
+        .status(503)
+        .send({ error: 'unavailable', message: 'the database is unavailable; try again shortly' });
     }
     const sqlstate = (error as { code?: unknown }).code;
     if (typeof sqlstate === 'string' && /^22[0-9A-Z]{3}$/.test(sqlstate)) {
