@@ -83,6 +83,18 @@ const mutation: fc.Arbitrary<Mutation> = fc.oneof(
   fc.record({ kind: fc.constant('append' as const), seed: fc.nat() }),
 );
 
+/** Where each part header of `b` starts, as far as the lengths can be followed. */
+function partStarts(b: Buffer): number[] {
+  const starts: number[] = [];
+  for (let pos = 0; pos + 4 <= b.length; ) {
+    starts.push(pos);
+    const length = b.readUInt16BE(pos + 2);
+    if (length < 4) break;
+    pos += length;
+  }
+  return starts;
+}
+
 function mutate(seed: Buffer, mutations: Mutation[]): Buffer {
   let b = Buffer.from(seed);
   for (const m of mutations) {
@@ -92,13 +104,7 @@ function mutate(seed: Buffer, mutations: Mutation[]): Buffer {
       const at = m.at % (b.length + 1);
       b = Buffer.concat([b.subarray(0, at), m.bytes, b.subarray(at)]);
     } else if (m.kind === 'length') {
-      const headers: number[] = [];
-      for (let pos = 0; pos + 4 <= b.length; ) {
-        headers.push(pos);
-        const length = b.readUInt16BE(pos + 2);
-        if (length < 4) break;
-        pos += length;
-      }
+      const headers = partStarts(b);
       if (headers.length > 0) b.writeUInt16BE(m.length, headers[m.part % headers.length] + 2);
     } else if (m.kind === 'append') b = Buffer.concat([b, seeds[m.seed % seeds.length]]);
   }
@@ -237,17 +243,6 @@ describe('bulk fuzzing', () => {
     0x0000, 0x0001, 0x0002, 0x0003, 0x0004, 0x0005, 0x0006, 0x0007, 0x0008, 0x0009, 0x0100, 0x0101, 0x0200,
     0x0210, 0xffff,
   ];
-  const partStarts = (b: Buffer) => {
-    const starts: number[] = [];
-    for (let pos = 0; pos + 4 <= b.length; ) {
-      starts.push(pos);
-      const length = b.readUInt16BE(pos + 2);
-      if (length < 4) break;
-      pos += length;
-    }
-    return starts;
-  };
-
   /** A captured packet with 1–3 of: bit flip, truncation, lying part length (0, 1–3, 0xffff, off by a few), swapped part type, noise inserted; signed ones sometimes signed again over the changed content. */
   function fuzzed(next: (below: number) => number): Buffer {
     let b = Buffer.from(seeds[next(seeds.length)]);

@@ -3,6 +3,9 @@ import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import type { Logger } from '../lib/log.js';
 
+/** How long one read of /proc/net/udp answers kernelStats() (a scrape reads several series at once). */
+const KERNEL_STATS_REUSE_MS = 100;
+
 export interface UdpListenerOptions {
   host: string;
   port: number;
@@ -34,6 +37,7 @@ export class UdpListener {
   private head = 0;
   private scheduled = false;
   private readonly counts = { packets: 0, bytes: 0, queueDropped: 0 };
+  private kernelRead?: { at: number; stats: { drops: number; receiveQueueBytes: number } | undefined };
   readonly addresses: Array<{ address: string; port: number; family: string; rcvbuf: number }> = [];
 
   constructor(
@@ -162,6 +166,15 @@ export class UdpListener {
    * bytes waiting in the buffers. Undefined where /proc is not there.
    */
   kernelStats(): { drops: number; receiveQueueBytes: number } | undefined {
+    // One read serves every series of a scrape (they ask within the same moment).
+    const now = Date.now();
+    if (this.kernelRead && now - this.kernelRead.at < KERNEL_STATS_REUSE_MS) return this.kernelRead.stats;
+    const stats = this.readKernelStats();
+    this.kernelRead = { at: now, stats };
+    return stats;
+  }
+
+  private readKernelStats(): { drops: number; receiveQueueBytes: number } | undefined {
     if (this.addresses.length === 0) return { drops: 0, receiveQueueBytes: 0 };
     const ports = new Set(this.addresses.map((a) => a.port.toString(16).toUpperCase().padStart(4, '0')));
     let drops = 0;

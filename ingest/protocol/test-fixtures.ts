@@ -79,14 +79,16 @@ let agedDir: string | undefined;
  * age; `path` is then a copy of the file holding `bytes`).
  */
 export function fixturePackets(folder: FixtureFolder): FixturePacket[] {
+  const captured = capturedPackets(folder);
+  return AGE_SECONDS === 0 ? captured : captured.map((p) => aged(folder, p));
+}
+
+function capturedPackets(folder: FixtureFolder): FixturePacket[] {
   const dir = join(FIXTURES_DIR, folder);
   return readdirSync(dir)
     .filter((file) => /^pkt-\d+\.bin$/.test(file))
     .sort()
-    .map((file) => {
-      const captured = { file, path: join(dir, file), bytes: readFileSync(join(dir, file)) };
-      return AGE_SECONDS === 0 ? captured : aged(folder, captured);
-    });
+    .map((file) => ({ file, path: join(dir, file), bytes: readFileSync(join(dir, file)) }));
 }
 
 function aged(folder: FixtureFolder, p: FixturePacket): FixturePacket {
@@ -115,13 +117,13 @@ export function expectedRecords(folder: FixtureFolder): ExpectedRecord[] {
 export function replayAt(
   folder: FixtureFolder,
   now = Date.now() / 1000,
-): { packets: FixturePacket[]; expected: ExpectedRecord[]; shiftSeconds: number } {
+): { packets: Array<{ file: string; bytes: Buffer }>; expected: ExpectedRecord[]; shiftSeconds: number } {
   const captured = capturedRecords(folder);
   const shift = Math.floor(now - Math.max(...captured.map((r) => r.time)));
   return {
-    packets: fixturePackets(folder).map((p) => ({
-      ...p,
-      bytes: retimePacket(p.bytes, shift + AGE_SECONDS, folder),
+    packets: capturedPackets(folder).map((p) => ({
+      file: p.file,
+      bytes: retimePacket(p.bytes, shift, folder),
     })),
     expected: captured.map((r) => shiftRecord(r, shift)),
     shiftSeconds: shift,
