@@ -3,6 +3,7 @@ import { afterAll, beforeAll, beforeEach, expect, test } from 'vitest';
 import type { DatabaseHandle } from '../../lib/db.js';
 import { insertHost, insertVm } from '../../lib/testing/fleet.js';
 import { createPool } from '../../lib/testing/users.js';
+import { waitFor } from '../../lib/testing/wait.js';
 import { type StoredDecision, storedDecision, takenMeanwhileFormats } from '../placement/placement.js';
 import { allocationDrift } from '../placement/placement.repository.js';
 import { BUSY_REASON, decide, HOSTS_PER_CLAIM, hostClaims } from '../placement/placement.service.js';
@@ -218,7 +219,17 @@ test(`the claim takes the best ${HOSTS_PER_CLAIM} hosts first, then the next one
       id,
       { action: 'start' },
     );
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    // Until the claim waits on those rows: a fixed pause may be too short on a loaded machine.
+    await waitFor(
+      async () => {
+        const { rows } = await database.pool.query(
+          "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        );
+        return rows.length > 0;
+      },
+      10_000,
+      20,
+    );
     await client.query('UPDATE host_allocations SET vcpus = 4 WHERE host_id = ANY($1)', [best]);
     await client.query('COMMIT');
     await answer;
