@@ -61,7 +61,8 @@ export async function startHerd(
     }
     const registry = createRegistry({ defaultMetrics: true });
     const liveView = new LiveView();
-    const store = createMetricsStore(config, database.db, log, { registry });
+    const has = (role: Role) => options.roles.includes(role);
+    const store = createMetricsStore(config, database.db, log, { registry, spool: has('ingest') });
     await store.start();
     stops.push(() => store.stop());
     const rollups = createRollups(store, config, database.db, log);
@@ -69,7 +70,6 @@ export async function startHerd(
     stops.push(() => rollups.stop());
     const events = new EventEmitter();
     events.setMaxListeners(0);
-    const has = (role: Role) => options.roles.includes(role);
     // One driver per libvirt host in the process: with libvirt's test driver a second connection would be a
     // second, empty fake host, and real hosts should not get a connection per part either.
     let hostConnections: HostConnections | undefined;

@@ -435,7 +435,7 @@ describe('other rules and sources', () => {
     ).id;
     const clock = new ManualClock(Date.now());
     const config = loadConfig({ HERD_DATA_DIR: '/nonexistent-herd-test' });
-    const store = createMetricsStore(config, database.db, log);
+    const store = createMetricsStore(config, database.db, log, { spool: false });
     await store.start();
     const at = (ago: number, value: number) => ({
       measurement: 'cpu_value',

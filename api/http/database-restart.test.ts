@@ -3,11 +3,11 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { loadConfig } from '../../lib/config.js';
-import { connect, type DatabaseHandle, migrateToLatest } from '../../lib/db.js';
-import { type EmbeddedDatabase, startEmbeddedPostgres } from '../../lib/embedded-postgres.js';
+import type { DatabaseHandle } from '../../lib/db.js';
 import { createLogger } from '../../lib/log.js';
 import { createRegistry } from '../../lib/metrics.js';
 import { capturingLogger } from '../../lib/testing/capture-log.js';
+import { type OwnPostgres, startOwnPostgres } from '../../lib/testing/db.js';
 import { createUserWithToken } from '../../lib/testing/users.js';
 import { waitFor } from '../../lib/testing/wait.js';
 import { buildApp } from '../app.js';
@@ -20,21 +20,16 @@ import { apiRoutes } from '../routes.js';
 
 const log = createLogger('silent');
 let dir: string;
-let pg: EmbeddedDatabase;
+let pg: OwnPostgres;
 let handle: DatabaseHandle;
-let port: number;
 
 beforeAll(async () => {
   dir = await mkdtemp(path.join(tmpdir(), 'herd-pg-restart-'));
-  pg = await startEmbeddedPostgres(path.join(dir, 'pg'), log, { fast: true, password: 'restart' });
-  port = Number(new URL(pg.url).port);
-  handle = connect(pg.url, { max: 4 });
-  const { error } = await migrateToLatest(handle.db);
-  if (error) throw error;
+  pg = await startOwnPostgres(dir, log);
+  handle = pg.handle;
 }, 120_000);
 afterAll(async () => {
-  await handle?.close();
-  await pg?.stop();
+  await pg?.close();
   await rm(dir, { recursive: true, force: true });
 });
 
@@ -66,7 +61,7 @@ test('PostgreSQL down: 503 JSON with Retry-After, health says so; back: the same
     expect(health.status).toBe(503);
     expect(health.body).toMatchObject({ ok: false, database: false });
 
-    pg = await startEmbeddedPostgres(path.join(dir, 'pg'), log, { fast: true, password: 'restart', port });
+    await pg.restart();
     await waitFor(async () => (await get('/api/v1/pools')).status === 200, 15_000, 100);
     expect((await get('/api/health')).body).toMatchObject({ ok: true, database: true });
     expect(lines.map((l) => JSON.parse(l)).filter((e) => e.level >= 50)).toEqual([]);

@@ -26,7 +26,7 @@ import {
   tidyTags,
 } from './range-query.js';
 import { RetentionGuard } from './retention-guard.js';
-import { backoff } from './retry.js';
+import { backoff, untilWoken } from './retry.js';
 import { type Batch, Spool } from './spool.js';
 import { RateLimitedLog, type StoreStats, WriteCounters } from './store-stats.js';
 
@@ -52,7 +52,8 @@ export interface InfluxStoreOptions extends Partial<typeof INFLUX_DEFAULTS> {
   /** Points kept in memory while InfluxDB is down or slow; older batches beyond it go to the spool. */
   memoryPoints: number;
   spillMaxBytes: number;
-  spoolDir: string;
+  /** Unset in a process that only reads (no ingest role): nothing is spooled, what stop() cannot deliver is dropped. */
+  spoolDir?: string;
   log: Logger;
   registry?: Registry;
 }
@@ -127,7 +128,7 @@ export class InfluxStore implements MetricsStore {
       this.o.registry,
     );
     this.retention = new RetentionGuard(this.counters, this.o.log);
-    this.spool = new Spool(this.o.spoolDir, this.o.spillMaxBytes, this.o.memoryPoints, {
+    this.spool = new Spool(this.o.spoolDir ?? '', this.o.spillMaxBytes, this.o.memoryPoints, {
       dropped: (batch, reason) => {
         this.counters.drop('spool', batch.count);
         this.warnings.warn(
@@ -177,7 +178,7 @@ export class InfluxStore implements MetricsStore {
   start(): Promise<void> {
     if (this.stopping) return this.stopping.then(() => this.start());
     this.starting ??= (async () => {
-      await this.spool.open(() => this.loadedSeq++);
+      if (this.o.spoolDir) await this.spool.open(() => this.loadedSeq++);
       if (this.spool.points > 0)
         this.o.log.info(
           { points: this.spool.points, bytes: this.spool.bytes },
@@ -381,14 +382,8 @@ export class InfluxStore implements MetricsStore {
         this.taken = batch;
         return batch;
       }
-      await new Promise<void>((resolve) => {
-        const done = () => {
-          signal.removeEventListener('abort', done);
-          this.wake = undefined;
-          resolve();
-        };
-        this.wake = done;
-        signal.addEventListener('abort', done);
+      await untilWoken(signal, (wake) => {
+        this.wake = wake;
       });
     }
     return undefined;
@@ -526,15 +521,20 @@ export class InfluxStore implements MetricsStore {
     // What is left waits on disk for the next start: the batch that was in flight first (it is older
     // than anything spilled while it was being sent), then memory, oldest first.
     const persisting: Promise<unknown>[] = [];
-    if (this.taken) persisting.push(this.spool.writeHead(this.taken));
-    for (const batch of this.memory) this.spool.append(batch, { unbounded: true });
     const left = (this.taken?.count ?? 0) + this.memoryPoints;
+    if (this.spool.opened) {
+      if (this.taken) persisting.push(this.spool.writeHead(this.taken));
+      for (const batch of this.memory) this.spool.append(batch, { unbounded: true });
+    } else if (left > 0) {
+      this.counters.drop('stopped', left);
+      this.o.log.warn({ points: left }, 'points dropped: InfluxDB did not take them before herd stopped');
+    }
     this.taken = undefined;
     this.memory = [];
     this.memoryPoints = 0;
     await Promise.all(persisting);
     await this.spool.close();
-    if (left > 0)
+    if (left > 0 && this.o.spoolDir)
       this.o.log.info({ points: left, dir: this.o.spoolDir }, 'undelivered points kept in the spool');
     for (const w of this.waiters) w.resolve();
     this.waiters = [];

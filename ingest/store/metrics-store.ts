@@ -100,8 +100,8 @@ export interface MetricsStore {
   /** Safe to call again while running. */
   start(): Promise<void>;
   /**
-   * Delivers what it can within a short deadline, then keeps the rest where it survives a restart
-   * (InfluxDB: the disk spool) or counts it dropped (PostgreSQL). Safe to call again.
+   * Delivers what it can within a short deadline, then keeps the rest in the disk spool, where it survives a
+   * restart (a PostgreSQL store without `spoolDir` counts it dropped). Safe to call again.
    */
   stop(): Promise<void>;
   stats(): StoreStats;
@@ -115,6 +115,12 @@ export interface MetricsStore {
 export interface StoreOptions {
   /** herd's Prometheus registry: the store registers its write-path metrics there. */
   registry?: Registry;
+  /**
+   * Whether the store keeps a disk spool under the data directory (default true). One process per spool: herd
+   * keeps one only in the process that writes points (the ingest role), so processes that only read may share a
+   * data directory; without one, what cannot be delivered by stop() is dropped and counted (`stopped`).
+   */
+  spool?: boolean;
 }
 
 /** InfluxDB when `config.influx` is set, else PostgreSQL on `db`. Call `start()` on the result. */
@@ -132,7 +138,7 @@ export function createMetricsStore(
       flushMs: writer.flushMs,
       memoryPoints: writer.memoryPoints,
       spillMaxBytes: writer.spillMaxBytes,
-      spoolDir: path.join(config.dataDir, 'spool'),
+      spoolDir: options.spool === false ? undefined : path.join(config.dataDir, 'spool'),
       log: log.child({ component: 'influx-store' }),
       registry: options.registry,
     });
@@ -142,6 +148,8 @@ export function createMetricsStore(
     batchSize: writer.batchSize,
     flushMs: writer.flushMs,
     memoryPoints: writer.memoryPoints,
+    spillMaxBytes: writer.spillMaxBytes,
+    spoolDir: options.spool === false ? undefined : path.join(config.dataDir, 'spool-postgres'),
     // raw points are kept as long as on InfluxDB's default policy; longer graphs read the rollups
     retentionDays: config.rollups.rawRetentionHours / 24,
     log: log.child({ component: 'postgres-store' }),

@@ -1,3 +1,5 @@
+import { promisify } from 'node:util';
+import { gunzip as gunzipCb, gzip as gzipCb } from 'node:zlib';
 import { type RawBuilder, sql } from 'kysely';
 import type { Database } from '../../lib/db.js';
 import type { Logger } from '../../lib/log.js';
@@ -25,7 +27,8 @@ import {
   tidyTags,
 } from './range-query.js';
 import { RetentionGuard } from './retention-guard.js';
-import { backoff } from './retry.js';
+import { backoff, untilWoken } from './retry.js';
+import { type Batch, Spool } from './spool.js';
 import { RateLimitedLog, type StoreStats, WriteCounters } from './store-stats.js';
 
 export const POSTGRES_DEFAULTS = {
@@ -41,8 +44,14 @@ export interface PostgresStoreOptions extends Partial<typeof POSTGRES_DEFAULTS> 
   db: Database;
   batchSize: number;
   flushMs: number;
-  /** Values kept in memory while PostgreSQL is unreachable; beyond that they are dropped and counted. */
+  /**
+   * Points kept in memory while PostgreSQL is unreachable or slow; beyond that the oldest batches go to the disk
+   * spool (`spoolDir`), or without one are dropped and counted.
+   */
   memoryPoints: number;
+  /** Where batches wait on disk while PostgreSQL is away, and across a restart; unset: memory only. */
+  spoolDir?: string;
+  spillMaxBytes?: number;
   retentionDays: number;
   log: Logger;
   registry?: Registry;
@@ -51,6 +60,8 @@ export interface PostgresStoreOptions extends Partial<typeof POSTGRES_DEFAULTS> 
 /** One row per field value, column-wise so a batch goes to PostgreSQL as a few arrays. */
 interface Rows {
   seq: number;
+  /** Set once the batch went to the disk spool (the columns below are then empty until read back). */
+  spooled?: Batch;
   /** Points, for batching and accounting; a point has one row per field. */
   points: number;
   count: number;
@@ -63,6 +74,9 @@ interface Rows {
 }
 
 const SERIES_CACHE_LIMIT = 1_000_000;
+const gzip = promisify(gzipCb);
+const gunzip = promisify(gunzipCb);
+const COLUMNS = ['measurements', 'fields', 'tags', 'timesUs', 'values'] as const;
 // Errors without a SQLSTATE (the network) and SQLSTATEs for connection trouble, serialization or
 // deadlock, resources, shutdown are worth retrying; anything else (a data error) would fail again.
 const RETRYABLE_SQLSTATE = /^(08|40|53|57)/;
@@ -91,6 +105,8 @@ export class PostgresStore implements MetricsStore {
   private memory: Rows[] = [];
   private memoryPoints = 0;
   private taken?: Rows;
+  private readonly spool?: Spool;
+  private loadedSeq = Number.MIN_SAFE_INTEGER;
   private seq = 0;
   private waiters: Array<{ seq: number; resolve: () => void }> = [];
   private running = false;
@@ -108,9 +124,25 @@ export class PostgresStore implements MetricsStore {
     this.warnings = new RateLimitedLog(this.o.log);
     this.counters = new WriteCounters(
       'postgres',
-      () => ({ bufferedPoints: this.buffered(), spilledPoints: 0, spilledBytes: 0 }),
+      () => ({
+        bufferedPoints: this.buffered(),
+        spilledPoints: this.spool?.points ?? 0,
+        spilledBytes: this.spool?.bytes ?? 0,
+      }),
       this.o.registry,
     );
+    if (this.o.spoolDir)
+      this.spool = new Spool(this.o.spoolDir, this.o.spillMaxBytes ?? 1024 ** 3, this.o.memoryPoints, {
+        dropped: (batch, reason) => {
+          this.counters.drop('spool', batch.count);
+          this.warnings.warn(
+            'spool',
+            { reason, dir: this.o.spoolDir },
+            'points dropped: PostgreSQL unreachable and the spool cannot take them',
+            batch.count,
+          );
+        },
+      });
     this.retention = new RetentionGuard(this.counters, this.o.log);
     this.retention.retentionSeconds = this.o.retentionDays * 86_400;
   }
@@ -145,6 +177,15 @@ export class PostgresStore implements MetricsStore {
     if (this.stopping) await this.stopping;
     if (this.running) return;
     this.running = true;
+    if (this.spool) {
+      await this.spool.open(() => this.loadedSeq++);
+      if (this.spool.points > 0)
+        this.o.log.info(
+          { points: this.spool.points, bytes: this.spool.bytes },
+          'delivering metric points spooled by an earlier run',
+        );
+      this.spillOverflow();
+    }
     this.abort = new AbortController();
     this.loop = this.run(this.abort.signal);
     const prune = () =>
@@ -264,7 +305,7 @@ export class PostgresStore implements MetricsStore {
       this.refuse(point, refusal.reason);
       return;
     }
-    if (this.buffered() >= this.o.memoryPoints) {
+    if (!this.spool?.opened && this.buffered() >= this.o.memoryPoints) {
       this.counters.drop('memory', 1);
       this.warnings.warn(
         'memory',
@@ -326,11 +367,26 @@ export class PostgresStore implements MetricsStore {
     this.pending = this.emptyRows();
     this.memory.push(batch);
     this.memoryPoints += batch.points;
+    this.spillOverflow();
     this.wake?.();
   }
 
+  /** Moves the oldest memory batches to the spool while memory holds more than its bound. */
+  private spillOverflow(): void {
+    if (!this.spool?.opened || this.stopping) return;
+    while (this.memoryPoints > this.o.memoryPoints && this.memory.length > 0) {
+      const rows = this.memory.shift()!;
+      this.memoryPoints -= rows.points;
+      this.spool.append(spoolBatch(rows));
+    }
+  }
+
   private oldestPending(): number {
-    return Math.min(this.taken?.seq ?? Infinity, this.memory[0]?.seq ?? Infinity);
+    return Math.min(
+      this.taken?.seq ?? Infinity,
+      this.spool?.head?.seq ?? Infinity,
+      this.memory[0]?.seq ?? Infinity,
+    );
   }
 
   private settle(): void {
@@ -342,25 +398,60 @@ export class PostgresStore implements MetricsStore {
 
   private async run(signal: AbortSignal): Promise<void> {
     while (!signal.aborted) {
-      const batch = this.memory.shift();
-      if (!batch) {
-        await new Promise<void>((resolve) => {
-          const done = () => {
-            signal.removeEventListener('abort', done);
-            this.wake = undefined;
-            resolve();
-          };
-          this.wake = done;
-          signal.addEventListener('abort', done);
-        });
-        continue;
-      }
-      this.memoryPoints -= batch.points;
-      this.taken = batch;
+      const batch = await this.next(signal);
+      if (!batch) return;
       if ((await this.deliver(batch, signal)) === 'aborted') return;
-      this.taken = undefined;
+      if (batch === this.taken) this.taken = undefined;
+      else this.spool!.ack(batch.spooled!);
       this.settle();
     }
+  }
+
+  /** The oldest batch: the spool's head (read back from disk), else memory's; waits when there is none. */
+  private async next(signal: AbortSignal): Promise<Rows | undefined> {
+    while (!signal.aborted) {
+      const head = this.spool?.head;
+      if (head) {
+        if (!(await head.written)) continue;
+        try {
+          return await this.readSpooled(head);
+        } catch (err) {
+          this.counters.drop('spool', head.count);
+          this.warnings.warn(
+            'unreadable',
+            { err: (err as Error).message },
+            'points dropped: a spooled batch could not be read',
+            head.count,
+          );
+          this.spool!.ack(head);
+          this.settle();
+          continue;
+        }
+      }
+      const batch = this.memory.shift();
+      if (batch) {
+        this.memoryPoints -= batch.points;
+        this.taken = batch;
+        return batch;
+      }
+      await untilWoken(signal, (wake) => {
+        this.wake = wake;
+      });
+    }
+    return undefined;
+  }
+
+  private async readSpooled(batch: Batch): Promise<Rows> {
+    const stored = JSON.parse((await gunzip(await this.spool!.read(batch))).toString('utf8'));
+    const rows: Rows = { ...this.emptyRows(), seq: batch.seq, spooled: batch, points: batch.count };
+    for (const column of COLUMNS) {
+      if (!Array.isArray(stored[column])) throw new Error(`spooled batch lacks ${column}`);
+      (rows[column] as unknown[]) = stored[column];
+    }
+    rows.count = rows.values.length;
+    if (COLUMNS.some((c) => rows[c].length !== rows.count))
+      throw new Error('spooled batch columns differ in length');
+    return rows;
   }
 
   private async deliver(batch: Rows, signal: AbortSignal): Promise<'done' | 'aborted'> {
@@ -482,7 +573,21 @@ export class PostgresStore implements MetricsStore {
     await this.loop;
     this.wake = undefined;
     const left = (this.taken?.points ?? 0) + this.memoryPoints;
-    if (left > 0) {
+    if (this.spool?.opened) {
+      // What is left waits on disk for the next start: the memory batch in flight first (older than anything
+      // spilled while it was being written), then memory, oldest first. A spooled batch in flight stays the
+      // spool's head.
+      const persisting: Promise<unknown>[] = [];
+      if (this.taken) persisting.push(this.spool.writeHead(spoolBatch(this.taken)));
+      for (const rows of this.memory) this.spool.append(spoolBatch(rows), { unbounded: true });
+      await Promise.all(persisting);
+      await this.spool.close();
+      if (left > 0)
+        this.o.log.info(
+          { points: left, dir: this.o.spoolDir },
+          'undelivered metric points kept in the spool',
+        );
+    } else if (left > 0) {
       this.counters.drop('stopped', left);
       this.o.log.warn({ points: left }, 'points dropped: PostgreSQL did not take them before herd stopped');
     }
@@ -492,6 +597,12 @@ export class PostgresStore implements MetricsStore {
     for (const w of this.waiters) w.resolve();
     this.waiters = [];
   }
+}
+
+/** A memory batch as the spool keeps it: its columns as gzipped JSON. */
+function spoolBatch(rows: Rows): Batch {
+  const columns = Object.fromEntries(COLUMNS.map((c) => [c, rows[c]]));
+  return { seq: rows.seq, count: rows.points, body: gzip(JSON.stringify(columns), { level: 1 }) };
 }
 
 /** The same semantics as influx-query.ts's rangeStatement, in SQL (see RangeQuery). */

@@ -18,3 +18,22 @@ export async function backoff(
     return false;
   }
 }
+
+/**
+ * Waits until the delivery loop is woken (`setWake` receives the function that wakes it, and undefined once it
+ * was called) or `signal` aborts.
+ */
+export function untilWoken(
+  signal: AbortSignal,
+  setWake: (wake: (() => void) | undefined) => void,
+): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const done = () => {
+      signal.removeEventListener('abort', done);
+      setWake(undefined);
+      resolve();
+    };
+    setWake(done);
+    signal.addEventListener('abort', done);
+  });
+}
