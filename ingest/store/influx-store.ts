@@ -58,7 +58,11 @@ export interface InfluxStoreOptions extends Partial<typeof INFLUX_DEFAULTS> {
   registry?: Registry;
 }
 
-type Outcome = 'done' | 'aborted';
+/** 'requeued': the batch went to the spool (an outage began while it was in flight); deliver it from there. */
+type Outcome = 'done' | 'aborted' | 'requeued';
+
+/** While writes fail, partial batches are sealed (and so spooled) at least this often. */
+const FAILING_SEAL_MS = 100;
 
 /** Batch buffers larger than this (points far larger than collectd's) are not kept for reuse. */
 const SPARE_BUFFER_BYTES = 4 * 1024 * 1024;
@@ -139,6 +143,7 @@ export class InfluxStore implements MetricsStore {
         );
         this.settle();
       },
+      drained: () => this.spillOverflow(),
     });
   }
 
@@ -163,7 +168,8 @@ export class InfluxStore implements MetricsStore {
       if (++this.pendingPoints >= this.o.batchSize) this.seal();
     }
     if (this.pendingPoints > 0 && !this.pendingTimer) {
-      this.pendingTimer = setTimeout(() => this.seal(), this.o.flushMs);
+      const sealMs = this.failing ? Math.min(this.o.flushMs, FAILING_SEAL_MS) : this.o.flushMs;
+      this.pendingTimer = setTimeout(() => this.seal(), sealMs);
       this.pendingTimer.unref();
     }
   }
@@ -331,10 +337,16 @@ export class InfluxStore implements MetricsStore {
     this.wake?.();
   }
 
-  /** Moves the oldest memory batches to the spool while memory holds more than its bound. */
+  /**
+   * Moves the oldest memory batches to the spool while memory holds more than its bound, and while writes fail
+   * every one the spool can take at once (the rest as it drains): points of an outage then survive even a
+   * SIGKILL.
+   */
   private spillOverflow(): void {
     if (!this.spool.opened || this.stopping) return;
-    while (this.memoryPoints > this.o.memoryPoints && this.memory.length > 0) {
+    while (this.memory.length > 0) {
+      const over = this.memoryPoints > this.o.memoryPoints;
+      if (!over && !(this.failing && this.spool.canTake(this.memory[0].count))) break;
       const batch = this.memory.shift()!;
       this.memoryPoints -= batch.count;
       this.spool.append(batch);
@@ -361,7 +373,9 @@ export class InfluxStore implements MetricsStore {
     while (!signal.aborted) {
       const batch = await this.next(signal);
       if (!batch) return;
-      if ((await this.deliver(batch, signal)) === 'aborted') return;
+      const outcome = await this.deliver(batch, signal);
+      if (outcome === 'aborted') return;
+      if (outcome === 'requeued') continue;
       if (batch === this.taken) this.taken = undefined;
       else this.spool.ack(batch);
       this.settle();
@@ -405,6 +419,7 @@ export class InfluxStore implements MetricsStore {
     }
     for (let attempt = 0; ; attempt++) {
       if (signal.aborted) return 'aborted';
+      if (attempt > 0 && this.requeue(batch)) return 'requeued';
       if (attempt > 0 && !(await backoff(attempt, this.o.minBackoffMs, this.o.maxBackoffMs, signal)))
         return 'aborted';
       if (!this.databaseReady && !(await this.createDatabase(signal))) continue;
@@ -486,6 +501,19 @@ export class InfluxStore implements MetricsStore {
       if (!signal.aborted) this.failed({ err: describe(err) }, 'InfluxDB unreachable, will retry');
       return false;
     }
+  }
+
+  /**
+   * A memory batch whose write failed goes to the spool, ahead of memory, so that what an outage holds back is
+   * all on disk. Only while the spool is empty (the batch is then older than everything in it); right after the
+   * failure, before anything else could be spilled.
+   */
+  private requeue(batch: Batch): boolean {
+    if (batch !== this.taken || !this.spool.opened || this.spool.head || this.stopping) return false;
+    this.taken = undefined;
+    this.spool.append(batch);
+    this.spillOverflow();
+    return true;
   }
 
   private failed(fields: Record<string, unknown>, message: string): void {

@@ -77,6 +77,8 @@ const SERIES_CACHE_LIMIT = 1_000_000;
 const gzip = promisify(gzipCb);
 const gunzip = promisify(gunzipCb);
 const COLUMNS = ['measurements', 'fields', 'tags', 'timesUs', 'values'] as const;
+/** While writes fail, partial batches are sealed (and so spooled) at least this often. */
+const FAILING_SEAL_MS = 100;
 // Errors without a SQLSTATE (the network) and SQLSTATEs for connection trouble, serialization or
 // deadlock, resources, shutdown are worth retrying; anything else (a data error) would fail again.
 const RETRYABLE_SQLSTATE = /^(08|40|53|57)/;
@@ -141,7 +143,9 @@ export class PostgresStore implements MetricsStore {
             'points dropped: PostgreSQL unreachable and the spool cannot take them',
             batch.count,
           );
+          this.settle();
         },
+        drained: () => this.spillOverflow(),
       });
     this.retention = new RetentionGuard(this.counters, this.o.log);
     this.retention.retentionSeconds = this.o.retentionDays * 86_400;
@@ -161,7 +165,8 @@ export class PostgresStore implements MetricsStore {
       }
     }
     if (this.pending.points > 0 && !this.pendingTimer) {
-      this.pendingTimer = setTimeout(() => this.seal(), this.o.flushMs);
+      const sealMs = this.failing ? Math.min(this.o.flushMs, FAILING_SEAL_MS) : this.o.flushMs;
+      this.pendingTimer = setTimeout(() => this.seal(), sealMs);
       this.pendingTimer.unref();
     }
   }
@@ -371,10 +376,16 @@ export class PostgresStore implements MetricsStore {
     this.wake?.();
   }
 
-  /** Moves the oldest memory batches to the spool while memory holds more than its bound. */
+  /**
+   * Moves the oldest memory batches to the spool while memory holds more than its bound, and while writes fail
+   * every one the spool can take at once (the rest as it drains): points of an outage then survive even a
+   * SIGKILL.
+   */
   private spillOverflow(): void {
     if (!this.spool?.opened || this.stopping) return;
-    while (this.memoryPoints > this.o.memoryPoints && this.memory.length > 0) {
+    while (this.memory.length > 0) {
+      const over = this.memoryPoints > this.o.memoryPoints;
+      if (!over && !(this.failing && this.spool.canTake(this.memory[0].points))) break;
       const rows = this.memory.shift()!;
       this.memoryPoints -= rows.points;
       this.spool.append(spoolBatch(rows));
@@ -400,7 +411,9 @@ export class PostgresStore implements MetricsStore {
     while (!signal.aborted) {
       const batch = await this.next(signal);
       if (!batch) return;
-      if ((await this.deliver(batch, signal)) === 'aborted') return;
+      const outcome = await this.deliver(batch, signal);
+      if (outcome === 'aborted') return;
+      if (outcome === 'requeued') continue;
       if (batch === this.taken) this.taken = undefined;
       else this.spool!.ack(batch.spooled!);
       this.settle();
@@ -454,9 +467,20 @@ export class PostgresStore implements MetricsStore {
     return rows;
   }
 
-  private async deliver(batch: Rows, signal: AbortSignal): Promise<'done' | 'aborted'> {
+  /** As InfluxStore.requeue: a memory batch whose write failed goes to the (empty) spool, ahead of memory. */
+  private requeue(batch: Rows): boolean {
+    if (batch !== this.taken || !this.spool?.opened || this.spool.head || this.stopping) return false;
+    this.taken = undefined;
+    this.spool.append(spoolBatch(batch));
+    this.spillOverflow();
+    return true;
+  }
+
+  /** 'requeued': the batch went to the spool (an outage began while it was in flight); deliver it from there. */
+  private async deliver(batch: Rows, signal: AbortSignal): Promise<'done' | 'aborted' | 'requeued'> {
     for (let attempt = 0; ; attempt++) {
       if (signal.aborted) return 'aborted';
+      if (attempt > 0 && this.requeue(batch)) return 'requeued';
       if (attempt > 0 && !(await backoff(attempt, this.o.minBackoffMs, this.o.maxBackoffMs, signal)))
         return 'aborted';
       const started = performance.now();

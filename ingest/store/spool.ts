@@ -30,6 +30,8 @@ export interface Batch {
 export interface SpoolHooks {
   /** The spool gave up on a batch (full, unwritable, unreadable); `reason` is for the log line. */
   dropped(batch: Batch, reason: string): void;
+  /** A batch was written (or given up): there is room for more of `maxUnwritten`. */
+  drained?(): void;
 }
 
 // Record: magic, body length, point count, CRC-32 of the body; then the body (gzipped line protocol,
@@ -90,6 +92,11 @@ export class Spool {
     return this.isOpen;
   }
 
+  /** Whether `append` would take `count` more points without dropping them (see `maxUnwritten`). */
+  canTake(count: number): boolean {
+    return this.unwrittenPoints + count <= this.maxUnwritten;
+  }
+
   /** Takes the lock and loads what a previous run left, oldest first; `seq` numbers each entry. */
   async open(seq: () => number): Promise<void> {
     if (this.isOpen) return;
@@ -121,7 +128,7 @@ export class Spool {
 
   /** Queues a batch for writing (in order); it becomes the tail of the spool at once. */
   append(batch: Batch, options: { unbounded?: boolean } = {}): void {
-    if (!options.unbounded && this.unwrittenPoints + batch.count > this.maxUnwritten) {
+    if (!options.unbounded && !this.canTake(batch.count)) {
       batch.written = Promise.resolve(false);
       this.hooks.dropped(batch, 'the disk spool cannot keep up');
       return;
@@ -134,6 +141,7 @@ export class Spool {
         return await this.writeRecord(batch);
       } finally {
         this.unwrittenPoints -= batch.count;
+        this.hooks.drained?.();
       }
     });
   }
