@@ -215,13 +215,8 @@ export class SharedLiveView {
     return this.o.local?.series(host) ?? [];
   }
 
-  get(
-    host: string,
-    plugin: string,
-    pluginInstance: string,
-    type: string,
-    typeInstance = '',
-  ): LiveSeries | undefined {
-    return this.o.local?.get(host, plugin, pluginInstance, type, typeInstance);
+  /** One series' latest sample, from the local view (LiveView.get). */
+  get(...args: Parameters<LiveView['get']>): LiveSeries | undefined {
+    return this.o.local?.get(...args);
   }
 }
