@@ -5,7 +5,7 @@ import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
 import type { Registry } from 'prom-client';
-import type { LiveView } from '../ingest/live-view.js';
+import type { LiveReader } from '../ingest/live-view.js';
 import type { MetricsStore } from '../ingest/store/metrics-store.js';
 import { QueryError } from '../ingest/store/range-query.js';
 import type { Rollups } from '../ingest/store/rollups.js';
@@ -24,8 +24,8 @@ export interface AppDeps {
   registry: Registry;
   /** The metrics store (query side for graphs). */
   store?: MetricsStore;
-  /** Latest values per host and guest, kept by ingest. */
-  liveView?: LiveView;
+  /** Latest figures per host and guest: the process's ingest live view, with what other processes published. */
+  liveView?: LiveReader;
   /** Downsampled metrics that long graphs read (ingest/store/rollups.ts). */
   rollups?: Rollups;
   /** The process's one driver per libvirt host (api/hosts/driver): API, worker and monitor must share it. */

@@ -30,6 +30,12 @@ export interface GuestLiveSummary {
   netTxBytesPerSec?: number;
 }
 
+/** What the API reads of a live view: LiveView, or SharedLiveView (ingest/live-share.ts) across processes. */
+export interface LiveReader {
+  hostSummary(host: string): HostLiveSummary | undefined;
+  guestSummary(uuid: string): GuestLiveSummary | undefined;
+}
+
 export interface LiveSeries {
   plugin: string;
   pluginInstance: string;

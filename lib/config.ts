@@ -29,6 +29,8 @@ export const DEFAULTS = {
   ldapUsernameAttribute: 'uid',
   /** How long a process ranks hosts from the allocations it read before reading them again (0: every decision). */
   placementCacheMs: 200,
+  /** How often an ingest process publishes the changed host summaries of its live view to PostgreSQL. */
+  livePublishMs: 2_000,
 } as const;
 
 const port = z.coerce.number().int().min(0).max(65535);
@@ -64,6 +66,7 @@ const envSchema = z.object({
   HERD_ADMIN_PASSWORD: optionalString,
   HERD_HEARTBEAT_SECONDS: positiveInt.default(DEFAULTS.heartbeatSeconds),
   HERD_PLACEMENT_CACHE_MS: z.coerce.number().int().min(0).max(60_000).default(DEFAULTS.placementCacheMs),
+  HERD_LIVE_PUBLISH_MS: z.coerce.number().int().min(100).max(60_000).default(DEFAULTS.livePublishMs),
   HERD_SAVE_DIR: z.string().min(1).default(DEFAULTS.saveDir),
   HERD_MDNS: z.enum(['0', '1', 'true', 'false', '']).default('0'),
   HERD_ALERT_EVALUATE_SECONDS: positiveInt.default(DEFAULTS.alertEvaluateSeconds),
@@ -166,6 +169,8 @@ function toConfig(env: z.infer<typeof envSchema>) {
       mdns: env.HERD_MDNS === '1' || env.HERD_MDNS === 'true',
       /** Host allocations a process ranks from are read again once older than this (api/vms/vm-claim.repository.ts). */
       placementCacheMs: env.HERD_PLACEMENT_CACHE_MS,
+      /** Ingest publishes its hosts' live summaries this often, for the other processes (ingest/live-share.ts). */
+      livePublishMs: env.HERD_LIVE_PUBLISH_MS,
     },
     alerting: {
       evaluateSeconds: env.HERD_ALERT_EVALUATE_SECONDS,

@@ -4,6 +4,7 @@ import type { startAlerting } from '../api/alerts/start-alerting.js';
 import type { HostConnections } from '../api/hosts/driver/index.js';
 import { prepareTaskQueue } from '../api/tasks/task-queue.js';
 import type { IngestService } from '../ingest/ingest-service.js';
+import { LivePublisher, processName, SharedLiveView } from '../ingest/live-share.js';
 import { LiveView } from '../ingest/live-view.js';
 import { createMetricsStore, type MetricsStore } from '../ingest/store/metrics-store.js';
 import { createRollups, type Rollups } from '../ingest/store/rollups.js';
@@ -20,6 +21,11 @@ export interface RunningHerd {
   store: MetricsStore;
   rollups: Rollups;
   liveView: LiveView;
+  /**
+   * The live view with what other herd processes published (ingest/live-share.ts): what placement, host answers,
+   * the dashboard and alerting read. Absent in a worker-only process.
+   */
+  sharedLiveView?: SharedLiveView;
   /** Host and VM state changes, tasks and alerts, for live pushes (`host.state`, `vm.state`, `alert`). */
   events: EventEmitter;
   ingest?: IngestService;
@@ -80,6 +86,22 @@ export async function startHerd(
       hostConnections = connections;
     }
     const running: RunningHerd = { database, store, rollups, liveView, events, stop };
+    // Every process that reads live figures reads, besides its own, those the ingest processes publish: an
+    // `--only api` process has no live view of its own, and two ingest processes each hear part of the hosts.
+    let shared: SharedLiveView | undefined;
+    if (has('ingest') || has('api')) {
+      const view = new SharedLiveView({
+        db: database.db,
+        local: liveView,
+        log: log.child({ part: 'live-share' }),
+        self: has('ingest') ? processName() : undefined,
+      });
+      await view.refresh().catch((err) => log.warn({ err }, 'could not read the shared live view'));
+      view.start();
+      stops.push(() => view.stop());
+      shared = view;
+      running.sharedLiveView = view;
+    }
 
     if (has('ingest')) {
       const [{ startIngest }, { GraphRecorder }, { writeHostsLastSeen }] = await Promise.all([
@@ -93,6 +115,14 @@ export async function startHerd(
       const recorder = new GraphRecorder(liveView, store);
       recorder.start();
       stops.push(async () => recorder.stop());
+      const publisher = new LivePublisher({
+        db: database.db,
+        liveView,
+        log: log.child({ part: 'live-share' }),
+        periodMs: config.hosts.livePublishMs,
+      });
+      publisher.start();
+      stops.push(() => publisher.stop());
       if (!has('worker')) {
         // The host monitor runs with the worker; from a separate ingest process, last-seen goes by the database.
         const timer = setInterval(
@@ -109,7 +139,7 @@ export async function startHerd(
       const alerting = await startAlerting({
         db: database.db,
         log,
-        liveView: has('ingest') ? liveView : undefined,
+        liveView: has('ingest') ? shared : undefined,
         store,
         evaluateEveryMs: config.alerting.evaluateSeconds * 1000,
         smtp: config.alerting.smtp,
@@ -157,7 +187,7 @@ export async function startHerd(
         connections: hostConnections,
         log,
         events,
-        liveView: has('ingest') ? liveView : undefined,
+        liveView: has('ingest') ? shared : undefined,
         intervalSeconds: config.hosts.heartbeatSeconds,
       });
       monitor.start();
@@ -191,7 +221,7 @@ export async function startHerd(
           registry,
           store,
           rollups,
-          liveView,
+          liveView: shared,
           hostConnections,
           events,
           health: { influx: config.influx ? () => store.ping() : undefined, ingest: running.ingest?.healthy },

@@ -12,6 +12,7 @@ import * as placementCache from './2026-11-24T00-placement-cache.js';
 import * as imageOwners from './2026-11-24T01-image-owners.js';
 import * as leanDecision from './2026-11-24T02-lean-decision.js';
 import * as vmActionAudit from './2026-12-07T00-vm-action-audit.js';
+import * as liveHosts from './2026-12-07T15-live-hosts.js';
 
 /**
  * Every migration, in order. Names are frozen once released; append new ones at the end.
@@ -31,6 +32,7 @@ export const migrations: Record<string, Migration> = {
   '2026-11-24T01-image-owners': imageOwners,
   '2026-11-24T02-lean-decision': leanDecision,
   '2026-12-07T00-vm-action-audit': vmActionAudit,
+  '2026-12-07T15-live-hosts': liveHosts,
 };
 
 type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
@@ -442,6 +444,24 @@ export interface QuotaEnforcementLogTable {
 }
 
 /** The database, declared once. Later migrations add their tables here. */
+/** One host's live summary as the ingest process receiving it last published it (migration 2026-12-07T15). */
+export interface LiveHostSummariesTable {
+  hostname: string;
+  last_seen: Timestamp;
+  interval_seconds: number;
+  load1: number | null;
+  load5: number | null;
+  load15: number | null;
+  memory_free_mib: number | null;
+  memory_used_mib: number | null;
+  cpu_busy_percent: number | null;
+  cpu_count: number | null;
+  /** `<machine>:<pid>` of the publishing process. */
+  publisher: string;
+  /** The database's clock at the upsert. */
+  published_at: GeneratedTimestamp;
+}
+
 export interface DB {
   users: UsersTable;
   sessions: SessionsTable;
@@ -473,4 +493,5 @@ export interface DB {
   notifications: NotificationsTable;
   quota_enforcement: QuotaEnforcementTable;
   quota_enforcement_log: QuotaEnforcementLogTable;
+  live_host_summaries: LiveHostSummariesTable;
 }

@@ -10,7 +10,7 @@ import {
   VM_STATE_EVENT,
   type VmStateEvent,
 } from '../../api/hosts/host-events.js';
-import type { LiveView } from '../../ingest/live-view.js';
+import type { LiveReader } from '../../ingest/live-view.js';
 import type { Database } from '../../lib/db.js';
 import type { Logger } from '../../lib/log.js';
 import { ChangeWatcher } from './change-watcher.js';
@@ -36,7 +36,7 @@ export interface LivePublication {
 export interface LiveOptions {
   db: Database;
   log: Logger;
-  liveView?: LiveView;
+  liveView?: LiveReader;
   /** `host.state`, `vm.state` (api/hosts/host-events.ts), `alert` (AlertEvent), `live` (LivePublication). */
   events?: EventEmitter;
   /** How often the database is checked for host, VM and task changes. */
