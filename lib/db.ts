@@ -11,6 +11,7 @@ import {
   type PluginTransformQueryArgs,
   type PluginTransformResultArgs,
   PostgresDialect,
+  sql,
   type TableNode,
 } from 'kysely';
 import pg from 'pg';
@@ -119,8 +120,22 @@ export async function openDatabase(config: Config, log: Logger): Promise<Databas
   };
 }
 
+/** Session advisory lock key held while migrating ("herdmigr"). */
+const MIGRATION_LOCK = 0x686572646d696772n;
+
+/**
+ * Applies every pending migration. Several processes starting at once on one database take turns (a session
+ * advisory lock): Kysely's own lock needs its tables, and creating those at the same moment races.
+ */
 export async function migrateToLatest(db: Kysely<any>): Promise<MigrationResultSet> {
-  return migrator(db).migrateToLatest();
+  return db.connection().execute(async (conn) => {
+    await sql`SELECT pg_advisory_lock(${MIGRATION_LOCK}::bigint)`.execute(conn);
+    try {
+      return await migrator(conn).migrateToLatest();
+    } finally {
+      await sql`SELECT pg_advisory_unlock(${MIGRATION_LOCK}::bigint)`.execute(conn);
+    }
+  });
 }
 
 export function migrator(db: Kysely<any>): Migrator {

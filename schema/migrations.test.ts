@@ -1,5 +1,5 @@
-import { expect, test } from 'vitest';
-import { migrator } from '../lib/db.js';
+import { expect, inject, test } from 'vitest';
+import { connect, migrateToLatest, migrator } from '../lib/db.js';
 import { createTestDatabase } from '../lib/testing/db.js';
 import { migrations } from './index.js';
 
@@ -23,5 +23,25 @@ test('every migration runs down and up again on a migrated database', async () =
     expect(pools).toMatchObject([{ id: 1, name: 'default', kind: 'hardware', parent_id: null }]);
   } finally {
     await handle.close();
+  }
+});
+
+test('processes migrating an empty database at the same moment take turns: each succeeds, each migration runs once', async () => {
+  const adminUrl = inject('pgAdminUrl');
+  const name = `herd_empty_${Date.now().toString(36)}`;
+  const admin = connect(adminUrl, { max: 1 });
+  await admin.pool.query(`CREATE DATABASE ${name}`);
+  const handles = Array.from({ length: 4 }, () =>
+    connect(adminUrl.replace(/\/postgres$/, `/${name}`), { max: 2 }),
+  );
+  try {
+    const results = await Promise.all(handles.map((h) => migrateToLatest(h.db)));
+    for (const r of results) expect(r.error).toBeUndefined();
+    const applied = results.flatMap((r) => r.results ?? []).map((r) => r.migrationName);
+    expect(applied.sort()).toEqual(Object.keys(migrations).sort());
+  } finally {
+    await Promise.all(handles.map((h) => h.close()));
+    await admin.pool.query(`DROP DATABASE ${name}`);
+    await admin.close();
   }
 });
