@@ -7,14 +7,19 @@ import { waitFor } from '../lib/testing/wait.js';
 import { LiveView } from './live-view.js';
 import { IngestPipeline, type PipelineStats } from './pipeline.js';
 import type { UserLookup } from './protocol/auth-file.js';
-import { DecodeError } from './protocol/decode-error.js';
-import { copyValueList, PacketDecoder } from './protocol/decoder.js';
-import { PacketEncoder } from './protocol/encoder.js';
-import { hmacSha256 } from './protocol/packet-crypto.js';
+import {
+  FUZZ_USERS,
+  fuzzed,
+  fuzzSeeds,
+  judge,
+  MAX_DATAGRAM,
+  noise,
+  partStarts,
+  rng,
+} from './protocol/packet-fuzz.js';
 import type { SecurityLevel } from './protocol/parts.js';
-import { FIXTURE_TYPES_DB, FIXTURE_USER, fixturePackets } from './protocol/test-fixtures.js';
+import { FIXTURE_TYPES_DB } from './protocol/test-fixtures.js';
 import { loadTypesDb, type TypesDb } from './protocol/types-db.js';
-import type { ValueList } from './types.js';
 import { UdpListener } from './udp-listener.js';
 
 /**
@@ -28,36 +33,14 @@ import { UdpListener } from './udp-listener.js';
 fc.configureGlobal({ seed: 20261124 });
 
 const log = createLogger('silent');
-const users: UserLookup = {
-  password: (username) => (username === FIXTURE_USER.username ? FIXTURE_USER.password : undefined),
-};
+const users = FUZZ_USERS;
 let typesDb: TypesDb;
 let seeds: Buffer[];
 
 beforeAll(async () => {
   typesDb = await loadTypesDb([FIXTURE_TYPES_DB]);
-  const lists: ValueList[] = [];
-  const decoder = new PacketDecoder({ onValues: (vl) => lists.push(copyValueList(vl)) });
-  for (const p of fixturePackets('plain').slice(0, 4)) decoder.decode(p.bytes);
-  const encrypted: Buffer[] = [];
-  const encoder = new PacketEncoder({
-    onPacket: (p) => encrypted.push(p),
-    security: { level: 'encrypt', ...FIXTURE_USER },
-  });
-  for (const vl of lists) encoder.addValues(vl);
-  encoder.flush();
-  seeds = [
-    ...(['plain', 'virt', 'virt-uuid', 'notifications', 'signed'] as const).flatMap((folder) =>
-      fixturePackets(folder)
-        .slice(0, 6)
-        .map((p) => p.bytes),
-    ),
-    ...encrypted,
-  ];
+  seeds = fuzzSeeds();
 });
-
-/** Largest UDP payload over IPv4. */
-const MAX_DATAGRAM = 65_507;
 
 type Mutation =
   | { kind: 'set'; at: number; byte: number }
@@ -83,18 +66,6 @@ const mutation: fc.Arbitrary<Mutation> = fc.oneof(
   fc.record({ kind: fc.constant('append' as const), seed: fc.nat() }),
 );
 
-/** Where each part header of `b` starts, as far as the lengths can be followed. */
-function partStarts(b: Buffer): number[] {
-  const starts: number[] = [];
-  for (let pos = 0; pos + 4 <= b.length; ) {
-    starts.push(pos);
-    const length = b.readUInt16BE(pos + 2);
-    if (length < 4) break;
-    pos += length;
-  }
-  return starts;
-}
-
 function mutate(seed: Buffer, mutations: Mutation[]): Buffer {
   let b = Buffer.from(seed);
   for (const m of mutations) {
@@ -109,19 +80,6 @@ function mutate(seed: Buffer, mutations: Mutation[]): Buffer {
     } else if (m.kind === 'append') b = Buffer.concat([b, seeds[m.seed % seeds.length]]);
   }
   return b.subarray(0, MAX_DATAGRAM);
-}
-
-/** Bytes from a small deterministic generator: large random packets without fast-check building them bytewise. */
-function noise(size: number, seed: number): Buffer {
-  const b = Buffer.alloc(size);
-  let x = seed | 1;
-  for (let i = 0; i < size; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    b[i] = x & 0xff;
-  }
-  return b;
 }
 
 const packet: fc.Arbitrary<Buffer> = fc.oneof(
@@ -146,24 +104,6 @@ const level = fc.constantFrom<{ securityLevel: SecurityLevel; users?: UserLookup
   { securityLevel: 'sign', users },
   { securityLevel: 'encrypt', users },
 );
-
-/** How a fresh decoder judges a packet: what it emits before it stops, and why it stops. */
-function judge(bytes: Buffer, o: { securityLevel: SecurityLevel; users?: UserLookup }) {
-  let valueLists = 0;
-  let notifications = 0;
-  const decoder = new PacketDecoder({
-    onValues: () => valueLists++,
-    onNotification: () => notifications++,
-    ...o,
-  });
-  let outcome: 'ok' | 'auth' | 'parse' = 'ok';
-  try {
-    decoder.decode(bytes);
-  } catch (err) {
-    outcome = err instanceof DecodeError && err.kind === 'auth' ? 'auth' : 'parse';
-  }
-  return { outcome, valueLists, notifications };
-}
 
 function pipelineFor(o: { securityLevel: SecurityLevel; users?: UserLookup }) {
   let written = 0;
@@ -229,54 +169,6 @@ describe('IngestPipeline.handle', () => {
 });
 
 describe('bulk fuzzing', () => {
-  /** xorshift32: the same 200,000 packets every run, made fast (fast-check would spend the time building them). */
-  function rng(seed: number) {
-    let x = seed | 1;
-    return (below: number) => {
-      x ^= x << 13;
-      x ^= x >>> 17;
-      x ^= x << 5;
-      return (x >>> 0) % below;
-    };
-  }
-  const PART_TYPES = [
-    0x0000, 0x0001, 0x0002, 0x0003, 0x0004, 0x0005, 0x0006, 0x0007, 0x0008, 0x0009, 0x0100, 0x0101, 0x0200,
-    0x0210, 0xffff,
-  ];
-  /** A captured packet with 1–3 of: bit flip, truncation, lying part length (0, 1–3, 0xffff, off by a few), swapped part type, noise inserted; signed ones sometimes signed again over the changed content. */
-  function fuzzed(next: (below: number) => number): Buffer {
-    let b = Buffer.from(seeds[next(seeds.length)]);
-    for (let m = 1 + next(3); m > 0 && b.length > 0; m--) {
-      const starts = partStarts(b);
-      const part = starts[next(starts.length)] ?? 0;
-      switch (next(5)) {
-        case 0:
-          b[next(b.length)] ^= 1 << next(8);
-          break;
-        case 1:
-          b = b.subarray(0, next(b.length + 1));
-          break;
-        case 2:
-          if (part + 4 <= b.length) {
-            const lies = [0, 1 + next(3), 0xffff, Math.max(0, b.readUInt16BE(part + 2) + next(9) - 4)];
-            b.writeUInt16BE(lies[next(lies.length)] & 0xffff, part + 2);
-          }
-          break;
-        case 3:
-          if (part + 2 <= b.length) b.writeUInt16BE(PART_TYPES[next(PART_TYPES.length)], part);
-          break;
-        default: {
-          const at = next(b.length + 1);
-          b = Buffer.concat([b.subarray(0, at), noise(1 + next(16), next(1 << 30)), b.subarray(at)]);
-        }
-      }
-    }
-    // Valid signature, wrong content: what a peer with the password (or a replay tool) could send.
-    if (b.length > 36 && b.readUInt16BE(0) === 0x0200 && next(2) === 0)
-      hmacSha256(FIXTURE_USER.password, b.subarray(36)).copy(b, 4);
-    return b;
-  }
-
   it('200,000 mutated captured packets: no throw, each counted as the decoder judges it, memory bounded', () => {
     const N = 200_000;
     const next = rng(20261207);
@@ -286,7 +178,7 @@ describe('bulk fuzzing', () => {
     const rssBefore = process.memoryUsage().rss;
     let rssPeak = rssBefore;
     for (let i = 0; i < N; i++) {
-      const bytes = fuzzed(next);
+      const bytes = fuzzed(seeds, next);
       want[judge(bytes, o).outcome]++;
       pipeline.handle(bytes, `10.0.${i % 256}.1`);
       if (i % 20_000 === 0) rssPeak = Math.max(rssPeak, process.memoryUsage().rss);
