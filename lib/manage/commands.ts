@@ -122,6 +122,30 @@ function withPaging(command: Command): Command {
     .option('--offset <n>', 'skip this many', count);
 }
 
+/** `<noun> list`: the API's list at `path`, the options in `filters` (option → query parameter) as its query. */
+function listCommand(
+  parent: Command,
+  description: string,
+  path: string,
+  columns: Column<Row>[],
+  filters: Record<string, string>,
+  configure: (command: Command) => Command,
+): void {
+  act(configure(withPaging(apiCommand(parent, 'list', description))), async (client, _args, opts) => {
+    const query: Record<string, string | number | undefined> = { limit: opts.limit, offset: opts.offset };
+    for (const [option, param] of Object.entries(filters)) query[param] = opts[option];
+    return listed(await client.get<List<Row>>(path, query), columns);
+  });
+}
+
+/** `<noun> show <id>`: the API's `path/<id>` as a field table. */
+function showCommand(parent: Command, what: string, path: string): void {
+  act(
+    apiCommand(parent, 'show', `one ${what}`).argument('<id>', `${what} id`, id),
+    async (client, [itemId]) => shown(await client.get<Row>(`${path}/${itemId}`)),
+  );
+}
+
 const POOL_COLUMNS: Column<Row>[] = [
   { header: 'ID', value: (p) => p.id, align: 'right' },
   { header: 'NAME', value: (p) => p.name },
@@ -223,24 +247,18 @@ export function registerManageCommands(program: Command): void {
   );
 
   const pools = program.command('pools').description('pools: list, show, create');
-  act(
-    withPaging(apiCommand(pools, 'list', 'the pools you may see'))
-      .addOption(new Option('--kind <kind>', 'only this kind').choices(['hardware', 'vm']))
-      .option('--parent <id>', 'only the children of this pool', id),
-    async (client, _args, opts) =>
-      listed(
-        await client.get<List<Row>>('/api/v1/pools', {
-          kind: opts.kind,
-          parentId: opts.parent,
-          limit: opts.limit,
-          offset: opts.offset,
-        }),
-        POOL_COLUMNS,
-      ),
+  listCommand(
+    pools,
+    'the pools you may see',
+    '/api/v1/pools',
+    POOL_COLUMNS,
+    { kind: 'kind', parent: 'parentId' },
+    (c) =>
+      c
+        .addOption(new Option('--kind <kind>', 'only this kind').choices(['hardware', 'vm']))
+        .option('--parent <id>', 'only the children of this pool', id),
   );
-  act(apiCommand(pools, 'show', 'one pool').argument('<id>', 'pool id', id), async (client, [poolId]) =>
-    shown(await client.get<Row>(`/api/v1/pools/${poolId}`)),
-  );
+  showCommand(pools, 'pool', '/api/v1/pools');
   act(
     apiCommand(pools, 'create', 'a new pool')
       .argument('<name>', 'its name')
@@ -261,26 +279,10 @@ export function registerManageCommands(program: Command): void {
   );
 
   const hosts = program.command('hosts').description('hosts: list, show, enable, disable');
-  act(
-    withPaging(apiCommand(hosts, 'list', 'the hosts you may see')).option(
-      '--pool <id>',
-      'only this pool',
-      id,
-    ),
-    async (client, _args, opts) =>
-      listed(
-        await client.get<List<Row>>('/api/v1/hosts', {
-          poolId: opts.pool,
-          limit: opts.limit,
-          offset: opts.offset,
-        }),
-        HOST_COLUMNS,
-      ),
+  listCommand(hosts, 'the hosts you may see', '/api/v1/hosts', HOST_COLUMNS, { pool: 'poolId' }, (c) =>
+    c.option('--pool <id>', 'only this pool', id),
   );
-  act(
-    apiCommand(hosts, 'show', 'one host, with its live figures and VMs').argument('<id>', 'host id', id),
-    async (client, [hostId]) => shown(await client.get<Row>(`/api/v1/hosts/${hostId}`)),
-  );
+  showCommand(hosts, 'host', '/api/v1/hosts');
   for (const [name, enabled] of [
     ['enable', true],
     ['disable', false],
@@ -295,26 +297,19 @@ export function registerManageCommands(program: Command): void {
   }
 
   const vms = program.command('vms').description(`VMs: list, show, and the actions ${VM_ACTIONS.join(', ')}`);
-  act(
-    withPaging(apiCommand(vms, 'list', 'the VMs you may see'))
-      .option('--pool <id>', 'only this pool', id)
-      .option('--host <id>', 'only on this host', id)
-      .addOption(new Option('--state <state>', 'only in this state').choices([...VM_STATES])),
-    async (client, _args, opts) =>
-      listed(
-        await client.get<List<Row>>('/api/v1/vms', {
-          poolId: opts.pool,
-          hostId: opts.host,
-          state: opts.state,
-          limit: opts.limit,
-          offset: opts.offset,
-        }),
-        VM_COLUMNS,
-      ),
+  listCommand(
+    vms,
+    'the VMs you may see',
+    '/api/v1/vms',
+    VM_COLUMNS,
+    { pool: 'poolId', host: 'hostId', state: 'state' },
+    (c) =>
+      c
+        .option('--pool <id>', 'only this pool', id)
+        .option('--host <id>', 'only on this host', id)
+        .addOption(new Option('--state <state>', 'only in this state').choices([...VM_STATES])),
   );
-  act(apiCommand(vms, 'show', 'one VM').argument('<id>', 'VM id', id), async (client, [vmId]) =>
-    shown(await client.get<Row>(`/api/v1/vms/${vmId}`)),
-  );
+  showCommand(vms, 'VM', '/api/v1/vms');
   for (const action of VM_ACTIONS) {
     let command = apiCommand(vms, action, `${action} a VM (queues a task)`)
       .argument('<id>', 'VM id', id)
