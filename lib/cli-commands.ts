@@ -4,6 +4,7 @@ import type { SecurityLevel } from '../ingest/protocol/parts.js';
 import { ConfigError, loadConfig } from './config.js';
 import { migrateOrThrow, openDatabase } from './db.js';
 import { createLogger } from './log.js';
+import { registerManageCommands } from './manage/commands.js';
 import { ROLES, type Role, startHerd } from './server.js';
 
 const program = new Command('herd').description('Watches and governs a fleet of libvirt hosts.');
@@ -79,6 +80,8 @@ program
       await handle.close();
     }
   });
+
+registerManageCommands(program);
 
 function collect(value: string, previous: string[]): string[] {
   return [...previous, value];

@@ -35,7 +35,9 @@ async function send(method: string, url: string, payload?: unknown) {
     ...(payload === undefined ? {} : { payload: JSON.stringify(payload) }),
     headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' },
   });
-  return { status: res.statusCode, body: res.body ? res.json() : undefined };
+  // Not every route answers JSON (GET /metrics/fleet is Prometheus text): its text is checked as it is.
+  const json = String(res.headers['content-type'] ?? '').startsWith('application/json');
+  return { status: res.statusCode, body: res.body ? (json ? res.json() : res.body) : undefined };
 }
 
 const errorsLogged = () => lines.map((l) => JSON.parse(l)).filter((e) => e.level >= 50);
