@@ -1,10 +1,12 @@
 import { execFileSync } from 'node:child_process';
+import dgram from 'node:dgram';
 import { readdirSync } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { replayAt, withHost } from '../ingest/protocol/test-fixtures.js';
 import { type RunningDemo, startDemo } from '../lib/demo.js';
 import { createTestDatabase, testInflux } from '../lib/testing/db.js';
 
@@ -231,6 +233,37 @@ describe('graphs and live updates', () => {
     await bar.waitFor();
     const first = await bar.getAttribute('aria-valuenow');
     await expect.poll(() => bar.getAttribute('aria-valuenow'), { timeout: LIVE_MS }).not.toBe(first);
+    await carol.close();
+  });
+
+  test('a collectd notification sent to herd appears on the open host page without reload', async () => {
+    const carol = await loggedIn('carol');
+    await go(carol, 'rack-a-01');
+    const events = carol.locator('section.events');
+    await events.waitFor();
+    const marker = await carol.evaluate(() => {
+      (window as unknown as { marker: number }).marker = Math.random();
+      return (window as unknown as { marker: number }).marker;
+    });
+    // The capture's exec FAILURE notification, re-timed to now and sent as rack-a-01.
+    const replay = replayAt('notifications');
+    const failure = replay.packets
+      .map((p) => p.bytes)
+      .find((b) => b.includes('test notification 3 (failure)'));
+    expect(failure).toBeDefined();
+    const socket = dgram.createSocket('udp4');
+    await new Promise<void>((resolve, reject) =>
+      socket.send(withHost(failure!, 'rack-a-01'), demo.herd.ingest!.port, '127.0.0.1', (e) =>
+        e ? reject(e) : resolve(),
+      ),
+    );
+    socket.close();
+    const row = events.locator('tr', { hasText: 'exec PUTNOTIF test notification 3 (failure)' });
+    await row.waitFor({ timeout: LIVE_MS });
+    expect(await row.locator('[data-state="failure"]').count()).toBe(1);
+    expect(await row.textContent()).toContain('exec-putnotif / gauge-test3');
+    // Same page, no reload in between.
+    expect(await carol.evaluate(() => (window as unknown as { marker: number }).marker)).toBe(marker);
     await carol.close();
   });
 });
