@@ -110,6 +110,15 @@ async function go(page: Page, name: string): Promise<void> {
     .click();
 }
 
+/** Marks the page; the function answers whether it was loaded again since. */
+async function reloadWatch(page: Page): Promise<() => Promise<boolean>> {
+  const marker = await page.evaluate(() => {
+    (window as unknown as { marker: number }).marker = Math.random();
+    return (window as unknown as { marker: number }).marker;
+  });
+  return async () => (await page.evaluate(() => (window as unknown as { marker: number }).marker)) !== marker;
+}
+
 async function shot(page: Page, name: string): Promise<void> {
   await page.screenshot({ path: path.join(shots, `${name}.png`), fullPage: name !== 'phone' });
 }
@@ -198,10 +207,7 @@ describe('graphs and live updates', () => {
     await go(carol, 'Rack B');
     const row = carol.locator('table.data tr:has(a:has-text("rack-b-02"))');
     await row.waitFor();
-    const marker = await carol.evaluate(() => {
-      (window as unknown as { marker: number }).marker = Math.random();
-      return (window as unknown as { marker: number }).marker;
-    });
+    const reloaded = await reloadWatch(carol);
     const admin = await demo.herd.http!.inject({
       method: 'POST',
       url: '/api/v1/session',
@@ -222,7 +228,7 @@ describe('graphs and live updates', () => {
     expect(patched.statusCode).toBe(200);
     await row.locator('[data-state="disabled"]').waitFor({ timeout: LIVE_MS });
     // Same page, no reload in between.
-    expect(await carol.evaluate(() => (window as unknown as { marker: number }).marker)).toBe(marker);
+    expect(await reloaded()).toBe(false);
     await carol.close();
   });
 
@@ -241,10 +247,7 @@ describe('graphs and live updates', () => {
     await go(carol, 'rack-a-01');
     const events = carol.locator('section.events');
     await events.waitFor();
-    const marker = await carol.evaluate(() => {
-      (window as unknown as { marker: number }).marker = Math.random();
-      return (window as unknown as { marker: number }).marker;
-    });
+    const reloaded = await reloadWatch(carol);
     // The capture's exec FAILURE notification, re-timed to now and sent as rack-a-01.
     const replay = replayAt('notifications');
     const failure = replay.packets
@@ -263,7 +266,7 @@ describe('graphs and live updates', () => {
     expect(await row.locator('[data-state="failure"]').count()).toBe(1);
     expect(await row.textContent()).toContain('exec-putnotif / gauge-test3');
     // Same page, no reload in between.
-    expect(await carol.evaluate(() => (window as unknown as { marker: number }).marker)).toBe(marker);
+    expect(await reloaded()).toBe(false);
     await carol.close();
   });
 });

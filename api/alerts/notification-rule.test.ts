@@ -107,22 +107,18 @@ test('"any failure notification in 5 min" fires on a real failure notification a
 });
 
 test('a notification rule names its bad field', async () => {
-  const res = await createRule({
-    name: 'bad',
-    scope: 'global',
-    metric: { source: 'notification', severity: 'critical' },
-    condition: 'above',
-    threshold: 0,
-  });
-  expect(res.statusCode).toBe(400);
-  expect(res.json().message).toMatch(/severity/);
-  const empty = await createRule({
-    name: 'bad',
-    scope: 'global',
-    metric: { source: 'notification', messageMatch: '' },
-    condition: 'above',
-    threshold: 0,
-  });
-  expect(empty.statusCode).toBe(400);
-  expect(empty.json().message).toMatch(/messageMatch/);
+  for (const [metric, field] of [
+    [{ severity: 'critical' }, /severity/],
+    [{ messageMatch: '' }, /messageMatch/],
+  ] as const) {
+    const res = await createRule({
+      name: 'bad',
+      scope: 'global',
+      metric: { source: 'notification', ...metric },
+      condition: 'above',
+      threshold: 0,
+    });
+    expect(res.statusCode).toBe(400);
+    expect(res.json().message).toMatch(field);
+  }
 });

@@ -1,4 +1,5 @@
 import { sql } from 'kysely';
+import type { EventRow } from '../../api/events/events.repository.js';
 import type { Database } from '../../lib/db.js';
 
 export interface HostRow {
@@ -86,19 +87,7 @@ export async function activeTaskIds(db: Database): Promise<number[]> {
   return rows.map((r) => r.id);
 }
 
-export interface EventLiveRow {
-  id: number;
-  time: Date;
-  received_at: Date;
-  host: string;
-  plugin: string;
-  plugin_instance: string;
-  type: string;
-  type_instance: string;
-  severity: string;
-  message: string;
-  host_id: number | null;
-  vm_id: number | null;
+export interface EventLiveRow extends EventRow {
   /** The pool of the host it came from, and of the VM (with its owner) it is about; null when unknown. */
   host_pool_id: number | null;
   vm_pool_id: number | null;
