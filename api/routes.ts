@@ -3,6 +3,7 @@ import { alertRoutes } from './alerts/alerts.routes.js';
 import type { RoutePlugin } from './app.js';
 import { auditRoutes } from './audit/audit.routes.js';
 import { authRoutes } from './auth/auth.routes.js';
+import { eventRoutes } from './events/events.routes.js';
 import { fleetMetricsRoutes } from './fleet-metrics/fleet-metrics.routes.js';
 import { hostRoutes } from './hosts/hosts.routes.js';
 import { imageRoutes } from './images/images.routes.js';
@@ -35,4 +36,5 @@ export const apiRoutes: RoutePlugin[] = [
   alertRoutes,
   quotaEnforcementRoutes,
   fleetMetricsRoutes,
+  eventRoutes,
 ];

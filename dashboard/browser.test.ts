@@ -1,10 +1,12 @@
 import { execFileSync } from 'node:child_process';
+import dgram from 'node:dgram';
 import { readdirSync } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { replayAt, withHost } from '../ingest/protocol/test-fixtures.js';
 import { type RunningDemo, startDemo } from '../lib/demo.js';
 import { createTestDatabase, testInflux } from '../lib/testing/db.js';
 
@@ -108,6 +110,15 @@ async function go(page: Page, name: string): Promise<void> {
     .click();
 }
 
+/** Marks the page; the function answers whether it was loaded again since. */
+async function reloadWatch(page: Page): Promise<() => Promise<boolean>> {
+  const marker = await page.evaluate(() => {
+    (window as unknown as { marker: number }).marker = Math.random();
+    return (window as unknown as { marker: number }).marker;
+  });
+  return async () => (await page.evaluate(() => (window as unknown as { marker: number }).marker)) !== marker;
+}
+
 async function shot(page: Page, name: string): Promise<void> {
   await page.screenshot({ path: path.join(shots, `${name}.png`), fullPage: name !== 'phone' });
 }
@@ -196,10 +207,7 @@ describe('graphs and live updates', () => {
     await go(carol, 'Rack B');
     const row = carol.locator('table.data tr:has(a:has-text("rack-b-02"))');
     await row.waitFor();
-    const marker = await carol.evaluate(() => {
-      (window as unknown as { marker: number }).marker = Math.random();
-      return (window as unknown as { marker: number }).marker;
-    });
+    const reloaded = await reloadWatch(carol);
     const admin = await demo.herd.http!.inject({
       method: 'POST',
       url: '/api/v1/session',
@@ -220,7 +228,7 @@ describe('graphs and live updates', () => {
     expect(patched.statusCode).toBe(200);
     await row.locator('[data-state="disabled"]').waitFor({ timeout: LIVE_MS });
     // Same page, no reload in between.
-    expect(await carol.evaluate(() => (window as unknown as { marker: number }).marker)).toBe(marker);
+    expect(await reloaded()).toBe(false);
     await carol.close();
   });
 
@@ -231,6 +239,34 @@ describe('graphs and live updates', () => {
     await bar.waitFor();
     const first = await bar.getAttribute('aria-valuenow');
     await expect.poll(() => bar.getAttribute('aria-valuenow'), { timeout: LIVE_MS }).not.toBe(first);
+    await carol.close();
+  });
+
+  test('a collectd notification sent to herd appears on the open host page without reload', async () => {
+    const carol = await loggedIn('carol');
+    await go(carol, 'rack-a-01');
+    const events = carol.locator('section.events');
+    await events.waitFor();
+    const reloaded = await reloadWatch(carol);
+    // The capture's exec FAILURE notification, re-timed to now and sent as rack-a-01.
+    const replay = replayAt('notifications');
+    const failure = replay.packets
+      .map((p) => p.bytes)
+      .find((b) => b.includes('test notification 3 (failure)'));
+    expect(failure).toBeDefined();
+    const socket = dgram.createSocket('udp4');
+    await new Promise<void>((resolve, reject) =>
+      socket.send(withHost(failure!, 'rack-a-01'), demo.herd.ingest!.port, '127.0.0.1', (e) =>
+        e ? reject(e) : resolve(),
+      ),
+    );
+    socket.close();
+    const row = events.locator('tr', { hasText: 'exec PUTNOTIF test notification 3 (failure)' });
+    await row.waitFor({ timeout: LIVE_MS });
+    expect(await row.locator('[data-state="failure"]').count()).toBe(1);
+    expect(await row.textContent()).toContain('exec-putnotif / gauge-test3');
+    // Same page, no reload in between.
+    expect(await reloaded()).toBe(false);
     await carol.close();
   });
 });

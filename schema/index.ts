@@ -13,6 +13,7 @@ import * as imageOwners from './2026-11-24T01-image-owners.js';
 import * as leanDecision from './2026-11-24T02-lean-decision.js';
 import * as vmActionAudit from './2026-12-07T00-vm-action-audit.js';
 import * as liveHosts from './2026-12-07T15-live-hosts.js';
+import * as eventSubjects from './2026-12-07T16-event-subjects.js';
 
 /**
  * Every migration, in order. Names are frozen once released; append new ones at the end.
@@ -33,6 +34,7 @@ export const migrations: Record<string, Migration> = {
   '2026-11-24T02-lean-decision': leanDecision,
   '2026-12-07T00-vm-action-audit': vmActionAudit,
   '2026-12-07T15-live-hosts': liveHosts,
+  '2026-12-07T16-event-subjects': eventSubjects,
 };
 
 type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
@@ -288,6 +290,9 @@ export interface EventsTable {
   type_instance: ColumnType<string, string | undefined, string>;
   severity: string;
   message: ColumnType<string, string | undefined, string>;
+  /** The host and VM the notification is about, set on insert by a trigger (migration 2026-12-07T16). */
+  host_id: ColumnType<number | null, number | null | undefined, number | null>;
+  vm_id: ColumnType<number | null, number | null | undefined, number | null>;
 }
 
 /** One field of one measurement + tag set (PostgreSQL metrics store). */

@@ -43,6 +43,26 @@ let fresh = 0;
 const hostIn = (w: AuthzWorld, poolId: number) => insertHost(w.db, { poolId, cpus: 4, memoryMiB: 4096 });
 const vmOf = (w: AuthzWorld, owner: MatrixRole) =>
   insertVm(w.db, { poolId: w.vmPool, ownerId: w.users[owner].id });
+/** A collectd notification about a new host of `poolId` (or about `vm` when given); answers its id. */
+const eventAbout = async (w: AuthzWorld, poolId: number, vm?: MatrixRole) => {
+  const hostId = await hostIn(w, poolId);
+  const { hostname } = await w.db
+    .selectFrom('hosts')
+    .select('hostname')
+    .where('id', '=', hostId)
+    .executeTakeFirstOrThrow();
+  const vmId = vm === undefined ? undefined : await vmOf(w, vm);
+  const uuid =
+    vmId === undefined
+      ? undefined
+      : (await w.db.selectFrom('vms').select('uuid').where('id', '=', vmId).executeTakeFirstOrThrow()).uuid;
+  const { id } = await w.db
+    .insertInto('events')
+    .values({ time: new Date(), host: uuid ?? hostname, severity: 'WARNING', message: 'm' })
+    .returning('id')
+    .executeTakeFirstOrThrow();
+  return Number(id);
+};
 const storagePoolIn = async (w: AuthzWorld, poolId: number) =>
   (
     await w.db
@@ -229,6 +249,45 @@ runAuthzMatrix(
       setup: (w) => hostIn(w, w.hw),
       url: (_w, id) => `/api/v1/hosts/${id}`,
       expect: statuses(204, 204, 403, 403, 404),
+    }),
+
+    // collectd notifications (events)
+    authzCase({
+      name: 'a host’s events',
+      method: 'GET',
+      setup: (w) => hostIn(w, w.hw),
+      url: (_w, id) => `/api/v1/hosts/${id}/events`,
+      expect: statuses(200, 200, 200, 200, 404),
+    }),
+    authzCase({
+      name: 'the events of a host of the unrelated pool',
+      method: 'GET',
+      setup: (w) => hostIn(w, w.otherHw),
+      url: (_w, id) => `/api/v1/hosts/${id}/events`,
+      expect: statuses(200, 404, 404, 404, 200),
+    }),
+    authzCase({
+      name: 'the events of a VM the admin owns',
+      method: 'GET',
+      setup: (w) => vmOf(w, 'admin'),
+      url: (_w, id) => `/api/v1/vms/${id}/events`,
+      expect: statuses(200, 200, 404, 200, 404),
+    }),
+    authzCase({
+      name: 'the event list (a host’s event)',
+      method: 'GET',
+      setup: (w) => eventAbout(w, w.hw),
+      url: () => '/api/v1/events?limit=1000',
+      expect: statuses(200, 200, 200, 200, 200),
+      listed: { id: (_w, id) => id, expect: seen(true, true, true, true, false) },
+    }),
+    authzCase({
+      name: 'the event list (an event of a VM the admin owns)',
+      method: 'GET',
+      setup: (w) => eventAbout(w, w.hw, 'admin'),
+      url: () => '/api/v1/events?limit=1000',
+      expect: statuses(200, 200, 200, 200, 200),
+      listed: { id: (_w, id) => id, expect: seen(true, true, false, true, false) },
     }),
 
     // Storage

@@ -28,7 +28,9 @@ export type LiveField = (typeof LIVE_FIELDS)[number];
 
 export const HOST_FIELDS = ['unreachable', 'secondsSinceSeen'] as const;
 export const QUOTA_FIELDS = ['usedPercent'] as const;
-export const METRIC_SOURCES = ['live', 'store', 'host', 'quota'] as const;
+export const METRIC_SOURCES = ['live', 'store', 'host', 'quota', 'notification'] as const;
+/** collectd notification severities a `notification` rule may count. */
+export const NOTIFICATION_SEVERITIES = ['failure', 'warning', 'okay'] as const;
 
 /**
  * What a rule measures, per subject:
@@ -39,7 +41,10 @@ export const METRIC_SOURCES = ['live', 'store', 'host', 'quota'] as const;
  *   combined with `combine` (default sum);
  * - `host`: `unreachable` (1 when collectd has been silent for 3 intervals and the libvirt heartbeat fails) or
  *   `secondsSinceSeen` (collectd);
- * - `quota`: `usedPercent` of each limit of each quota row (subject: pool × user × resource).
+ * - `quota`: `usedPercent` of each limit of each quota row (subject: pool × user × resource);
+ * - `notification`: how many collectd notifications of the host (its guests' included) arrived within the
+ *   window (`windowSeconds`, 300 when 0), counting only those of `severity`, `plugin`, `type` and whose message
+ *   contains `messageMatch` (any case) where given.
  */
 export interface MetricSpec {
   source: (typeof METRIC_SOURCES)[number];
@@ -53,6 +58,8 @@ export interface MetricSpec {
   measurement?: string;
   tags?: Record<string, string>;
   combine?: Aggregate;
+  severity?: (typeof NOTIFICATION_SEVERITIES)[number];
+  messageMatch?: string;
 }
 
 export interface AlertRule {
@@ -135,6 +142,10 @@ export function metricProblem(m: MetricSpec, scope: AlertRule['scope']): string 
       return (QUOTA_FIELDS as readonly string[]).includes(m.field ?? '')
         ? null
         : `metric.field: one of ${QUOTA_FIELDS.join(', ')}`;
+    case 'notification':
+      if (m.severity !== undefined && !(NOTIFICATION_SEVERITIES as readonly string[]).includes(m.severity))
+        return `metric.severity: one of ${NOTIFICATION_SEVERITIES.join(', ')}`;
+      return null;
     default:
       return `metric.source: one of ${METRIC_SOURCES.join(', ')}`;
   }

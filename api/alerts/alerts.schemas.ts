@@ -1,4 +1,10 @@
-import { HOST_FIELDS, LIVE_FIELDS, METRIC_SOURCES, QUOTA_FIELDS } from './alert-rule.js';
+import {
+  HOST_FIELDS,
+  LIVE_FIELDS,
+  METRIC_SOURCES,
+  NOTIFICATION_SEVERITIES,
+  QUOTA_FIELDS,
+} from './alert-rule.js';
 
 const nullableInt = { type: ['integer', 'null'] } as const;
 const nullableString = { type: ['string', 'null'] } as const;
@@ -12,7 +18,8 @@ export const metricSchema = {
   description:
     `What the rule measures. live: \`field\` (${LIVE_FIELDS.join(', ')}) or a collectd series (plugin, pluginInstance, type, ` +
     `typeInstance, value: data source name or index, rate); store: measurement, field, tags, rate, combine; host: field ` +
-    `(${HOST_FIELDS.join(', ')}); quota: field (${QUOTA_FIELDS.join(', ')}).`,
+    `(${HOST_FIELDS.join(', ')}); quota: field (${QUOTA_FIELDS.join(', ')}); notification: the count of the host's collectd ` +
+    'notifications within the window, of severity, plugin, type and with messageMatch in the message, where given.',
   required: ['source'],
   additionalProperties: false,
   properties: {
@@ -27,6 +34,13 @@ export const metricSchema = {
     measurement: { type: 'string', minLength: 1, maxLength: 200 },
     tags: labels,
     combine: aggregate,
+    severity: { type: 'string', enum: [...NOTIFICATION_SEVERITIES] },
+    messageMatch: {
+      type: 'string',
+      minLength: 1,
+      maxLength: 500,
+      description: 'notification: contained, any case',
+    },
   },
 } as const;
 

@@ -1,6 +1,7 @@
 import type { LiveView } from '../../ingest/live-view.js';
 import type { MetricsStore } from '../../ingest/store/metrics-store.js';
 import type { Database } from '../../lib/db.js';
+import type { NotificationMatch, StoredSeverity } from '../events/events.repository.js';
 import { RESOURCE_KEYS } from '../quota/quota.service.js';
 import { type QuotaStatus, quotaStatuses } from '../quota-enforcer/quota-status.js';
 import type { AlertRule, Clock, MetricSpec } from './alert-rule.js';
@@ -22,6 +23,13 @@ export interface Observed {
 
 export type LiveSource = Pick<LiveView, 'hostSummary' | 'get' | 'series' | 'hostNames'>;
 export type StoreSource = Pick<MetricsStore, 'range'>;
+/** The events table, for `notification` rules: matching notifications per host in a time range. */
+export type EventSource = (
+  hostIds: number[],
+  match: NotificationMatch,
+  from: Date,
+  to: Date,
+) => Promise<Map<number, number>>;
 
 /** A host silent for this many of its collectd intervals counts as not reporting. */
 export const STALE_INTERVALS = 3;
@@ -104,7 +112,7 @@ export class MetricReader {
   private readonly startedAt: number;
 
   constructor(
-    private readonly sources: { liveView?: LiveSource; store?: StoreSource },
+    private readonly sources: { liveView?: LiveSource; store?: StoreSource; events?: EventSource },
     clock: Clock,
   ) {
     this.startedAt = clock();
@@ -174,6 +182,7 @@ export class MetricReader {
   private async hostValues(rule: AlertRule, hosts: FleetHost[], now: number): Promise<Observation[]> {
     const m = rule.metric;
     if (m.source === 'store') return this.storeValues(rule, hosts, now);
+    if (m.source === 'notification') return this.notificationCounts(rule, hosts, now);
     const live = this.sources.liveView;
     return hosts.map((h) => {
       const name = live ? liveName(live, h.hostname) : undefined;
@@ -233,6 +242,26 @@ export class MetricReader {
     });
   }
 
+  /** Counts of matching notifications over the window: a host without any has 0, not missing data. */
+  private async notificationCounts(rule: AlertRule, hosts: FleetHost[], now: number): Promise<Observation[]> {
+    const events = this.sources.events;
+    if (!events) throw new Error('no events table in this process');
+    const m = rule.metric;
+    const lookback = rule.windowSeconds > 0 ? rule.windowSeconds : DEFAULT_LOOKBACK_S;
+    const counts = await events(
+      hosts.map((h) => h.id),
+      {
+        severity: m.severity === undefined ? undefined : (m.severity.toUpperCase() as StoredSeverity),
+        plugin: m.plugin,
+        type: m.type,
+        messageMatch: m.messageMatch,
+      },
+      new Date(now - lookback * 1000),
+      new Date(now),
+    );
+    return hosts.map((h) => ({ kind: 'value', value: counts.get(h.id) ?? 0 }));
+  }
+
   private async quotaObservations(rule: AlertRule, round: Round): Promise<Observed[]> {
     const [{ statuses, users }, pools] = await Promise.all([round.quotas(), round.pools()]);
     const inScope = rule.scope === 'pool' ? await round.subtree(rule.poolId!) : undefined;
@@ -267,7 +296,8 @@ export class MetricReader {
 
   /** Applies the rule's window function to live samples; store values come windowed already. */
   private windowed(rule: AlertRule, subjectKey: string, obs: Observation, now: number): Observation {
-    if (rule.windowSeconds <= 0 || rule.metric.source === 'store') return obs;
+    if (rule.windowSeconds <= 0 || rule.metric.source === 'store' || rule.metric.source === 'notification')
+      return obs;
     const key = `${rule.id}|${subjectKey}`;
     this.touched.add(key);
     let samples = this.windows.get(key);

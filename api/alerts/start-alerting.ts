@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import type { Database } from '../../lib/db.js';
 import type { Logger } from '../../lib/log.js';
+import { countEventsByHost, pruneEvents } from '../events/events.repository.js';
 import { AlertEvaluator, type EvaluationResult } from './alert-evaluator.js';
 import { AlertFeed } from './alert-feed.js';
 import type { Clock } from './alert-rule.js';
@@ -36,7 +37,7 @@ export interface AlertingOptions {
   retry?: RetryPolicy;
   /** The pg pool of the database: the feed then also carries alert changes made by other herd processes. */
   pgPool?: pg.Pool;
-  /** Delivery history and resolved alerts are kept this many days (default 30). */
+  /** Delivery history, resolved alerts and collectd notifications (events) are kept this many days (default 30). */
   historyDays?: number;
   /** false: no timers, the caller runs `evaluate()` and `dispatch()` (tests). Default true. */
   autoRun?: boolean;
@@ -67,7 +68,14 @@ export async function startAlerting(o: AlertingOptions): Promise<Alerting> {
   const log = o.log.child({ part: 'alerting' });
   await ensureBuiltinRules(o.db);
   const feed = new AlertFeed();
-  const reader = new MetricReader({ liveView: o.liveView, store: o.store }, clock);
+  const reader = new MetricReader(
+    {
+      liveView: o.liveView,
+      store: o.store,
+      events: (hostIds, match, from, to) => countEventsByHost(o.db, hostIds, match, from, to),
+    },
+    clock,
+  );
   const evaluator = new AlertEvaluator({ db: o.db, log, reader, clock, feed });
   const dispatcher = new NotificationDispatcher({
     db: o.db,
@@ -88,9 +96,11 @@ export async function startAlerting(o: AlertingOptions): Promise<Alerting> {
       if (r.notifications > 0) loops[1].kick();
     }),
     new Loop(o.dispatchEveryMs ?? 2_000, () => dispatcher.dispatchDue()),
-    new Loop(PRUNE_EVERY_MS, () =>
-      pruneHistory(o.db, new Date(clock() - (o.historyDays ?? DEFAULT_HISTORY_DAYS) * DAY_MS)),
-    ),
+    new Loop(PRUNE_EVERY_MS, async () => {
+      const before = new Date(clock() - (o.historyDays ?? DEFAULT_HISTORY_DAYS) * DAY_MS);
+      await pruneHistory(o.db, before);
+      await pruneEvents(o.db, before);
+    }),
   ];
   const onError = (err: unknown) => log.warn({ err }, 'alerting round failed');
   if (o.autoRun ?? true) for (const loop of loops) loop.start(onError);

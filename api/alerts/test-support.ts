@@ -5,11 +5,14 @@
 import dgram from 'node:dgram';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { EventSink } from '../../ingest/event-sink.js';
 import { LiveView } from '../../ingest/live-view.js';
 import { IngestPipeline } from '../../ingest/pipeline.js';
 import { PacketEncoder } from '../../ingest/protocol/encoder.js';
 import { DEFAULT_TYPES_DB, loadTypesDb } from '../../ingest/protocol/types-db.js';
+import type { Notification } from '../../ingest/types.js';
 import { UdpListener } from '../../ingest/udp-listener.js';
+import type { Database } from '../../lib/db.js';
 import type { Logger } from '../../lib/log.js';
 import { createRegistry } from '../../lib/metrics.js';
 import { waitFor } from '../../lib/testing/wait.js';
@@ -22,14 +25,19 @@ export class ManualClock {
   }
 }
 
-/** A collectd sender and herd's listener → pipeline → live view, on loopback; the live view reads `clock`. */
-export async function collectdLoop(clock: () => number, log: Logger) {
+/**
+ * A collectd sender and herd's listener → pipeline → live view, on loopback; the live view reads `clock`.
+ * With `db`, notifications go on into its events table through ingest's EventSink, as in herd.
+ */
+export async function collectdLoop(clock: () => number, log: Logger, options: { db?: Database } = {}) {
   const liveView = new LiveView(clock);
+  const events = options.db ? new EventSink(options.db, log, { flushMs: 20 }) : undefined;
+  events?.start();
   const pipeline = new IngestPipeline({
     typesDb: await loadTypesDb([DEFAULT_TYPES_DB]),
     liveView,
     writePoints: () => undefined,
-    onNotification: () => undefined,
+    onNotification: (n) => events?.push(n),
     multiValue: 'split',
     securityLevel: 'none',
     registry: createRegistry(),
@@ -51,8 +59,30 @@ export async function collectdLoop(clock: () => number, log: Logger) {
         ),
       ),
   });
+  const sendRaw = (packet: Buffer) =>
+    new Promise<void>((resolve, reject) =>
+      socket.send(packet, listener.port, '127.0.0.1', (e) => (e ? reject(e) : resolve())),
+    );
   return {
     liveView,
+    events,
+    /**
+     * Sends packets as they are (e.g. a capture re-timed by `replayAt`), one datagram each, and waits until the
+     * pipeline has read them and the events table holds the notifications among them.
+     */
+    async sendPackets(packets: Buffer[]) {
+      const before = pipeline.stats().packets;
+      for (const packet of packets) await sendRaw(packet);
+      await waitFor(() => pipeline.stats().packets >= before + packets.length, 5_000, 5);
+      await events?.flush();
+    },
+    /** Sends one notification encoded by herd's encoder and waits until it is stored. */
+    async notify(n: Notification) {
+      encoder.addNotification(n);
+      await Promise.all(sent.splice(0));
+      const stored = events?.stats().stored ?? 0;
+      await waitFor(() => (events?.stats().stored ?? 0) > stored || events === undefined, 5_000, 5);
+    },
     /** Sends one collectd interval's load (and memory when given) for `host`, and waits until herd has it. */
     async report(host: string, figures: { load5: number; memoryUsedMiB?: number; memoryFreeMiB?: number }) {
       const time = clock() / 1000;
@@ -86,6 +116,7 @@ export async function collectdLoop(clock: () => number, log: Logger) {
     async close() {
       socket.close();
       await listener.stop();
+      await events?.stop();
     },
   };
 }

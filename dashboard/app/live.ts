@@ -6,7 +6,7 @@ const handlers = new Map<string, Set<Handler>>();
 let socket: Socket | undefined;
 
 /**
- * The socket.io connection (session cookie): `host`, `vm`, `task`, `metrics` and `alert` events of what the
+ * The socket.io connection (session cookie): `host`, `vm`, `task`, `event` (collectd notifications), `metrics` and `alert` events of what the
  * user may see. Pages subscribe with `onLive` and unsubscribe when they go.
  */
 export function connectLive(): void {

@@ -151,3 +151,19 @@ export interface Alert {
   stateChangedAt: string;
   silenced?: boolean;
 }
+
+/** A collectd notification as `GET /api/v1/events` (and `…/hosts/:id/events`, `…/vms/:id/events`) and the `event` live event carry it. */
+export interface CollectdEvent {
+  id: number;
+  time: string;
+  receivedAt: string;
+  severity: 'failure' | 'warning' | 'okay';
+  host: string;
+  plugin: string;
+  pluginInstance: string;
+  type: string;
+  typeInstance: string;
+  message: string;
+  hostId: number | null;
+  vmId: number | null;
+}

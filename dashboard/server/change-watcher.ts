@@ -1,9 +1,12 @@
+import { type EventAnswer, toEventAnswer } from '../../api/events/events.service.js';
 import type { Database } from '../../lib/db.js';
 import type { Logger } from '../../lib/log.js';
 import {
   activeTaskIds,
   allHosts,
   allVmIds,
+  type EventLiveRow,
+  eventsReceivedAfter,
   type HostRow,
   lastTaskId,
   type TaskRow,
@@ -41,7 +44,14 @@ export interface TaskLive {
   error: string | null;
 }
 
-export type Send = (event: 'host' | 'vm' | 'task', to: string[], data: HostLive | VmLive | TaskLive) => void;
+/** A collectd notification as it arrives: the API's event (api/events), sent as `event`. */
+export type EventLive = EventAnswer;
+
+export type Send = (
+  event: 'host' | 'vm' | 'task' | 'event',
+  to: string[],
+  data: HostLive | VmLive | TaskLive | EventLive,
+) => void;
 
 const hostLive = (h: HostRow): HostLive => ({
   id: h.id,
@@ -63,6 +73,8 @@ const sameHost = (a: HostRow, b: HostRow) =>
 const sameVm = (a: VmRow, b: VmRow) =>
   a.state === b.state && a.host_id === b.host_id && a.name === b.name && a.pool_id === b.pool_id;
 const OVERLAP_MS = 5000;
+/** Notifications read per look. */
+const EVENT_PAGE = 1000;
 const taskKey = (t: TaskRow) => `${t.state}|${t.progress}|${t.error}`;
 
 /**
@@ -78,6 +90,9 @@ export class ChangeWatcher {
   private readonly announced = new Map<string, number>();
   private taskAfter = 0;
   private since?: Date;
+  /** Notifications already sent, by id, with when they were stored: the overlap reads them again. */
+  private readonly sentEvents = new Map<number, number>();
+  private eventsAfter?: { at: Date; id: number };
   private timer?: NodeJS.Timeout;
   private ticks = 0;
   private running?: Promise<void>;
@@ -95,6 +110,7 @@ export class ChangeWatcher {
     const { rows, now } = await vmsChangedSince(this.db, undefined);
     for (const v of rows) this.vms.set(v.id, v);
     this.since = now;
+    this.eventsAfter = { at: now, id: 0 };
     this.taskAfter = await lastTaskId(this.db);
     for (const id of await activeTaskIds(this.db)) this.tasks.set(id, '');
     this.timer = setInterval(() => void this.tick(), this.everyMs);
@@ -137,6 +153,28 @@ export class ChangeWatcher {
       this.send('vm', vmRooms({ poolId: row.pool_id, ownerId: row.owner_id }), vmLive(row));
   }
 
+  /**
+   * collectd notifications stored since the last look, each sent once. `received_at` is its insert's
+   * transaction start, so rows committed late are caught by reading a few seconds back.
+   */
+  private async pollEvents(): Promise<void> {
+    const after = this.eventsAfter ?? { at: new Date(), id: 0 };
+    const { rows, now } = await eventsReceivedAfter(this.db, after, EVENT_PAGE);
+    // A full page: go on after its last row; else look a few seconds back again next time.
+    const last = rows[rows.length - 1];
+    this.eventsAfter =
+      rows.length >= EVENT_PAGE
+        ? { at: last.received_at, id: last.id }
+        : { at: new Date(now.getTime() - OVERLAP_MS), id: 0 };
+    for (const e of rows) {
+      if (this.sentEvents.has(e.id)) continue;
+      this.sentEvents.set(e.id, e.received_at.getTime());
+      this.send('event', eventRooms(e), toEventAnswer(e));
+    }
+    const forget = after.at.getTime() - OVERLAP_MS;
+    for (const [id, at] of this.sentEvents) if (at < forget) this.sentEvents.delete(id);
+  }
+
   tick(): Promise<void> {
     this.running ??= this.poll()
       .catch((err) => this.log.warn({ err: (err as Error).message }, 'live change watcher: query failed'))
@@ -177,6 +215,8 @@ export class ChangeWatcher {
       }
     }
 
+    await this.pollEvents();
+
     for (const t of await tasksToWatch(this.db, this.taskAfter, [...this.tasks.keys()])) {
       this.taskAfter = Math.max(this.taskAfter, t.id);
       const key = taskKey(t);
@@ -196,6 +236,15 @@ export class ChangeWatcher {
       });
     }
   }
+}
+
+/** A VM's notification is seen by who sees the VM, any other by who sees its host's pool (else super-admins). */
+function eventRooms(e: EventLiveRow): string[] {
+  if (e.vm_id !== null)
+    return e.vm_pool_id === null || e.vm_owner_id === null
+      ? []
+      : vmRooms({ poolId: e.vm_pool_id, ownerId: e.vm_owner_id });
+  return e.host_pool_id === null ? [] : [rooms.pool(e.host_pool_id)];
 }
 
 /** A task on a VM is seen by who sees the VM; any other by who sees its pool; always by who asked for it. */

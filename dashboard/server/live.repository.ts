@@ -1,4 +1,5 @@
 import { sql } from 'kysely';
+import type { EventRow } from '../../api/events/events.repository.js';
 import type { Database } from '../../lib/db.js';
 
 export interface HostRow {
@@ -84,4 +85,31 @@ export async function activeTaskIds(db: Database): Promise<number[]> {
     .where('state', 'in', ['queued', 'running'])
     .execute();
   return rows.map((r) => r.id);
+}
+
+export interface EventLiveRow extends EventRow {
+  /** The pool of the host it came from, and of the VM (with its owner) it is about; null when unknown. */
+  host_pool_id: number | null;
+  vm_pool_id: number | null;
+  vm_owner_id: number | null;
+}
+
+/**
+ * collectd notifications stored after `after` (received at, then id; oldest first, at most `limit`), with the
+ * database's clock.
+ */
+export async function eventsReceivedAfter(
+  db: Database,
+  after: { at: Date; id: number },
+  limit: number,
+): Promise<{ rows: EventLiveRow[]; now: Date }> {
+  const { rows } = await sql<EventLiveRow>`
+    SELECT e.id, e.time, e.received_at, e.host, e.plugin, e.plugin_instance, e.type, e.type_instance, e.severity,
+      e.message, e.host_id, e.vm_id, h.pool_id AS host_pool_id, v.pool_id AS vm_pool_id, v.owner_id AS vm_owner_id
+    FROM events e LEFT JOIN hosts h ON h.id = e.host_id LEFT JOIN vms v ON v.id = e.vm_id
+    WHERE (e.received_at, e.id) > (${after.at}, ${after.id})
+    ORDER BY e.received_at, e.id
+    LIMIT ${limit}`.execute(db);
+  const now = (await sql<{ now: Date }>`SELECT now()`.execute(db)).rows[0].now;
+  return { rows: rows.map((r) => ({ ...r, id: Number(r.id) })), now };
 }

@@ -2,9 +2,12 @@ import { EventEmitter } from 'node:events';
 import { sql } from 'kysely';
 import { io as connect, type Socket } from 'socket.io-client';
 import { afterAll, afterEach, beforeAll, describe, expect, test } from 'vitest';
+import { collectdLoop } from '../../api/alerts/test-support.js';
 import { authRoutes } from '../../api/auth/auth.routes.js';
 import { VM_STATE_EVENT, type VmStateEvent } from '../../api/hosts/host-events.js';
 import { LiveView } from '../../ingest/live-view.js';
+import { replayAt } from '../../ingest/protocol/test-fixtures.js';
+import { createLogger } from '../../lib/log.js';
 import { createTestApp, type TestApp } from '../../lib/testing/app.js';
 import { insertHost, insertVm } from '../../lib/testing/fleet.js';
 import { createPool, createUserWithToken, grantRole } from '../../lib/testing/users.js';
@@ -182,6 +185,60 @@ describe('each user hears only about what it may see', () => {
     await new Promise((r) => setTimeout(r, 500));
     expect(owner.of('vm').filter((v) => v.state === 'crashed')).toHaveLength(1);
     expect(neighbour.of('task')).toEqual([]);
+  });
+
+  test('collectd notifications arrive as they are stored, to who sees their host or VM', async () => {
+    const db = t.database.db;
+    const hostId = await insertHost(db, {
+      poolId: ids.rack,
+      cpus: 2,
+      memoryMiB: 4096,
+      hostname: 'notif-host',
+    });
+    const [owner, neighbour, monitor, stranger] = await Promise.all(
+      [users.owner, users.neighbour, users.monitor, users.stranger].map((u) => open({ token: u.token })),
+    );
+    const loop = await collectdLoop(Date.now, createLogger('silent'), { db });
+    try {
+      const replay = replayAt('notifications');
+      const notes = replay.expected.filter((r) => r.kind === 'notification');
+      await loop.sendPackets(replay.packets.map((p) => p.bytes));
+      await waitFor(
+        () => monitor.of('event').filter((e) => e.hostId === hostId).length === notes.length,
+        5000,
+      );
+      expect(
+        monitor
+          .of('event')
+          .map((e) => `${e.severity}|${e.message}`)
+          .sort(),
+      ).toEqual(notes.map((r) => `${r.severity_name.toLowerCase()}|${r.message}`).sort());
+      const { uuid } = await db
+        .selectFrom('vms')
+        .select('uuid')
+        .where('id', '=', ids.vmA)
+        .executeTakeFirstOrThrow();
+      await loop.notify({
+        host: uuid,
+        plugin: 'virt',
+        pluginInstance: '',
+        type: 'file_system',
+        typeInstance: '',
+        time: Date.now() / 1000,
+        severity: 1,
+        message: 'guest trouble',
+      });
+      await waitFor(() => owner.of('event').some((e) => e.vmId === ids.vmA), 5000);
+      await waitFor(() => monitor.of('event').some((e) => e.vmId === ids.vmA), 5000);
+      await new Promise((r) => setTimeout(r, 300));
+      // each once; the host's to its pool, the guest's to who sees the VM
+      expect(monitor.of('event')).toHaveLength(notes.length + 1);
+      expect(owner.of('event').map((e) => e.message)).toEqual(['guest trouble']);
+      expect(neighbour.of('event')).toEqual([]);
+      expect(stranger.of('event')).toEqual([]);
+    } finally {
+      await loop.close();
+    }
   });
 
   test('live figures of a host reach who sees its pool; publications reach their rooms', async () => {

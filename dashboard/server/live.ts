@@ -63,7 +63,8 @@ const RUNNING = new Set(['running', 'paused', 'migrating', 'stopping', 'suspendi
  * Live updates over socket.io on the app's HTTP server (path /socket.io). A socket authenticates like the
  * API — the session cookie (same origin only) or `auth: {token}` — and joins the rooms of what its user may
  * see (live-rooms.ts); every event goes to the rooms of what it is about. Browsers receive `host`, `vm`,
- * `task` (changes), `metrics` (live figures of hosts and VMs, every few seconds) and `alert`.
+ * `task` (changes), `event` (collectd notifications as they are stored: ChangeWatcher), `metrics` (live figures
+ * of hosts and VMs, every few seconds) and `alert`.
  */
 export function attachLive(app: FastifyInstance, o: LiveOptions): LiveServer {
   const log = o.log.child({ part: 'live' });

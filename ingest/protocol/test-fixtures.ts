@@ -11,6 +11,7 @@ import {
   HEADER_SIZE,
   HR_UNITS_PER_SECOND,
   PART_ENCRYPTION,
+  PART_HOST,
   PART_SIGNATURE,
   PART_TIME,
   PART_TIME_HR,
@@ -166,4 +167,27 @@ export function retimePacket(packet: Buffer, seconds: number, folder: FixtureFol
     hmacSha256(FIXTURE_USER.password, out.subarray(signedFrom)).copy(out, HEADER_SIZE);
   }
   return out;
+}
+
+/**
+ * A copy of an unsigned `packet` whose every host part says `host` instead (parts re-sized), e.g. a captured
+ * notification sent as one of herd's known hosts.
+ */
+export function withHost(packet: Buffer, host: string): Buffer {
+  const parts: Buffer[] = [];
+  for (let pos = 0; pos + HEADER_SIZE <= packet.length; ) {
+    const type = packet.readUInt16BE(pos);
+    const length = packet.readUInt16BE(pos + 2);
+    if (length < HEADER_SIZE || pos + length > packet.length) throw new Error(`bad part at ${pos}`);
+    if (type === PART_SIGNATURE || type === PART_ENCRYPTION) throw new Error('only unsigned packets');
+    if (type === PART_HOST) {
+      const text = Buffer.from(`${host}\0`, 'utf8');
+      const header = Buffer.alloc(HEADER_SIZE);
+      header.writeUInt16BE(PART_HOST, 0);
+      header.writeUInt16BE(HEADER_SIZE + text.length, 2);
+      parts.push(header, text);
+    } else parts.push(packet.subarray(pos, pos + length));
+    pos += length;
+  }
+  return Buffer.concat(parts);
 }

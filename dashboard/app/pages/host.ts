@@ -8,8 +8,9 @@ import { onStateChange, state } from '../state.js';
 import type { Host } from '../types.js';
 import { alertsPanel } from './alerts.js';
 import { breadcrumbs, facts, HOST_METRICS, tasksPanel, vmsOnHost, vmsTable } from './common.js';
+import { eventsPanel } from './events.js';
 
-/** A host: inventory, state, last seen, live figures, its VMs, its tasks and graphs. */
+/** A host: inventory, state, last seen, live figures, alerts, collectd notifications, its VMs, tasks and graphs. */
 export const hostPage: Page = async (main, [id]) => {
   const hostId = Number(id);
   let host = await get<Host>(`/api/v1/hosts/${hostId}`);
@@ -21,6 +22,7 @@ export const hostPage: Page = async (main, [id]) => {
   const tasks = tasksPanel({ targetType: 'host', targetId: hostId });
   const graphs = graphPanel(`host:${hostId}`, HOST_METRICS);
   const alerts = alertsPanel({ hostId });
+  const events = eventsPanel({ hostId });
 
   const drawHead = () => {
     const canManage = state.me?.isSuperAdmin || role === 'admin' || role === 'super';
@@ -106,6 +108,7 @@ export const hostPage: Page = async (main, [id]) => {
       h('section', { class: 'card' }, h('h2', null, 'Now'), live),
     ),
     alerts.el,
+    events.el,
     h('section', { class: 'card' }, h('h2', null, 'VMs on this host'), vms.el),
     tasks.el,
     h('section', { class: 'card' }, h('h2', null, 'Graphs'), graphs.el),
@@ -131,5 +134,6 @@ export const hostPage: Page = async (main, [id]) => {
     tasks.dispose();
     graphs.dispose();
     alerts.dispose();
+    events.dispose();
   };
 };

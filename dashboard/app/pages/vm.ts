@@ -8,8 +8,9 @@ import { hostName, state } from '../state.js';
 import { dataTable } from '../table.js';
 import { type Task, VM_ACTIONS, type Vm } from '../types.js';
 import { breadcrumbs, facts, taskState, tasksPanel, VM_METRICS } from './common.js';
+import { eventsPanel } from './events.js';
 
-/** A VM: state, host, resources, volumes, the actions its state allows, the task running, graphs. */
+/** A VM: state, host, resources, volumes, collectd notifications, the actions its state allows, the task running, graphs. */
 export const vmPage: Page = async (main, [id]) => {
   const vmId = Number(id);
   let vm = await get<Vm>(`/api/v1/vms/${vmId}`);
@@ -31,6 +32,7 @@ export const vmPage: Page = async (main, [id]) => {
   });
   const tasks = tasksPanel({ targetType: 'vm', targetId: vmId });
   const graphs = graphPanel(`vm:${vmId}`, VM_METRICS);
+  const events = eventsPanel({ vmId });
 
   const draw = () => {
     fill(head, h('h1', null, vm.name, ' ', h('span', { class: 'vm-state' }, badge(vm.state))));
@@ -165,6 +167,7 @@ export const vmPage: Page = async (main, [id]) => {
       h('section', { class: 'card' }, h('h2', null, 'Now'), live),
     ),
     h('section', { class: 'card' }, h('h2', null, 'Volumes'), volumes.el),
+    events.el,
     tasks.el,
     h('section', { class: 'card' }, h('h2', null, 'Graphs'), graphs.el),
   );
@@ -192,6 +195,7 @@ export const vmPage: Page = async (main, [id]) => {
     window.clearInterval(poll);
     tasks.dispose();
     graphs.dispose();
+    events.dispose();
   };
 };
 
