@@ -3,6 +3,7 @@ import { alertRoutes } from './alerts/alerts.routes.js';
 import type { RoutePlugin } from './app.js';
 import { auditRoutes } from './audit/audit.routes.js';
 import { authRoutes } from './auth/auth.routes.js';
+import { forecastRoutes } from './forecast/forecast.routes.js';
 import { hostRoutes } from './hosts/hosts.routes.js';
 import { imageRoutes } from './images/images.routes.js';
 import { metricsRoutes } from './metrics/metrics.routes.js';
@@ -33,4 +34,5 @@ export const apiRoutes: RoutePlugin[] = [
   metricsRoutes,
   alertRoutes,
   quotaEnforcementRoutes,
+  forecastRoutes,
 ];

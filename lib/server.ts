@@ -136,12 +136,14 @@ export async function startHerd(
         { HostMonitor },
         { startQuotaEnforcer },
         { checkSaveDir },
+        { CapacitySampler },
       ] = await Promise.all([
         import('../api/tasks/worker.js'),
         import('../api/vms/vm-task-handler.js'),
         import('../api/hosts/host-monitor.js'),
         import('../api/quota-enforcer/quota-enforcer.js'),
         import('../api/vms/save-dir.js'),
+        import('../api/forecast/capacity-sampler.js'),
       ]);
       await checkSaveDir(database.db, config.hosts.saveDir, log);
       const worker = await startWorker({
@@ -175,6 +177,10 @@ export async function startHerd(
         feed: alertFeed,
       });
       stops.push(() => enforcer.stop());
+      // Allocations and quota usage have no history of their own: sampled into the metrics store for forecasts.
+      const sampler = new CapacitySampler({ db: database.db, store, log }, config.rollups.stepSeconds);
+      sampler.start();
+      stops.push(() => sampler.stop());
     }
 
     if (has('api') && hostConnections) {

@@ -32,7 +32,13 @@ describe('forecast', () => {
     // 1 a day up to 50 now, ±5 daily swing: the peaks reach 100 when the trend reaches 95.
     const level = (t: number) => 50 + (t - NOW) / DAY_SECONDS;
     const history = series(30, (t) => level(t) + daily(5)(t), 1, 7);
-    const f = forecast({ history, capacity: 100, now: NOW, horizonSeconds: 90 * DAY_SECONDS, stepSeconds: HOUR });
+    const f = forecast({
+      history,
+      capacity: 100,
+      now: NOW,
+      horizonSeconds: 90 * DAY_SECONDS,
+      stepSeconds: HOUR,
+    });
     expect(f.insufficientHistory).toBe(false);
     expect(f.seasonality).toBe('daily+weekly');
     expect(f.slopePerDay!.value).toBeCloseTo(1, 1);
@@ -59,7 +65,13 @@ describe('forecast', () => {
 
   test('a steeper slope without a season: N days = (capacity − now) / slope', () => {
     const history = series(30, (t) => 200 + (3 * (t - NOW)) / DAY_SECONDS, 2, 11);
-    const f = forecast({ history, capacity: 260, now: NOW, horizonSeconds: 60 * DAY_SECONDS, stepSeconds: HOUR });
+    const f = forecast({
+      history,
+      capacity: 260,
+      now: NOW,
+      horizonSeconds: 60 * DAY_SECONDS,
+      stepSeconds: HOUR,
+    });
     expect(Math.abs(f.fullInDays!.likely - 20)).toBeLessThan(1);
     expect(f.fullInDays!.low).toBeLessThan(f.fullInDays!.likely);
     expect(f.fullInDays!.high!).toBeGreaterThan(f.fullInDays!.likely);
@@ -94,7 +106,13 @@ describe('forecast', () => {
   test('seasonal peaks reach capacity long before the trend does', () => {
     // Trend 70 growing 0.2 a day reaches 100 in 150 days; its daily peaks (+20) reach it in 50.
     const history = series(30, (t) => 70 + (0.2 * (t - NOW)) / DAY_SECONDS + daily(20)(t), 1, 9);
-    const f = forecast({ history, capacity: 100, now: NOW, horizonSeconds: 120 * DAY_SECONDS, stepSeconds: HOUR });
+    const f = forecast({
+      history,
+      capacity: 100,
+      now: NOW,
+      horizonSeconds: 120 * DAY_SECONDS,
+      stepSeconds: HOUR,
+    });
     expect(Math.abs(f.fullInDays!.likely - 50)).toBeLessThan(3);
     // Without the season the same history would not fill within the horizon.
     const flat = f.points.map((p) => p.value - (70 + (0.2 * (p.time - NOW)) / DAY_SECONDS));
@@ -102,9 +120,16 @@ describe('forecast', () => {
   });
 
   test('a weekly season: weekday peaks are forecast, weekend troughs too', () => {
-    const weekday = (t: number) => (Math.floor((((t % 604800) + 604800) % 604800) / DAY_SECONDS) < 5 ? 10 : -10);
+    const weekday = (t: number) =>
+      Math.floor((((t % 604800) + 604800) % 604800) / DAY_SECONDS) < 5 ? 10 : -10;
     const history = series(28, (t) => 50 + weekday(t), 0.5, 13);
-    const f = forecast({ history, capacity: 59, now: NOW, horizonSeconds: 14 * DAY_SECONDS, stepSeconds: HOUR });
+    const f = forecast({
+      history,
+      capacity: 59,
+      now: NOW,
+      horizonSeconds: 14 * DAY_SECONDS,
+      stepSeconds: HOUR,
+    });
     expect(f.seasonality).toBe('daily+weekly');
     for (const p of f.points) expect(Math.abs(p.value - (50 + weekday(p.time)))).toBeLessThan(3);
     // The level is flat, so the capacity of 59 is reached on the next weekday only.
@@ -132,17 +157,25 @@ describe('forecast', () => {
     history[history.length - 1][1] = 100.5;
     const at = forecast({ history, capacity: 100, now: NOW, horizonSeconds: DAY_SECONDS, stepSeconds: HOUR });
     expect(at.fullInDays).toEqual({ low: 0, likely: 0, high: 0 });
-    const none = forecast({ history, capacity: null, now: NOW, horizonSeconds: DAY_SECONDS, stepSeconds: HOUR });
+    const none = forecast({
+      history,
+      capacity: null,
+      now: NOW,
+      horizonSeconds: DAY_SECONDS,
+      stepSeconds: HOUR,
+    });
     expect(none.fullInDays).toBeNull();
     expect(none.points).toHaveLength(24);
   });
 
   test('non-finite values are left out, buckets are means', () => {
-    const history = series(5, () => 1, 0, 1).flatMap(([t, v]): Array<[number, number]> => [
-      [t, v],
-      [t + 60, v + 2],
-      [t + 120, Number.NaN],
-    ]);
+    const history = series(5, () => 1, 0, 1).flatMap(
+      ([t, v]): Array<[number, number]> => [
+        [t, v],
+        [t + 60, v + 2],
+        [t + 120, Number.NaN],
+      ],
+    );
     const f = forecast({ history, capacity: 10, now: NOW, horizonSeconds: DAY_SECONDS, stepSeconds: HOUR });
     expect(f.history.every(([, v]) => v === 2)).toBe(true);
     expect(f.fullInDays).toBeNull();

@@ -107,7 +107,8 @@ export function forecast(input: ForecastInput): Forecast {
   let daily = new Array<number>(daySlots).fill(0);
   let weekly = new Array<number>(7).fill(0);
   const season = (t: number) =>
-    (seasonality === 'none' ? 0 : daily[daySlot(t)]) + (seasonality === 'daily+weekly' ? weekly[weekSlot(t)] : 0);
+    (seasonality === 'none' ? 0 : daily[daySlot(t)]) +
+    (seasonality === 'daily+weekly' ? weekly[weekSlot(t)] : 0);
 
   // Trend on the deseasonalized values, season on the detrended ones: twice, each refining the other.
   let trend = senSlope(
@@ -233,7 +234,9 @@ function shrink(times: number[], values: number[], max: number): [number[], numb
 /** Per slot the median of the values falling in it, centred so that the slots average zero. */
 function profile(times: number[], values: number[], slots: number, slotOf: (t: number) => number): number[] {
   const bySlot: number[][] = Array.from({ length: slots }, () => []);
-  times.forEach((t, i) => bySlot[slotOf(t)].push(values[i]));
+  times.forEach((t, i) => {
+    bySlot[slotOf(t)].push(values[i]);
+  });
   const raw = bySlot.map((vs) => (vs.length ? median(vs) : Number.NaN));
   const known = raw.filter((v) => !Number.isNaN(v));
   const centre = known.length ? known.reduce((a, b) => a + b, 0) / known.length : 0;
@@ -241,7 +244,10 @@ function profile(times: number[], values: number[], slots: number, slotOf: (t: n
 }
 
 /** Means per bucket of `step` seconds (labelled by the bucket's start), oldest first; non-finite values left out. */
-export function bucket(points: ReadonlyArray<readonly [number, number]>, step: number): Array<[number, number]> {
+export function bucket(
+  points: ReadonlyArray<readonly [number, number]>,
+  step: number,
+): Array<[number, number]> {
   const sums = new Map<number, [number, number]>();
   for (const [t, v] of points) {
     if (!Number.isFinite(t) || !Number.isFinite(v)) continue;
