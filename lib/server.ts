@@ -105,12 +105,16 @@ export async function startHerd(
 
     let alertFeed: Awaited<ReturnType<typeof startAlerting>>['feed'] | undefined;
     if (has('ingest') || has('worker')) {
-      const { startAlerting } = await import('../api/alerts/start-alerting.js');
+      const [{ startAlerting }, { createForecastSource }] = await Promise.all([
+        import('../api/alerts/start-alerting.js'),
+        import('../api/forecast/forecast-source.js'),
+      ]);
       const alerting = await startAlerting({
         db: database.db,
         log,
         liveView: has('ingest') ? liveView : undefined,
         store,
+        forecast: createForecastSource({ db: database.db, config, store, rollups }),
         evaluateEveryMs: config.alerting.evaluateSeconds * 1000,
         smtp: config.alerting.smtp,
         webhookAllow: config.alerting.webhookAllow,

@@ -28,7 +28,11 @@ export type LiveField = (typeof LIVE_FIELDS)[number];
 
 export const HOST_FIELDS = ['unreachable', 'secondsSinceSeen'] as const;
 export const QUOTA_FIELDS = ['usedPercent'] as const;
-export const METRIC_SOURCES = ['live', 'store', 'host', 'quota'] as const;
+export const METRIC_SOURCES = ['live', 'store', 'host', 'quota', 'forecast'] as const;
+/** `daysUntilFull`: the forecast's likely day; `daysUntilFullEarliest`: its interval's upper bound's. */
+export const FORECAST_FIELDS = ['daysUntilFull', 'daysUntilFullEarliest'] as const;
+export const FORECAST_METRIC_RESOURCES = ['cpu', 'memory', 'storage'] as const;
+export const FORECAST_METRIC_KINDS = ['use', 'allocation', 'quota'] as const;
 
 /**
  * What a rule measures, per subject:
@@ -39,7 +43,11 @@ export const METRIC_SOURCES = ['live', 'store', 'host', 'quota'] as const;
  *   combined with `combine` (default sum);
  * - `host`: `unreachable` (1 when collectd has been silent for 3 intervals and the libvirt heartbeat fails) or
  *   `secondsSinceSeen` (collectd);
- * - `quota`: `usedPercent` of each limit of each quota row (subject: pool × user × resource).
+ * - `quota`: `usedPercent` of each limit of each quota row (subject: pool × user × resource);
+ * - `forecast`: days until `resource` (cpu, memory, storage) is full by the capacity forecast (api/forecast), of
+ *   its `kind`: `use` or `allocation` of a hardware pool (subject: the pool; every pool for a global rule), or
+ *   `quota` (subject: each quota row limiting it). Infinity when not full within the forecast's horizon; no data
+ *   while the history is too short.
  */
 export interface MetricSpec {
   source: (typeof METRIC_SOURCES)[number];
@@ -53,6 +61,10 @@ export interface MetricSpec {
   measurement?: string;
   tags?: Record<string, string>;
   combine?: Aggregate;
+  /** forecast: cpu, memory or storage. */
+  resource?: string;
+  /** forecast: use, allocation or quota. */
+  kind?: string;
 }
 
 export interface AlertRule {
@@ -135,6 +147,15 @@ export function metricProblem(m: MetricSpec, scope: AlertRule['scope']): string 
       return (QUOTA_FIELDS as readonly string[]).includes(m.field ?? '')
         ? null
         : `metric.field: one of ${QUOTA_FIELDS.join(', ')}`;
+    case 'forecast':
+      if (scope === 'host') return 'scope: forecast rules apply to a pool or everything';
+      if (!(FORECAST_FIELDS as readonly string[]).includes(m.field ?? ''))
+        return `metric.field: one of ${FORECAST_FIELDS.join(', ')}`;
+      if (!(FORECAST_METRIC_RESOURCES as readonly string[]).includes(m.resource ?? ''))
+        return `metric.resource: one of ${FORECAST_METRIC_RESOURCES.join(', ')}`;
+      if (!(FORECAST_METRIC_KINDS as readonly string[]).includes(m.kind ?? ''))
+        return `metric.kind: one of ${FORECAST_METRIC_KINDS.join(', ')}`;
+      return null;
     default:
       return `metric.source: one of ${METRIC_SOURCES.join(', ')}`;
   }

@@ -1,4 +1,12 @@
-import { HOST_FIELDS, LIVE_FIELDS, METRIC_SOURCES, QUOTA_FIELDS } from './alert-rule.js';
+import {
+  FORECAST_FIELDS,
+  FORECAST_METRIC_KINDS,
+  FORECAST_METRIC_RESOURCES,
+  HOST_FIELDS,
+  LIVE_FIELDS,
+  METRIC_SOURCES,
+  QUOTA_FIELDS,
+} from './alert-rule.js';
 
 const nullableInt = { type: ['integer', 'null'] } as const;
 const nullableString = { type: ['string', 'null'] } as const;
@@ -12,7 +20,8 @@ export const metricSchema = {
   description:
     `What the rule measures. live: \`field\` (${LIVE_FIELDS.join(', ')}) or a collectd series (plugin, pluginInstance, type, ` +
     `typeInstance, value: data source name or index, rate); store: measurement, field, tags, rate, combine; host: field ` +
-    `(${HOST_FIELDS.join(', ')}); quota: field (${QUOTA_FIELDS.join(', ')}).`,
+    `(${HOST_FIELDS.join(', ')}); quota: field (${QUOTA_FIELDS.join(', ')}); forecast: field (${FORECAST_FIELDS.join(', ')}), ` +
+    `resource (${FORECAST_METRIC_RESOURCES.join(', ')}), kind (${FORECAST_METRIC_KINDS.join(', ')}).`,
   required: ['source'],
   additionalProperties: false,
   properties: {
@@ -27,6 +36,8 @@ export const metricSchema = {
     measurement: { type: 'string', minLength: 1, maxLength: 200 },
     tags: labels,
     combine: aggregate,
+    resource: { type: 'string', enum: [...FORECAST_METRIC_RESOURCES] },
+    kind: { type: 'string', enum: [...FORECAST_METRIC_KINDS] },
   },
 } as const;
 

@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import type { Database } from '../../lib/db.js';
 import type { Logger } from '../../lib/log.js';
+import type { ForecastSource } from '../forecast/forecast-source.js';
 import { AlertEvaluator, type EvaluationResult } from './alert-evaluator.js';
 import { AlertFeed } from './alert-feed.js';
 import type { Clock } from './alert-rule.js';
@@ -25,6 +26,8 @@ export interface AlertingOptions {
   liveView?: LiveSource;
   /** The metrics store, for `store` rules. */
   store?: StoreSource;
+  /** Capacity forecasts, for `forecast` rules (api/forecast/forecast-source.ts). */
+  forecast?: ForecastSource;
   /** Defaults to Date.now; tests inject their own. */
   clock?: Clock;
   /** Default 10 s. */
@@ -67,7 +70,7 @@ export async function startAlerting(o: AlertingOptions): Promise<Alerting> {
   const log = o.log.child({ part: 'alerting' });
   await ensureBuiltinRules(o.db);
   const feed = new AlertFeed();
-  const reader = new MetricReader({ liveView: o.liveView, store: o.store }, clock);
+  const reader = new MetricReader({ liveView: o.liveView, store: o.store, forecast: o.forecast }, clock);
   const evaluator = new AlertEvaluator({ db: o.db, log, reader, clock, feed });
   const dispatcher = new NotificationDispatcher({
     db: o.db,
