@@ -15,6 +15,13 @@ export interface SubtreeHostRow {
   allocated_memory_mib: number;
 }
 
+/** `sub(id)`: the pool and every pool below it, as the start of a statement. */
+const subtree = (poolId: number) => sql`WITH RECURSIVE sub(id) AS (
+      SELECT id FROM pools WHERE id = ${poolId}
+      UNION
+      SELECT p.id FROM pools p JOIN sub ON p.parent_id = sub.id
+    )`;
+
 export function poolKind(db: Database, id: number) {
   return db.selectFrom('pools').select(['id', 'name', 'kind']).where('id', '=', id).executeTakeFirst();
 }
@@ -32,11 +39,7 @@ export function hardwarePoolIds(db: Database): Promise<number[]> {
 /** The hosts of a hardware pool and of the pools below it, with their inventory and what their VMs hold. */
 export async function subtreeHosts(db: Database, poolId: number): Promise<SubtreeHostRow[]> {
   const { rows } = await sql<SubtreeHostRow>`
-    WITH RECURSIVE sub(id) AS (
-      SELECT id FROM pools WHERE id = ${poolId}
-      UNION
-      SELECT p.id FROM pools p JOIN sub ON p.parent_id = sub.id
-    )
+    ${subtree(poolId)}
     SELECT h.hostname, h.cpus, h.memory_mib::float8 AS memory_mib, h.reserved_vcpus,
       h.reserved_memory_mib::float8 AS reserved_memory_mib, h.cpu_allocation_ratio, h.ram_allocation_ratio,
       p.cpu_allocation_ratio AS pool_cpu_allocation_ratio, p.ram_allocation_ratio AS pool_ram_allocation_ratio,
@@ -53,11 +56,7 @@ export async function subtreeStorage(
   poolId: number,
 ): Promise<{ total_gib: number; attached_gib: number; storage_pools: number }> {
   const { rows } = await sql<{ total_gib: number; attached_gib: number; storage_pools: number }>`
-    WITH RECURSIVE sub(id) AS (
-      SELECT id FROM pools WHERE id = ${poolId}
-      UNION
-      SELECT p.id FROM pools p JOIN sub ON p.parent_id = sub.id
-    )
+    ${subtree(poolId)}
     SELECT coalesce(sum(v.size_gib), 0)::float8 AS total_gib,
       coalesce(sum(v.size_gib) FILTER (WHERE v.vm_id IS NOT NULL), 0)::float8 AS attached_gib,
       count(DISTINCT s.id)::int AS storage_pools

@@ -244,36 +244,24 @@ describe.each(backends)('pool forecast on %s', (kind, make) => {
       expect(await sampler.sample()).toBeGreaterThanOrEqual(2);
       await backend.store.flush();
       const stamp = Math.floor((NOW + 7200) / 300) * 300;
-      const [series] = await backend.store.range({
-        measurement: CAPACITY_MEASUREMENT,
-        field: 'vcpus_allocated',
-        tags: { pool: String(ids.pool) },
-        from: stamp,
-        to: stamp + 300,
-        step: 300,
-        agg: 'last',
-      });
-      expect(series.points).toEqual([[stamp, 3]]);
-      const [cap] = await backend.store.range({
-        measurement: CAPACITY_MEASUREMENT,
-        field: 'vcpus_capacity',
-        tags: { pool: String(ids.pool) },
-        from: stamp,
-        to: stamp + 300,
-        step: 300,
-        agg: 'last',
-      });
-      expect(cap.points).toEqual([[stamp, 64]]);
-      const [quota] = await backend.store.range({
-        measurement: 'herd_quota',
-        field: 'used_memoryMiB',
-        tags: { pool: String(ids.pool), user: 'total' },
-        from: stamp,
-        to: stamp + 300,
-        step: 300,
-        agg: 'last',
-      });
-      expect(quota.points).toEqual([[stamp, 1024]]);
+      const sampled = async (measurement: string, field: string, tags: Record<string, string>) => {
+        const [series] = await backend.store.range({
+          measurement,
+          field,
+          tags,
+          from: stamp,
+          to: stamp + 300,
+          step: 300,
+          agg: 'last',
+        });
+        return series.points;
+      };
+      const pool = { pool: String(ids.pool) };
+      expect(await sampled(CAPACITY_MEASUREMENT, 'vcpus_allocated', pool)).toEqual([[stamp, 3]]);
+      expect(await sampled(CAPACITY_MEASUREMENT, 'vcpus_capacity', pool)).toEqual([[stamp, 64]]);
+      expect(await sampled('herd_quota', 'used_memoryMiB', { ...pool, user: 'total' })).toEqual([
+        [stamp, 1024],
+      ]);
     });
   }
 });
