@@ -97,23 +97,32 @@ export function forecastPanel(poolId: number): { el: HTMLElement; dispose(): voi
       fill(body, h('p', { class: 'muted' }, 'Nothing to forecast: no hosts, storage or quotas here.'));
       return;
     }
-    const cards = items.map((item) => {
-      const view = h('div', { class: 'vega', 'data-forecast': item.key });
-      const card = h(
-        'figure',
-        { class: 'graph card', 'data-forecast': item.key },
-        h('figcaption', null, TITLES[item.name] ?? item.name),
-        h('p', { class: 'forecast-text' }, fullText(item.name, item.f, answer.horizonDays)),
-        view,
-      );
-      return { item, view, card };
-    });
+    // Series without a forecast are one line each below the graphs.
+    const waiting = items.filter((i) => i.f.insufficientHistory || !i.f.history.length);
+    const cards = items
+      .filter((i) => !waiting.includes(i))
+      .map((item) => {
+        const view = h('div', { class: 'vega', 'data-forecast': item.key });
+        const card = h(
+          'figure',
+          { class: 'graph card', 'data-forecast': item.key },
+          h('figcaption', null, TITLES[item.name] ?? item.name),
+          h('p', { class: 'forecast-text' }, fullText(item.name, item.f, answer.horizonDays)),
+          view,
+        );
+        return { item, view, card };
+      });
     fill(
       body,
       cards.map((c) => c.card),
+      waiting.length > 0 &&
+        h(
+          'ul',
+          { class: 'forecast-waiting muted' },
+          waiting.map((i) => h('li', { 'data-forecast': i.key }, fullText(i.name, i.f, answer.horizonDays))),
+        ),
     );
     for (const { item, view } of cards) {
-      if (item.f.insufficientHistory || !item.f.history.length) continue;
       const result = await vegaEmbed(view, spec(item.f, item.unit, answer.now) as never, {
         renderer: 'svg',
         actions: false,
