@@ -5,6 +5,7 @@ import { auditRoutes } from './audit/audit.routes.js';
 import { authRoutes } from './auth/auth.routes.js';
 import { eventRoutes } from './events/events.routes.js';
 import { fleetMetricsRoutes } from './fleet-metrics/fleet-metrics.routes.js';
+import { forecastRoutes } from './forecast/forecast.routes.js';
 import { hostRoutes } from './hosts/hosts.routes.js';
 import { imageRoutes } from './images/images.routes.js';
 import { metricsRoutes } from './metrics/metrics.routes.js';
@@ -37,4 +38,5 @@ export const apiRoutes: RoutePlugin[] = [
   quotaEnforcementRoutes,
   fleetMetricsRoutes,
   eventRoutes,
+  forecastRoutes,
 ];

@@ -48,6 +48,8 @@ beforeAll(async () => {
       HERD_COLLECTD_PORT: '0',
       HERD_LOG_LEVEL: process.env.HERD_TEST_LOG_LEVEL ?? 'silent',
       HERD_INFLUX_FLUSH_MS: '200',
+      // Raw points of any age are kept, so the forecast test can write 30 days of history.
+      HERD_RAW_RETENTION_HOURS: '0',
     },
     collectd: 'simulated',
     intervalSeconds: 2,
@@ -183,6 +185,40 @@ describe('the VM page', () => {
     await bob.click('button[data-action="restore"]');
     await bob.waitForSelector('.vm-state [data-state="running"]', { timeout: 30_000 });
     await bob.close();
+  });
+});
+
+describe('capacity forecast', () => {
+  test('a pool with 30 days of rising memory use shows when it is full, drawn past today', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const start = now - 30 * 86_400;
+    // Rack B (2 × 128 GiB): 200,000 MiB used now, +3,000 a day, ±2,000 daily: full in about 20 days.
+    const points = [];
+    for (let t = start; t < now - 1800; t += 600) {
+      const used = 200_000 + (3000 * (t - now)) / 86_400 + 2000 * Math.sin((2 * Math.PI * t) / 86_400);
+      for (const host of ['rack-b-01', 'rack-b-02'])
+        points.push({ measurement: 'herd_host', tags: { host }, fields: { mem_used: used / 2 }, time: t });
+    }
+    demo.herd.store.write(points);
+    await demo.herd.store.flush();
+    await demo.herd.rollups.refresh(start - 3600, now);
+
+    const carol = await loggedIn('carol');
+    await go(carol, 'Rack B');
+    const memory = carol.locator('.forecast figure[data-forecast="memory-use"]');
+    await memory.locator('svg .mark-line path').first().waitFor({ timeout: 30_000 });
+    const text = (await memory.locator('.forecast-text').textContent()) ?? '';
+    const match = /^memory use full in ~(\d+) days \(between (\d+) and (\d+)\)$/.exec(text);
+    expect(match, text).not.toBeNull();
+    const [likely, low, high] = match!.slice(1).map(Number);
+    expect(likely).toBeGreaterThanOrEqual(18);
+    expect(likely).toBeLessThanOrEqual(23);
+    expect(low).toBeLessThanOrEqual(likely);
+    expect(high).toBeGreaterThanOrEqual(likely);
+    // The band of the interval and the capacity line are drawn.
+    expect(await memory.locator('svg .mark-area path').count()).toBeGreaterThan(0);
+    expect(await memory.locator('svg .mark-rule line').count()).toBeGreaterThanOrEqual(2);
+    await carol.close();
   });
 });
 

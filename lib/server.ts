@@ -135,12 +135,16 @@ export async function startHerd(
 
     let alertFeed: Awaited<ReturnType<typeof startAlerting>>['feed'] | undefined;
     if (has('ingest') || has('worker')) {
-      const { startAlerting } = await import('../api/alerts/start-alerting.js');
+      const [{ startAlerting }, { createForecastSource }] = await Promise.all([
+        import('../api/alerts/start-alerting.js'),
+        import('../api/forecast/forecast-source.js'),
+      ]);
       const alerting = await startAlerting({
         db: database.db,
         log,
         liveView: has('ingest') ? shared : undefined,
         store,
+        forecast: createForecastSource({ db: database.db, config, store, rollups }),
         evaluateEveryMs: config.alerting.evaluateSeconds * 1000,
         smtp: config.alerting.smtp,
         webhookAllow: config.alerting.webhookAllow,
@@ -166,12 +170,14 @@ export async function startHerd(
         { HostMonitor },
         { startQuotaEnforcer },
         { checkSaveDir },
+        { CapacitySampler },
       ] = await Promise.all([
         import('../api/tasks/worker.js'),
         import('../api/vms/vm-task-handler.js'),
         import('../api/hosts/host-monitor.js'),
         import('../api/quota-enforcer/quota-enforcer.js'),
         import('../api/vms/save-dir.js'),
+        import('../api/forecast/capacity-sampler.js'),
       ]);
       await checkSaveDir(database.db, config.hosts.saveDir, log);
       const worker = await startWorker({
@@ -205,6 +211,10 @@ export async function startHerd(
         feed: alertFeed,
       });
       stops.push(() => enforcer.stop());
+      // Allocations and quota usage have no history of their own: sampled into the metrics store for forecasts.
+      const sampler = new CapacitySampler({ db: database.db, store, log }, config.rollups.stepSeconds);
+      sampler.start();
+      stops.push(() => sampler.stop());
     }
 
     if (has('api') && hostConnections) {

@@ -213,7 +213,13 @@ function summaryOf(rule: AlertRule, row: InstanceRow, kind: NotifyKind): string 
   const l = row.labels;
   const what =
     l.host ??
-    (l.resource ? `${l.user} ${l.resource} in pool ${l.pool}` : l.pool ? `pool ${l.pool}` : row.subject);
+    (l.resource && l.user
+      ? `${l.user} ${l.resource} in pool ${l.pool}`
+      : l.resource
+        ? `${l.resource} ${l.kind ?? ''} of pool ${l.pool}`.replace('  ', ' ')
+        : l.pool
+          ? `pool ${l.pool}`
+          : row.subject);
   const metric = rule.metric.field ?? rule.metric.measurement ?? rule.metric.type ?? 'value';
   const value =
     row.value === null ? 'no data' : Number.isFinite(row.value) ? String(round3(row.value)) : 'unbounded';

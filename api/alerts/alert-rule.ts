@@ -28,9 +28,14 @@ export type LiveField = (typeof LIVE_FIELDS)[number];
 
 export const HOST_FIELDS = ['unreachable', 'secondsSinceSeen'] as const;
 export const QUOTA_FIELDS = ['usedPercent'] as const;
-export const METRIC_SOURCES = ['live', 'store', 'host', 'quota', 'notification'] as const;
+
 /** collectd notification severities a `notification` rule may count. */
 export const NOTIFICATION_SEVERITIES = ['failure', 'warning', 'okay'] as const;
+export const METRIC_SOURCES = ['live', 'store', 'host', 'quota', 'notification', 'forecast'] as const;
+/** `daysUntilFull`: the forecast's likely day; `daysUntilFullEarliest`: its interval's upper bound's. */
+export const FORECAST_FIELDS = ['daysUntilFull', 'daysUntilFullEarliest'] as const;
+export const FORECAST_METRIC_RESOURCES = ['cpu', 'memory', 'storage'] as const;
+export const FORECAST_METRIC_KINDS = ['use', 'allocation', 'quota'] as const;
 
 /**
  * What a rule measures, per subject:
@@ -45,6 +50,10 @@ export const NOTIFICATION_SEVERITIES = ['failure', 'warning', 'okay'] as const;
  * - `notification`: how many collectd notifications of the host (its guests' included) arrived within the
  *   window (`windowSeconds`, 300 when 0), counting only those of `severity`, `plugin`, `type` and whose message
  *   contains `messageMatch` (any case) where given.
+ * - `forecast`: days until `resource` (cpu, memory, storage) is full by the capacity forecast (api/forecast), of
+ *   its `kind`: `use` or `allocation` of a hardware pool (subject: the pool; every pool for a global rule), or
+ *   `quota` (subject: each quota row limiting it). Infinity when not full within the forecast's horizon; no data
+ *   while the history is too short.
  */
 export interface MetricSpec {
   source: (typeof METRIC_SOURCES)[number];
@@ -60,6 +69,10 @@ export interface MetricSpec {
   combine?: Aggregate;
   severity?: (typeof NOTIFICATION_SEVERITIES)[number];
   messageMatch?: string;
+  /** forecast: cpu, memory or storage. */
+  resource?: string;
+  /** forecast: use, allocation or quota. */
+  kind?: string;
 }
 
 export interface AlertRule {
@@ -145,6 +158,14 @@ export function metricProblem(m: MetricSpec, scope: AlertRule['scope']): string 
     case 'notification':
       if (m.severity !== undefined && !(NOTIFICATION_SEVERITIES as readonly string[]).includes(m.severity))
         return `metric.severity: one of ${NOTIFICATION_SEVERITIES.join(', ')}`;
+    case 'forecast':
+      if (scope === 'host') return 'scope: forecast rules apply to a pool or everything';
+      if (!(FORECAST_FIELDS as readonly string[]).includes(m.field ?? ''))
+        return `metric.field: one of ${FORECAST_FIELDS.join(', ')}`;
+      if (!(FORECAST_METRIC_RESOURCES as readonly string[]).includes(m.resource ?? ''))
+        return `metric.resource: one of ${FORECAST_METRIC_RESOURCES.join(', ')}`;
+      if (!(FORECAST_METRIC_KINDS as readonly string[]).includes(m.kind ?? ''))
+        return `metric.kind: one of ${FORECAST_METRIC_KINDS.join(', ')}`;
       return null;
     default:
       return `metric.source: one of ${METRIC_SOURCES.join(', ')}`;

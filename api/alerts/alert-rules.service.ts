@@ -177,6 +177,8 @@ async function validate(db: Database, user: AuthUser, r: Settings, scope: AlertR
     throw badRequest('aggregate: only for a pool rule', { field: 'aggregate' });
   if (r.aggregate && r.metric!.source === 'quota')
     throw badRequest('aggregate: quota rules are per limit', { field: 'aggregate' });
+  if (r.aggregate && r.metric!.source === 'forecast')
+    throw badRequest('aggregate: forecast rules are per pool or quota', { field: 'aggregate' });
   if (r.channelIds?.length) {
     const channels = await channelsByIds(db, [...new Set(r.channelIds)]);
     const visible = await visiblePoolIds(db, user);

@@ -1,4 +1,7 @@
 import {
+  FORECAST_FIELDS,
+  FORECAST_METRIC_KINDS,
+  FORECAST_METRIC_RESOURCES,
   HOST_FIELDS,
   LIVE_FIELDS,
   METRIC_SOURCES,
@@ -19,7 +22,9 @@ export const metricSchema = {
     `What the rule measures. live: \`field\` (${LIVE_FIELDS.join(', ')}) or a collectd series (plugin, pluginInstance, type, ` +
     `typeInstance, value: data source name or index, rate); store: measurement, field, tags, rate, combine; host: field ` +
     `(${HOST_FIELDS.join(', ')}); quota: field (${QUOTA_FIELDS.join(', ')}); notification: the count of the host's collectd ` +
-    'notifications within the window, of severity, plugin, type and with messageMatch in the message, where given.',
+    'notifications within the window, of severity, plugin, type and with messageMatch in the message, where given; ' +
+    `forecast: field (${FORECAST_FIELDS.join(', ')}), ` +
+    `resource (${FORECAST_METRIC_RESOURCES.join(', ')}), kind (${FORECAST_METRIC_KINDS.join(', ')}).`,
   required: ['source'],
   additionalProperties: false,
   properties: {
@@ -41,6 +46,8 @@ export const metricSchema = {
       maxLength: 500,
       description: 'notification: contained, any case',
     },
+    resource: { type: 'string', enum: [...FORECAST_METRIC_RESOURCES] },
+    kind: { type: 'string', enum: [...FORECAST_METRIC_KINDS] },
   },
 } as const;
 

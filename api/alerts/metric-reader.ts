@@ -2,6 +2,9 @@ import type { LiveView } from '../../ingest/live-view.js';
 import type { MetricsStore } from '../../ingest/store/metrics-store.js';
 import type { Database } from '../../lib/db.js';
 import type { NotificationMatch, StoredSeverity } from '../events/events.repository.js';
+import type { ForecastResource, SeriesForecast } from '../forecast/forecast.service.js';
+import { QUOTA_RESOURCE } from '../forecast/forecast.service.js';
+import { type ForecastSource, ruleHorizonDays } from '../forecast/forecast-source.js';
 import { RESOURCE_KEYS } from '../quota/quota.service.js';
 import { type QuotaStatus, quotaStatuses } from '../quota-enforcer/quota-status.js';
 import type { AlertRule, Clock, MetricSpec } from './alert-rule.js';
@@ -112,7 +115,12 @@ export class MetricReader {
   private readonly startedAt: number;
 
   constructor(
-    private readonly sources: { liveView?: LiveSource; store?: StoreSource; events?: EventSource },
+    private readonly sources: {
+      liveView?: LiveSource;
+      store?: StoreSource;
+      events?: EventSource;
+      forecast?: ForecastSource;
+    },
     clock: Clock,
   ) {
     this.startedAt = clock();
@@ -125,6 +133,7 @@ export class MetricReader {
   async observe(rule: AlertRule, round: Round): Promise<Observed[]> {
     const m = rule.metric;
     if (m.source === 'quota') return this.quotaObservations(rule, round);
+    if (m.source === 'forecast') return this.forecastObservations(rule, round);
 
     const hosts = await this.hostsInScope(rule, round);
     const pools = await round.pools();
@@ -294,6 +303,61 @@ export class MetricReader {
     return out;
   }
 
+  /**
+   * Days until full by the capacity forecast: per pool in scope (the rule's, or every pool), its `use` or
+   * `allocation` of the resource, or each quota row on it limiting the resource.
+   */
+  private async forecastObservations(rule: AlertRule, round: Round): Promise<Observed[]> {
+    const source = this.sources.forecast;
+    if (!source) throw new Error('no capacity forecast in this process');
+    const m = rule.metric;
+    const resource = m.resource as ForecastResource;
+    const pools = await round.pools();
+    const poolIds = rule.scope === 'pool' ? [rule.poolId!] : [...pools.keys()].sort((a, b) => a - b);
+    const { users } = m.kind === 'quota' ? await round.quotas() : { users: new Map<number, string>() };
+    const out: Observed[] = [];
+    for (const poolId of poolIds) {
+      const poolLabels = { pool: pools.get(poolId)?.name ?? String(poolId), pool_id: String(poolId) };
+      let answer: Awaited<ReturnType<ForecastSource>>;
+      try {
+        answer = await source(poolId, resource, ruleHorizonDays(rule.threshold));
+      } catch (err) {
+        const subject: Subject = {
+          key: `forecast:${poolId}:${resource}:${m.kind}`,
+          poolId,
+          hostId: null,
+          labels: poolLabels,
+        };
+        out.push({ subject, obs: { kind: 'error', message: (err as Error).message } });
+        continue;
+      }
+      const push = (key: string, labels: Record<string, string>, f: SeriesForecast) => {
+        const subject: Subject = { key, poolId, hostId: null, labels: { ...poolLabels, ...labels } };
+        out.push({ subject, obs: this.windowed(rule, key, daysUntilFull(f, m.field), round.now) });
+      };
+      if (m.kind === 'quota') {
+        for (const q of answer.quotas) {
+          if (q.resource !== QUOTA_RESOURCE[resource]) continue;
+          const user = q.userId === null ? 'total' : String(q.userId);
+          push(
+            `forecast:${poolId}:${user}:${q.resource}:quota`,
+            {
+              user: q.userId === null ? '(pool total)' : (users.get(q.userId) ?? q.username ?? user),
+              ...(q.userId === null ? {} : { user_id: String(q.userId) }),
+              resource: q.resource,
+              kind: 'quota',
+            },
+            q,
+          );
+        }
+        continue;
+      }
+      const r = answer.resources.find((x) => x.resource === resource && x.kind === m.kind);
+      if (r) push(`forecast:${poolId}:${resource}:${m.kind}`, { resource, kind: r.kind }, r);
+    }
+    return out;
+  }
+
   /** Applies the rule's window function to live samples; store values come windowed already. */
   private windowed(rule: AlertRule, subjectKey: string, obs: Observation, now: number): Observation {
     if (rule.windowSeconds <= 0 || rule.metric.source === 'store' || rule.metric.source === 'notification')
@@ -312,6 +376,13 @@ export class MetricReader {
     const value = windowValue(samples, rule.windowFunction, now, windowMs);
     return value === undefined ? NO_DATA : { kind: 'value', value };
   }
+}
+
+/** The forecast's days until full; Infinity when not within its horizon; no data without a forecast. */
+function daysUntilFull(f: SeriesForecast, field: string | undefined): Observation {
+  if (f.insufficientHistory || f.capacity === null) return NO_DATA;
+  if (!f.fullInDays) return { kind: 'value', value: Number.POSITIVE_INFINITY };
+  return { kind: 'value', value: field === 'daysUntilFullEarliest' ? f.fullInDays.low : f.fullInDays.likely };
 }
 
 function combine(values: Observation[], how: 'mean' | 'max' | 'min' | 'sum'): Observation {

@@ -2,6 +2,7 @@ import type pg from 'pg';
 import type { Database } from '../../lib/db.js';
 import type { Logger } from '../../lib/log.js';
 import { countEventsByHost, pruneEvents } from '../events/events.repository.js';
+import type { ForecastSource } from '../forecast/forecast-source.js';
 import { AlertEvaluator, type EvaluationResult } from './alert-evaluator.js';
 import { AlertFeed } from './alert-feed.js';
 import type { Clock } from './alert-rule.js';
@@ -26,6 +27,8 @@ export interface AlertingOptions {
   liveView?: LiveSource;
   /** The metrics store, for `store` rules. */
   store?: StoreSource;
+  /** Capacity forecasts, for `forecast` rules (api/forecast/forecast-source.ts). */
+  forecast?: ForecastSource;
   /** Defaults to Date.now; tests inject their own. */
   clock?: Clock;
   /** Default 10 s. */
@@ -73,6 +76,7 @@ export async function startAlerting(o: AlertingOptions): Promise<Alerting> {
       liveView: o.liveView,
       store: o.store,
       events: (hostIds, match, from, to) => countEventsByHost(o.db, hostIds, match, from, to),
+      forecast: o.forecast,
     },
     clock,
   );

@@ -9,6 +9,7 @@ import { RUNNING_STATES } from '../types.js';
 import { alertsPanel } from './alerts.js';
 import { breadcrumbs, HOST_METRICS, hostsTable, tasksPanel, VM_METRICS, vmsTable } from './common.js';
 import { enforcementPanel } from './enforcement.js';
+import { forecastPanel } from './forecast.js';
 
 interface UsedLimit {
   used: number;
@@ -42,6 +43,7 @@ export const poolPage: Page = async (main, [id]) => {
   const graphs = graphPanel(`pool:${poolId}`, pool.kind === 'hardware' ? HOST_METRICS : VM_METRICS);
   const alerts = alertsPanel({ poolId });
   const enforcement = enforcementPanel(poolId);
+  const forecast = forecastPanel(poolId);
 
   const poolHosts = () => [...state.hosts.values()].filter((x) => tree.has(x.poolId));
   const poolVms = () => {
@@ -113,6 +115,7 @@ export const poolPage: Page = async (main, [id]) => {
       h('h2', null, pool.kind === 'hardware' ? 'Availability' : 'Use against quota'),
       bars,
     ),
+    forecast.el,
     alerts.el,
     enforcement.el,
     pool.kind === 'hardware' && h('section', { class: 'card' }, h('h2', null, 'Hosts'), hosts.el),
@@ -143,6 +146,7 @@ export const poolPage: Page = async (main, [id]) => {
     graphs.dispose();
     alerts.dispose();
     enforcement.dispose();
+    forecast.dispose();
   };
 };
 
