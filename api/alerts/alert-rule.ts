@@ -158,6 +158,7 @@ export function metricProblem(m: MetricSpec, scope: AlertRule['scope']): string 
     case 'notification':
       if (m.severity !== undefined && !(NOTIFICATION_SEVERITIES as readonly string[]).includes(m.severity))
         return `metric.severity: one of ${NOTIFICATION_SEVERITIES.join(', ')}`;
+      return null;
     case 'forecast':
       if (scope === 'host') return 'scope: forecast rules apply to a pool or everything';
       if (!(FORECAST_FIELDS as readonly string[]).includes(m.field ?? ''))
