@@ -99,7 +99,13 @@ export async function startIngest(deps: IngestDeps): Promise<IngestService> {
   const refreshAuth = authFile
     ? setInterval(() => void authFile.refresh().catch(() => undefined), 10_000)
     : undefined;
-  const selfMetrics = setInterval(() => void writeSelfMetrics(), deps.selfMetricsMs ?? 10_000);
+  const selfMetrics = setInterval(
+    () =>
+      void writeSelfMetrics().catch((err) =>
+        ingestLog.warn({ err: (err as Error).message }, "could not read herd's own counters"),
+      ),
+    deps.selfMetricsMs ?? 10_000,
+  );
   refreshAuth?.unref();
   selfMetrics.unref();
   const hostname = os.hostname();

@@ -18,6 +18,7 @@ program
   .action(async (opts: { only?: Role }) => {
     const config = loadConfig();
     const log = createLogger(config.logLevel);
+    keepRunningOnStrayRejections(log);
     const herd = await startHerd(config, log, { roles: opts.only ? [opts.only] : [...ROLES] });
     stopOnSignal(herd.stop, log);
   });
@@ -63,6 +64,7 @@ program
     // Loaded here: the demo's simulators have no place in `serve`'s memory.
     const { demoBanner, startDemo } = await import('./demo.js');
     const demo = await startDemo({ collectd: opts.collectd });
+    keepRunningOnStrayRejections(demo.log);
     process.stdout.write(demoBanner(demo));
     stopOnSignal(demo.stop, demo.log);
   });
@@ -85,6 +87,19 @@ registerManageCommands(program);
 
 function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
+}
+
+/**
+ * A background job's promise that nobody awaited failing (a bug: each should handle its own errors) is logged
+ * at error level instead of ending the process, which would take ingest, the API and running tasks down with it.
+ */
+function keepRunningOnStrayRejections(log: ReturnType<typeof createLogger>) {
+  process.on('unhandledRejection', (reason) => {
+    log.error(
+      { err: reason instanceof Error ? { message: reason.message, stack: reason.stack } : String(reason) },
+      'unhandled promise rejection (a bug in herd): logged, herd goes on',
+    );
+  });
 }
 
 function stopOnSignal(stop: () => Promise<void>, log: ReturnType<typeof createLogger>) {

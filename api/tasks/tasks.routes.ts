@@ -60,9 +60,10 @@ function registerTaskGauge(deps: AppDeps): void {
     help: 'Tasks in the database by state',
     labelNames: ['state'],
     registers: [deps.registry],
+    // While PostgreSQL is away the last counts stay: /metrics must answer during an outage, when it matters most.
     async collect() {
-      const counts = await countTasksByState(deps.db);
-      for (const state of TASK_STATES) this.set({ state }, counts.get(state) ?? 0);
+      const counts = await countTasksByState(deps.db).catch(() => undefined);
+      if (counts) for (const state of TASK_STATES) this.set({ state }, counts.get(state) ?? 0);
     },
   });
 }

@@ -62,7 +62,7 @@ export interface InfluxStoreOptions extends Partial<typeof INFLUX_DEFAULTS> {
 type Outcome = 'done' | 'aborted' | 'requeued';
 
 /** While writes fail, partial batches are sealed (and so spooled) at least this often. */
-const FAILING_SEAL_MS = 100;
+const FAILING_SEAL_MS = 20;
 
 /** Batch buffers larger than this (points far larger than collectd's) are not kept for reuse. */
 const SPARE_BUFFER_BYTES = 4 * 1024 * 1024;

@@ -78,7 +78,7 @@ const gzip = promisify(gzipCb);
 const gunzip = promisify(gunzipCb);
 const COLUMNS = ['measurements', 'fields', 'tags', 'timesUs', 'values'] as const;
 /** While writes fail, partial batches are sealed (and so spooled) at least this often. */
-const FAILING_SEAL_MS = 100;
+const FAILING_SEAL_MS = 20;
 // Errors without a SQLSTATE (the network) and SQLSTATEs for connection trouble, serialization or
 // deadlock, resources, shutdown are worth retrying; anything else (a data error) would fail again.
 const RETRYABLE_SQLSTATE = /^(08|40|53|57)/;
