@@ -351,8 +351,10 @@ async function postgresFault(dir: string): Promise<Fault> {
   } finally {
     running = false;
     fleet.close();
-    herd.child.kill('SIGTERM');
-    await new Promise((r) => herd.child.once('exit', r));
+    if (!herd.exited()) {
+      herd.child.kill('SIGTERM');
+      await new Promise((r) => herd.child.once('exit', r));
+    }
     await pg.stop();
   }
 }
