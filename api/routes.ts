@@ -9,6 +9,7 @@ import { metricsRoutes } from './metrics/metrics.routes.js';
 import { poolRoutes } from './pools/pools.routes.js';
 import { quotaRoutes } from './quota/quota.routes.js';
 import { quotaEnforcementRoutes } from './quota-enforcer/enforcement.routes.js';
+import { rightsizingRoutes } from './rightsizing/rightsizing.routes.js';
 import { smartPoolRoutes } from './smart-pools/smart-pools.routes.js';
 import { storageRoutes } from './storage/storage.routes.js';
 import { taskRoutes } from './tasks/tasks.routes.js';
@@ -33,4 +34,5 @@ export const apiRoutes: RoutePlugin[] = [
   metricsRoutes,
   alertRoutes,
   quotaEnforcementRoutes,
+  rightsizingRoutes,
 ];
