@@ -9,6 +9,7 @@ import { RUNNING_STATES } from '../types.js';
 import { alertsPanel } from './alerts.js';
 import { breadcrumbs, HOST_METRICS, hostsTable, tasksPanel, VM_METRICS, vmsTable } from './common.js';
 import { enforcementPanel } from './enforcement.js';
+import { rightsizingPanel } from './rightsizing.js';
 
 interface UsedLimit {
   used: number;
@@ -42,6 +43,7 @@ export const poolPage: Page = async (main, [id]) => {
   const graphs = graphPanel(`pool:${poolId}`, pool.kind === 'hardware' ? HOST_METRICS : VM_METRICS);
   const alerts = alertsPanel({ poolId });
   const enforcement = enforcementPanel(poolId);
+  const rightsizing = rightsizingPanel(poolId);
 
   const poolHosts = () => [...state.hosts.values()].filter((x) => tree.has(x.poolId));
   const poolVms = () => {
@@ -117,6 +119,7 @@ export const poolPage: Page = async (main, [id]) => {
     enforcement.el,
     pool.kind === 'hardware' && h('section', { class: 'card' }, h('h2', null, 'Hosts'), hosts.el),
     h('section', { class: 'card' }, h('h2', null, 'VMs'), vms.el),
+    rightsizing.el,
     tasks.el,
     h('section', { class: 'card' }, h('h2', null, 'Usage graphs'), graphs.el),
   );
