@@ -12,6 +12,7 @@ import { metricsRoutes } from './metrics/metrics.routes.js';
 import { poolRoutes } from './pools/pools.routes.js';
 import { quotaRoutes } from './quota/quota.routes.js';
 import { quotaEnforcementRoutes } from './quota-enforcer/enforcement.routes.js';
+import { rightsizingRoutes } from './rightsizing/rightsizing.routes.js';
 import { smartPoolRoutes } from './smart-pools/smart-pools.routes.js';
 import { storageRoutes } from './storage/storage.routes.js';
 import { taskRoutes } from './tasks/tasks.routes.js';
@@ -39,4 +40,5 @@ export const apiRoutes: RoutePlugin[] = [
   fleetMetricsRoutes,
   eventRoutes,
   forecastRoutes,
+  rightsizingRoutes,
 ];

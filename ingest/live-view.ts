@@ -24,6 +24,11 @@ export interface GuestLiveSummary {
   /** Share of one CPU used by the guest over the last interval, 0–100 × vCPUs. */
   cpuPercent?: number;
   memoryMiB?: number;
+  /**
+   * Memory the guest uses: `available − unused` where the guest's balloon driver reports them (its own
+   * view, page cache counted as used), else `rss`, what the guest occupies on the host.
+   */
+  memoryUsedMiB?: number;
   diskReadBytesPerSec?: number;
   diskWriteBytesPerSec?: number;
   netRxBytesPerSec?: number;
@@ -198,10 +203,11 @@ export class LiveView {
     const entry = this.hosts.get(uuid);
     if (!entry) return undefined;
     const out: GuestLiveSummary = { lastSeen: entry.lastSeen, interval: entry.interval };
+    const memory: Record<string, number> = {};
     for (const s of this.series(uuid)) {
       if (s.plugin !== 'virt') continue;
       if (s.type === 'virt_cpu_total' && s.rates[0] != null) out.cpuPercent = (s.rates[0] / 1e9) * 100;
-      else if (s.type === 'memory' && s.typeInstance === 'total') out.memoryMiB = s.values[0] / MiB;
+      else if (s.type === 'memory') memory[s.typeInstance] = s.values[0] / MiB;
       else if (s.type === 'disk_octets') {
         out.diskReadBytesPerSec = (out.diskReadBytesPerSec ?? 0) + (s.rates[0] ?? 0);
         out.diskWriteBytesPerSec = (out.diskWriteBytesPerSec ?? 0) + (s.rates[1] ?? 0);
@@ -210,6 +216,10 @@ export class LiveView {
         out.netTxBytesPerSec = (out.netTxBytesPerSec ?? 0) + (s.rates[1] ?? 0);
       }
     }
+    if (memory.total !== undefined) out.memoryMiB = memory.total;
+    if (memory.available !== undefined && memory.unused !== undefined)
+      out.memoryUsedMiB = memory.available - memory.unused;
+    else if (memory.rss !== undefined) out.memoryUsedMiB = memory.rss;
     return out;
   }
 

@@ -22,7 +22,15 @@ export const HOST_FIELDS = [
   'disk_read',
   'disk_write',
 ] as const;
-export const GUEST_FIELDS = ['cpu_percent', 'mem', 'disk_read', 'disk_write', 'net_rx', 'net_tx'] as const;
+export const GUEST_FIELDS = [
+  'cpu_percent',
+  'mem',
+  'mem_used',
+  'disk_read',
+  'disk_write',
+  'net_rx',
+  'net_tx',
+] as const;
 
 const MiB = 1024 * 1024;
 // Not traffic of the machine: loopback. Not disks of their own: partitions, device-mapper and loop devices,
@@ -122,6 +130,7 @@ export class GraphRecorder {
     return point(GUEST_MEASUREMENT, uuid, time, {
       cpu_percent: s.cpuPercent,
       mem: s.memoryMiB,
+      mem_used: s.memoryUsedMiB,
       disk_read: s.diskReadBytesPerSec,
       disk_write: s.diskWriteBytesPerSec,
       net_rx: s.netRxBytesPerSec,

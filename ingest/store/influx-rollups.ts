@@ -3,7 +3,14 @@ import { quoteIdent, tagConditions } from './influx-query.js';
 import type { InfluxStore } from './influx-store.js';
 import type { RangeQuery, Series } from './metrics-store.js';
 import { type PlannedRange, planRange, sortSeries, tidyTags } from './range-query.js';
-import type { RollupSettings, Rollups } from './rollups.js';
+import {
+  byTags,
+  type PercentileQuery,
+  type PercentileValue,
+  percentileWindow,
+  type RollupSettings,
+  type Rollups,
+} from './rollups.js';
 
 /** The retention policy holding the rollups, and the prefix of the continuous query filling it. */
 export const ROLLUP_RP = 'herd_rollup';
@@ -76,6 +83,30 @@ export class InfluxRollups implements Rollups {
       if (points.length) out.push({ tags: tidyTags(s.tags), points });
     }
     return sortSeries(out);
+  }
+
+  async percentiles(q: PercentileQuery): Promise<PercentileValue[]> {
+    const window = percentileWindow(this, q);
+    if (!window) return [];
+    const p = planRange({
+      ...q,
+      from: window.fromUs / 1e6,
+      to: window.toUs / 1e6,
+      step: 86_400,
+      agg: 'mean',
+    });
+    const source = `${quoteIdent(this.db)}.${quoteIdent(ROLLUP_RP)}.${quoteIdent(p.measurement)}`;
+    const column = quoteIdent(`mean_${p.field}`);
+    const conditions = [...tagConditions(p.tags), `time >= ${window.fromUs}u`, `time < ${window.toUs}u`];
+    const statement = `SELECT percentile(${column}, ${Number(q.percentile)}) AS "v", count(${column}) AS "n" FROM ${source} WHERE ${conditions.join(' AND ')} GROUP BY *`;
+    const out: PercentileValue[] = [];
+    for (const s of await this.store.query(statement)) {
+      const [row] = s.values ?? [];
+      const [, value, buckets] = row ?? [];
+      if (typeof value === 'number' && typeof buckets === 'number' && buckets > 0)
+        out.push({ tags: tidyTags(s.tags), value, buckets });
+    }
+    return byTags(out);
   }
 
   private select(): string {

@@ -4,7 +4,14 @@ import type { Logger } from '../../lib/log.js';
 import type { RangeQuery, Series } from './metrics-store.js';
 import { AGGREGATE_SQL, COMBINE_SQL, tagWhere } from './postgres-sql.js';
 import { type PlannedRange, planRange, sortSeries, tidyTags } from './range-query.js';
-import type { RollupSettings, Rollups } from './rollups.js';
+import {
+  byTags,
+  type PercentileQuery,
+  type PercentileValue,
+  percentileWindow,
+  type RollupSettings,
+  type Rollups,
+} from './rollups.js';
 
 export const POSTGRES_ROLLUP_DEFAULTS = {
   /** Raw points may arrive this late and still make it into their bucket's first rollup. */
@@ -99,6 +106,32 @@ export class PostgresRollups implements Rollups {
       if (r.v !== null) series.points.push([r.t, r.v]);
     }
     return sortSeries([...bySeries.values()].filter((s) => s.points.length > 0));
+  }
+
+  async percentiles(q: PercentileQuery): Promise<PercentileValue[]> {
+    const window = percentileWindow(this, q);
+    if (!window) return [];
+    const p = planRange({
+      ...q,
+      from: window.fromUs / 1e6,
+      to: window.toUs / 1e6,
+      step: 86_400,
+      agg: 'mean',
+    });
+    // Nearest rank over the sorted bucket means, as InfluxDB's percentile(): both stores give the same value.
+    const { rows } = await sql<{ tags: Record<string, string>; value: number; buckets: number }>`
+      WITH s AS (
+        SELECT id, tags FROM metric_series WHERE measurement = ${p.measurement} AND field = ${p.field} AND ${tagWhere(p.tags)}
+      ), r AS (
+        SELECT series_id, array_agg(mean::float8 ORDER BY mean) AS v FROM metric_rollups
+        WHERE series_id IN (SELECT id FROM s) AND mean IS NOT NULL
+          AND bucket >= ${ts(window.fromUs / 1e6)} AND bucket < ${ts(window.toUs / 1e6)}
+        GROUP BY series_id
+      )
+      SELECT s.tags, r.v[least(cardinality(r.v), greatest(1, floor(cardinality(r.v) * ${q.percentile}::float8 / 100 + 0.5)::int))] AS value,
+        cardinality(r.v)::int AS buckets
+      FROM r JOIN s ON s.id = r.series_id`.execute(this.db);
+    return byTags(rows.map((r) => ({ tags: tidyTags(r.tags), value: r.value, buckets: r.buckets })));
   }
 
   private async catchUp(): Promise<void> {

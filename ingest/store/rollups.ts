@@ -3,9 +3,9 @@ import type { Database } from '../../lib/db.js';
 import type { Logger } from '../../lib/log.js';
 import { InfluxRollups } from './influx-rollups.js';
 import { InfluxStore } from './influx-store.js';
-import type { MetricsStore, RangeQuery, Series } from './metrics-store.js';
+import type { MetricsStore, RangeQuery, Series, TagFilter } from './metrics-store.js';
 import { PostgresRollups } from './postgres-rollups.js';
-import { sortSeries } from './range-query.js';
+import { QueryError, sortSeries } from './range-query.js';
 
 export type RollupSettings = Config['rollups'];
 
@@ -29,6 +29,54 @@ export interface Rollups {
   /** Buckets before this time (seconds) are complete; later ones come from raw points. */
   doneUntil(): number;
   range(query: RangeQuery): Promise<Series[]>;
+  /**
+   * Per series, the `percentile`-th percentile of the rollup buckets' means over [from, to) (complete
+   * buckets only: `to` is clipped to doneUntil), nearest rank as InfluxDB's `percentile()`: the value at rank
+   * floor(n × p / 100 + 0.5) of the n bucket means in ascending order. Series without buckets are left out.
+   */
+  percentiles(query: PercentileQuery): Promise<PercentileValue[]>;
+}
+
+export interface PercentileQuery {
+  measurement: string;
+  field: string;
+  tags?: TagFilter;
+  /** Seconds since the epoch; `from` is rounded down to a bucket start. */
+  from: number;
+  to: number;
+  /** In (0, 100]. */
+  percentile: number;
+}
+
+export interface PercentileValue {
+  /** All tags of the series. */
+  tags: Record<string, string>;
+  value: number;
+  /** How many buckets the percentile was taken over. */
+  buckets: number;
+}
+
+/** The bucket range of a percentile query: whole buckets, none past doneUntil; null when empty. */
+export function percentileWindow(
+  rollups: Pick<Rollups, 'doneUntil' | 'settings'>,
+  q: PercentileQuery,
+): { fromUs: number; toUs: number } | null {
+  if (!(q.percentile > 0 && q.percentile <= 100)) throw new QueryError('percentile must be in (0, 100]');
+  if (!(Number.isFinite(q.from) && Number.isFinite(q.to)))
+    throw new QueryError('from and to must be numbers');
+  const step = rollups.settings.stepSeconds;
+  const from = Math.floor(q.from / step) * step;
+  const to = Math.min(q.to, Math.floor(rollups.doneUntil() / step) * step);
+  return to > from ? { fromUs: from * 1e6, toUs: to * 1e6 } : null;
+}
+
+/** Percentile values by tags, the order both stores answer series in. */
+export function byTags(values: PercentileValue[]): PercentileValue[] {
+  const key = (v: PercentileValue) => JSON.stringify(Object.entries(v.tags));
+  return values
+    .map((v) => ({ v, k: key(v) }))
+    .sort((a, b) => (a.k < b.k ? -1 : a.k > b.k ? 1 : 0))
+    .map(({ v }) => v);
 }
 
 /** The rollups that go with the store: same database, same series. */

@@ -10,6 +10,7 @@ import { alertsPanel } from './alerts.js';
 import { breadcrumbs, HOST_METRICS, hostsTable, tasksPanel, VM_METRICS, vmsTable } from './common.js';
 import { enforcementPanel } from './enforcement.js';
 import { forecastPanel } from './forecast.js';
+import { rightsizingPanel } from './rightsizing.js';
 
 interface UsedLimit {
   used: number;
@@ -44,6 +45,7 @@ export const poolPage: Page = async (main, [id]) => {
   const alerts = alertsPanel({ poolId });
   const enforcement = enforcementPanel(poolId);
   const forecast = forecastPanel(poolId);
+  const rightsizing = rightsizingPanel(poolId);
 
   const poolHosts = () => [...state.hosts.values()].filter((x) => tree.has(x.poolId));
   const poolVms = () => {
@@ -120,6 +122,7 @@ export const poolPage: Page = async (main, [id]) => {
     enforcement.el,
     pool.kind === 'hardware' && h('section', { class: 'card' }, h('h2', null, 'Hosts'), hosts.el),
     h('section', { class: 'card' }, h('h2', null, 'VMs'), vms.el),
+    rightsizing.el,
     tasks.el,
     h('section', { class: 'card' }, h('h2', null, 'Usage graphs'), graphs.el),
   );
