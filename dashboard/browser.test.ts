@@ -74,6 +74,21 @@ function password(username: string): string {
   return demo.logins.find((l) => l.username === username)!.password;
 }
 
+/** A request to the demo's API as the super-admin (no browser). */
+async function asAdmin(method: 'GET' | 'PATCH', url: string, payload?: object) {
+  const session = await demo.herd.http!.inject({
+    method: 'POST',
+    url: '/api/v1/session',
+    payload: { username: 'admin', password: password('admin') },
+  });
+  return demo.herd.http!.inject({
+    method,
+    url,
+    payload,
+    headers: { authorization: `Bearer ${session.json().token}` },
+  });
+}
+
 async function loggedIn(username: string, viewport = { width: 1400, height: 1000 }): Promise<Page> {
   const page = await browser.newPage({ viewport });
   page.on('pageerror', (err) => pageErrors.push(`${username}: ${err.message}`));
@@ -201,23 +216,9 @@ describe('graphs and live updates', () => {
       (window as unknown as { marker: number }).marker = Math.random();
       return (window as unknown as { marker: number }).marker;
     });
-    const admin = await demo.herd.http!.inject({
-      method: 'POST',
-      url: '/api/v1/session',
-      payload: { username: 'admin', password: password('admin') },
-    });
-    const hosts = await demo.herd.http!.inject({
-      method: 'GET',
-      url: '/api/v1/hosts?limit=1000',
-      headers: { authorization: `Bearer ${admin.json().token}` },
-    });
+    const hosts = await asAdmin('GET', '/api/v1/hosts?limit=1000');
     const host = hosts.json().items.find((h: { hostname: string }) => h.hostname === 'rack-b-02');
-    const patched = await demo.herd.http!.inject({
-      method: 'PATCH',
-      url: `/api/v1/hosts/${host.id}`,
-      payload: { enabled: false },
-      headers: { authorization: `Bearer ${admin.json().token}` },
-    });
+    const patched = await asAdmin('PATCH', `/api/v1/hosts/${host.id}`, { enabled: false });
     expect(patched.statusCode).toBe(200);
     await row.locator('[data-state="disabled"]').waitFor({ timeout: LIVE_MS });
     // Same page, no reload in between.
@@ -253,16 +254,7 @@ describe('alerts', () => {
 
 describe('right-sizing', () => {
   test('a pool page lists its oversized VMs in the Right-sizing table and downloads them as CSV', async () => {
-    const admin = await demo.herd.http!.inject({
-      method: 'POST',
-      url: '/api/v1/session',
-      payload: { username: 'admin', password: password('admin') },
-    });
-    const vms = await demo.herd.http!.inject({
-      method: 'GET',
-      url: '/api/v1/vms?limit=1000',
-      headers: { authorization: `Bearer ${admin.json().token}` },
-    });
+    const vms = await asAdmin('GET', '/api/v1/vms?limit=1000');
     const web1 = vms.json().items.find((v: { name: string }) => v.name === 'web-1');
     // Seven days of 5-minute rollups for web-1 (2 vCPUs, 2 GiB): 0.2 vCPU and 400 MiB used. The raw policy
     // keeps 48 hours, so the buckets go straight into the rollup policy, as its continuous query writes them.
