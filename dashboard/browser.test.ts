@@ -24,6 +24,7 @@ let dir: string;
 let demo: RunningDemo;
 let browser: Browser;
 let closeDb: () => Promise<void>;
+let influx: { url: string; db: string };
 /** Script errors of every page: none may happen. */
 const pageErrors: string[] = [];
 
@@ -37,7 +38,7 @@ beforeAll(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'herd-browser-'));
   const database = await createTestDatabase();
   closeDb = database.close;
-  const influx = testInflux();
+  influx = testInflux();
   demo = await startDemo({
     env: {
       HERD_DATA_DIR: dir,
@@ -75,6 +76,21 @@ afterAll(async () => {
 
 function password(username: string): string {
   return demo.logins.find((l) => l.username === username)!.password;
+}
+
+/** A request to the demo's API as the super-admin (no browser). */
+async function asAdmin(method: 'GET' | 'PATCH', url: string, payload?: object) {
+  const session = await demo.herd.http!.inject({
+    method: 'POST',
+    url: '/api/v1/session',
+    payload: { username: 'admin', password: password('admin') },
+  });
+  return demo.herd.http!.inject({
+    method,
+    url,
+    payload,
+    headers: { authorization: `Bearer ${session.json().token}` },
+  });
 }
 
 async function loggedIn(username: string, viewport = { width: 1400, height: 1000 }): Promise<Page> {
@@ -244,23 +260,9 @@ describe('graphs and live updates', () => {
     const row = carol.locator('table.data tr:has(a:has-text("rack-b-02"))');
     await row.waitFor();
     const reloaded = await reloadWatch(carol);
-    const admin = await demo.herd.http!.inject({
-      method: 'POST',
-      url: '/api/v1/session',
-      payload: { username: 'admin', password: password('admin') },
-    });
-    const hosts = await demo.herd.http!.inject({
-      method: 'GET',
-      url: '/api/v1/hosts?limit=1000',
-      headers: { authorization: `Bearer ${admin.json().token}` },
-    });
+    const hosts = await asAdmin('GET', '/api/v1/hosts?limit=1000');
     const host = hosts.json().items.find((h: { hostname: string }) => h.hostname === 'rack-b-02');
-    const patched = await demo.herd.http!.inject({
-      method: 'PATCH',
-      url: `/api/v1/hosts/${host.id}`,
-      payload: { enabled: false },
-      headers: { authorization: `Bearer ${admin.json().token}` },
-    });
+    const patched = await asAdmin('PATCH', `/api/v1/hosts/${host.id}`, { enabled: false });
     expect(patched.statusCode).toBe(200);
     await row.locator('[data-state="disabled"]').waitFor({ timeout: LIVE_MS });
     // Same page, no reload in between.
@@ -318,6 +320,52 @@ describe('alerts', () => {
     await go(alice, 'Team Alpha');
     await alice.waitForSelector('section.enforcement dl.facts');
     await alice.waitForSelector('section.alerts table.data');
+    await alice.close();
+  });
+});
+
+describe('right-sizing', () => {
+  test('a pool page lists its oversized VMs in the Right-sizing table and downloads them as CSV', async () => {
+    const vms = await asAdmin('GET', '/api/v1/vms?limit=1000');
+    const web1 = vms.json().items.find((v: { name: string }) => v.name === 'web-1');
+    // Seven days of 5-minute rollups for web-1 (2 vCPUs, 2 GiB): 0.2 vCPU and 400 MiB used. The raw policy
+    // keeps 48 hours, so the buckets go straight into the rollup policy, as its continuous query writes them.
+    const step = 300;
+    const base = Math.floor(Date.now() / 1000 / step) * step;
+    const lines: string[] = [];
+    for (let t = base - 7 * 86_400; t < base - 3600; t += step)
+      lines.push(`herd_guest,host=${web1.uuid} mean_cpu_percent=20,mean_mem_used=400 ${t}`);
+    const written = await fetch(`${influx.url}/write?db=${influx.db}&rp=herd_rollup&precision=s`, {
+      method: 'POST',
+      body: lines.join('\n'),
+    });
+    expect(written.status).toBe(204);
+
+    const alice = await loggedIn('alice');
+    await go(alice, 'Team Alpha');
+    const row = alice.locator('section.rightsizing table.data tr:has(a:has-text("web-1"))');
+    await row.waitFor({ timeout: 15_000 });
+    // Holds 2 vCPUs and 2 GiB; p95 10 % of its vCPUs; suggested 1 vCPU and 512 MiB (the floors).
+    await expect.poll(() => row.textContent()).toContain('10.0 %');
+    const text = (await row.textContent()) ?? '';
+    expect(text).toContain('1 vCPU · 512 MiB');
+    expect(text).toContain('1 vCPU · 1.5 GiB');
+    const link = alice.locator('section.rightsizing a.csv-link');
+    expect(await link.textContent()).toBe('Download CSV');
+    const csv = await alice.evaluate(
+      async (href) => {
+        const res = await fetch(href);
+        return { type: res.headers.get('content-type'), body: await res.text() };
+      },
+      (await link.getAttribute('href'))!,
+    );
+    expect(csv.type).toMatch(/^text\/csv/);
+    const [header, ...rest] = csv.body.split('\r\n');
+    expect(header.split(',').slice(0, 5)).toEqual(['vm_id', 'vm', 'pool', 'owner', 'status']);
+    expect(rest.find((l) => l.startsWith(`${web1.id},web-1,Team Alpha,alice,oversized,2,2048,`))).toContain(
+      ',10,400,19.53,1,512,1,1536,',
+    );
+    await shot(alice, 'rightsizing');
     await alice.close();
   });
 });
