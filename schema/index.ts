@@ -14,6 +14,7 @@ import * as leanDecision from './2026-11-24T02-lean-decision.js';
 import * as vmActionAudit from './2026-12-07T00-vm-action-audit.js';
 import * as liveHosts from './2026-12-07T15-live-hosts.js';
 import * as eventSubjects from './2026-12-07T16-event-subjects.js';
+import * as vmLinuxBoot from './2026-12-07T21-vm-linux-boot.js';
 
 /**
  * Every migration, in order. Names are frozen once released; append new ones at the end.
@@ -35,6 +36,7 @@ export const migrations: Record<string, Migration> = {
   '2026-12-07T00-vm-action-audit': vmActionAudit,
   '2026-12-07T15-live-hosts': liveHosts,
   '2026-12-07T16-event-subjects': eventSubjects,
+  '2026-12-07T21-vm-linux-boot': vmLinuxBoot,
 };
 
 type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
@@ -186,6 +188,10 @@ export interface VmsTable {
   state: ColumnType<string, string | undefined, string>;
   image_id: number | null;
   boot_network: Generated<boolean>;
+  /** Direct Linux boot: kernel, initrd and command line on the host (migration 2026-12-07T21). */
+  boot_kernel: ColumnType<string | null, string | null | undefined, string | null>;
+  boot_initrd: ColumnType<string | null, string | null | undefined, string | null>;
+  boot_cmdline: ColumnType<string | null, string | null | undefined, string | null>;
   started_at: NullableTimestamp;
   state_changed_at: GeneratedTimestamp;
   created_at: GeneratedTimestamp;

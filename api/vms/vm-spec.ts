@@ -20,6 +20,9 @@ export interface VmRecordForSpec {
   vcpus: number;
   memory_mib: number;
   boot_network: boolean;
+  boot_kernel?: string | null;
+  boot_initrd?: string | null;
+  boot_cmdline?: string | null;
 }
 
 export interface ImageForSpec {
@@ -63,5 +66,14 @@ export function buildDomainSpec(
     disks,
     nics: parts.nics.map((n) => ({ mac: n.mac, network: n.network })),
     boot,
+    ...(vm.boot_kernel
+      ? {
+          linuxBoot: {
+            kernel: vm.boot_kernel,
+            initrd: vm.boot_initrd ?? undefined,
+            cmdline: vm.boot_cmdline ?? undefined,
+          },
+        }
+      : {}),
   };
 }

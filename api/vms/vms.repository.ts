@@ -52,7 +52,7 @@ export async function insertVm(
     memoryMiB: number;
     imageId: number | null;
     bootNetwork: boolean;
-  },
+  } & Partial<Pick<VmRow, 'boot_kernel' | 'boot_initrd' | 'boot_cmdline'>>,
 ): Promise<number> {
   const { id } = await db
     .insertInto('vms')
@@ -65,6 +65,9 @@ export async function insertVm(
       memory_mib: values.memoryMiB,
       image_id: values.imageId,
       boot_network: values.bootNetwork,
+      boot_kernel: values.boot_kernel,
+      boot_initrd: values.boot_initrd,
+      boot_cmdline: values.boot_cmdline,
       state: 'defined',
     })
     .returning('id')

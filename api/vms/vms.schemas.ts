@@ -19,6 +19,21 @@ const network = {
   pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$',
 } as const;
 
+const hostPath = { type: 'string', minLength: 2, maxLength: 4096, pattern: '^/[^\\u0000]*$' } as const;
+/** Direct Linux boot: files on the VM's host (super-admin only: qemu reads them as root). */
+const linuxBoot = {
+  type: ['object', 'null'],
+  required: ['kernel'],
+  additionalProperties: false,
+  description:
+    'boot this kernel (and initrd, with this command line) from files on the host instead of from disk; null: disk',
+  properties: {
+    kernel: { ...hostPath, description: 'absolute path on the host' },
+    initrd: { ...hostPath, description: 'absolute path on the host' },
+    cmdline: { type: 'string', maxLength: 2048 },
+  },
+} as const;
+
 export const vmSchema = {
   type: 'object',
   properties: {
@@ -33,6 +48,10 @@ export const vmSchema = {
     vcpus: { type: 'integer' },
     memoryMiB: { type: 'integer' },
     bootNetwork: { type: 'boolean', description: 'boots from its install image (network or ISO) first' },
+    linuxBoot: {
+      type: ['object', 'null'],
+      properties: { kernel: { type: 'string' }, initrd: nullableString, cmdline: nullableString },
+    },
     image: {
       type: ['object', 'null'],
       properties: {
@@ -93,6 +112,7 @@ export const createVmBody = {
       ],
     },
     imageId: { type: 'integer', minimum: 1, description: 'install image: the VM boots from it first' },
+    linuxBoot,
   },
 } as const;
 
@@ -111,6 +131,7 @@ export const patchVmBody = {
       description: 'the volumes wanted',
     },
     bootNetwork: { type: 'boolean' },
+    linuxBoot,
   },
 } as const;
 

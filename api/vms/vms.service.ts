@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { assertPool, assertVm, vmVisibilityFilter } from '../access/access.service.js';
 import { audit } from '../audit/audit.service.js';
 import type { AuthUser } from '../auth/auth-user.js';
-import { badRequest, conflict, notFound } from '../http/errors.js';
+import { badRequest, conflict, forbidden, notFound } from '../http/errors.js';
 import { DEFAULT_PLACEMENT_POLICY } from '../placement/inventory.js';
 import { expandDecision, type StoredDecision } from '../placement/placement.js';
 import { explainPlacement } from '../placement/placement.service.js';
@@ -39,6 +39,14 @@ export interface CreateVmInput {
   volumes?: number[];
   nics?: number | Array<{ network?: string }>;
   imageId?: number;
+  linuxBoot?: LinuxBoot | null;
+}
+
+/** Direct Linux boot from files on the host (oVirt's "Linux boot options"). */
+export interface LinuxBoot {
+  kernel: string;
+  initrd?: string;
+  cmdline?: string;
 }
 
 export interface PatchVmInput {
@@ -49,6 +57,19 @@ export interface PatchVmInput {
   volumes?: number[];
   /** Boot from the install image (network or ISO) first; herd's PXE service turns it off once installed. */
   bootNetwork?: boolean;
+  linuxBoot?: LinuxBoot | null;
+}
+
+/** The paths name files on the host, which qemu reads as root: only the super-admin sets them. */
+function linuxBootColumns(user: AuthUser, boot: LinuxBoot | null | undefined) {
+  if (boot === undefined) return {};
+  if (!user.isSuperAdmin)
+    throw forbidden('linuxBoot: only the super-admin may boot a VM from files on its host');
+  return {
+    boot_kernel: boot?.kernel ?? null,
+    boot_initrd: boot?.initrd ?? null,
+    boot_cmdline: boot?.cmdline ?? null,
+  };
 }
 
 type Parts = Awaited<ReturnType<typeof vmParts>>;
@@ -67,6 +88,9 @@ export function toVmAnswer(vm: VmRow, parts: Parts) {
     vcpus: vm.vcpus,
     memoryMiB: vm.memory_mib,
     bootNetwork: vm.boot_network,
+    linuxBoot: vm.boot_kernel
+      ? { kernel: vm.boot_kernel, initrd: vm.boot_initrd, cmdline: vm.boot_cmdline }
+      : null,
     image: image
       ? { id: image.id, name: image.name, kind: image.iso_volume_id !== null ? 'iso' : 'network' }
       : null,
@@ -138,6 +162,7 @@ export async function createVm(
   if (input.imageId !== undefined && !image) throw badRequest(`imageId: image ${input.imageId} not found`);
   const nics = normalizeNics(input.nics);
   const volumeIds = [...new Set(input.volumes ?? [])];
+  const boot = linuxBootColumns(user, input.linuxBoot);
 
   return deps.db.transaction().execute(async (trx) => {
     const volumes = await checkVolumes(trx, volumeIds, chain);
@@ -156,6 +181,7 @@ export async function createVm(
       memoryMiB: input.memoryMiB,
       imageId: image?.id ?? null,
       bootNetwork: image !== undefined,
+      ...boot,
     }).catch(nameTaken(input.name));
     await attachOrConflict(trx, id, volumeIds);
     await addNics(trx, id, nics);
@@ -267,6 +293,7 @@ export async function patchVm(
       ...(input.vcpus !== undefined ? { vcpus } : {}),
       ...(input.memoryMiB !== undefined ? { memory_mib: memoryMiB } : {}),
       ...(input.bootNetwork !== undefined ? { boot_network: input.bootNetwork } : {}),
+      ...linuxBootColumns(user, input.linuxBoot),
     };
     if (Object.keys(patch).length) {
       let update = trx.updateTable('vms').set(patch).where('id', '=', vm.id);

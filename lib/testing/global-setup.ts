@@ -5,6 +5,7 @@ import type { TestProject } from 'vitest/node';
 import { connect, migrateToLatest } from '../db.js';
 import { startEmbeddedPostgres } from '../embedded-postgres.js';
 import { createLogger } from '../log.js';
+import { startSharedHypervisor } from './hypervisor.js';
 import { createInflux } from './influxd.js';
 
 declare module 'vitest' {
@@ -22,7 +23,8 @@ export const TEMPLATE_DB = 'herd_template';
 
 /**
  * Starts the suite's own PostgreSQL and InfluxDB on loopback, data under a temporary directory, and
- * migrates a template database that every test file clones (see lib/testing/db.ts).
+ * migrates a template database that every test file clones (see lib/testing/db.ts); builds the guest image and
+ * starts two libvirtds for the tests on a real hypervisor (lib/testing/hypervisor.ts).
  */
 export default async function setup(project: TestProject) {
   const log = createLogger(process.env.HERD_TEST_LOG_LEVEL ?? 'warn', 'test');
@@ -43,7 +45,12 @@ export default async function setup(project: TestProject) {
   project.provide('pgTemplate', TEMPLATE_DB);
   project.provide('influxUrl', influx.url);
 
+  // The real hypervisor: the guest image and two libvirtds, shared by every test file that boots a guest.
+  const hypervisor = await startSharedHypervisor(path.join(dir, 'hypervisor'));
+  project.provide('hypervisor', hypervisor.shared);
+
   return async () => {
+    await hypervisor.stop();
     await influx.stop();
     await pg.stop();
     await rm(dir, { recursive: true, force: true });

@@ -24,13 +24,22 @@ const builder = new XMLBuilder({
   suppressEmptyNode: true,
 });
 
-/** The domain type libvirt expects for a connection URI's driver: test:// wants 'test', qemu wants 'kvm'. */
-export function domainTypeFor(uri: string): string {
-  const scheme = uri.split(':', 1)[0].split('+', 1)[0];
-  if (scheme === 'test') return 'test';
-  if (scheme === 'qemu') return 'kvm';
-  return scheme;
+/**
+ * The domain type to define on a host, from its capabilities: `kvm` where the host offers it (hardware
+ * virtualization), else the driver's first (`qemu`: TCG emulation; `test` on the test driver).
+ */
+export function domainTypeFromCapabilities(capabilitiesXml: string): string | null {
+  const guests = parseXml(capabilitiesXml).capabilities?.guest;
+  const types: string[] = [];
+  for (const guest of Array.isArray(guests) ? guests : guests ? [guests] : []) {
+    const domains = guest.arch?.domain;
+    for (const d of Array.isArray(domains) ? domains : domains ? [domains] : []) types.push(d['@type']);
+  }
+  return types.includes('kvm') ? 'kvm' : (types[0] ?? null);
 }
+
+/** The network name that means qemu's user-mode network (no libvirt network, no bridge): NAT through the host. */
+export const USER_NETWORK = 'user';
 
 /**
  * herd's domain XML: what herd records about a VM and nothing more. Block devices (iSCSI LUNs, LVs) are
@@ -47,18 +56,24 @@ export function domainXml(spec: DomainSpec, domainType: string): string {
     return {
       '@type': isBlock ? 'block' : 'file',
       '@device': isCdrom ? 'cdrom' : 'disk',
-      driver: { '@name': 'qemu', '@type': 'raw' },
+      // No host cache: the disk is consistent on shared storage, which live migration needs.
+      driver: { '@name': 'qemu', '@type': 'raw', ...(isCdrom ? {} : { '@cache': 'none' }) },
       source: isBlock ? { '@dev': d.path } : { '@file': d.path },
       target: { '@dev': target, '@bus': isCdrom ? 'sata' : 'virtio' },
       ...(isCdrom ? { readonly: '' } : {}),
     };
   });
-  const interfaces = spec.nics.map((n) => ({
-    '@type': 'network',
-    mac: { '@address': n.mac },
-    source: { '@network': n.network },
-    model: { '@type': 'virtio' },
-  }));
+  const interfaces = spec.nics.map((n) =>
+    n.network === USER_NETWORK
+      ? { '@type': 'user', mac: { '@address': n.mac }, model: { '@type': 'virtio' } }
+      : {
+          '@type': 'network',
+          mac: { '@address': n.mac },
+          source: { '@network': n.network },
+          model: { '@type': 'virtio' },
+        },
+  );
+  const linux = spec.linuxBoot;
   const doc = {
     domain: {
       '@type': domainType,
@@ -67,10 +82,14 @@ export function domainXml(spec: DomainSpec, domainType: string): string {
       memory: { '@unit': 'MiB', '#text': spec.memoryMiB },
       currentMemory: { '@unit': 'MiB', '#text': spec.memoryMiB },
       vcpu: { '@placement': 'static', '#text': spec.vcpus },
-      os: {
-        type: 'hvm',
-        boot: spec.boot.map((dev) => ({ '@dev': dev })),
-      },
+      os: linux
+        ? {
+            type: 'hvm',
+            kernel: linux.kernel,
+            ...(linux.initrd ? { initrd: linux.initrd } : {}),
+            ...(linux.cmdline ? { cmdline: linux.cmdline } : {}),
+          }
+        : { type: 'hvm', boot: spec.boot.map((dev) => ({ '@dev': dev })) },
       features: { acpi: { '#text': '' }, apic: { '#text': '' } },
       on_poweroff: 'destroy',
       on_reboot: 'restart',
@@ -81,6 +100,8 @@ export function domainXml(spec: DomainSpec, domainType: string): string {
         serial: { '@type': 'pty' },
         console: { '@type': 'pty' },
         graphics: { '@type': 'vnc', '@autoport': 'yes', '@listen': '127.0.0.1' },
+        // Memory statistics every 10 s: what collectd's virt plugin reads as the guest's memory use.
+        memballoon: { '@model': 'virtio', stats: { '@period': '10' } },
       },
     },
   };

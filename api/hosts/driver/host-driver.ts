@@ -35,6 +35,8 @@ export interface DomainSpec {
   nics: Array<{ mac: string; network: string }>;
   /** Boot order, first entry first: 'network' for PXE installs, then 'hd', 'cdrom'. */
   boot: Array<'network' | 'hd' | 'cdrom'>;
+  /** Direct Linux boot from files on the host, instead of the boot order. */
+  linuxBoot?: { kernel: string; initrd?: string; cmdline?: string };
 }
 
 export interface StoragePoolInfo {

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { type Domain, Hypervisor } from '@unraid/libvirt';
 import type { Logger } from '../../../lib/log.js';
-import { domainStateFromLibvirt, domainTypeFor, domainXml, parseXml } from './domain-xml.js';
+import { domainStateFromLibvirt, domainTypeFromCapabilities, domainXml, parseXml } from './domain-xml.js';
 import {
   type DomainInfo,
   type DomainSpec,
@@ -32,6 +32,8 @@ const run = promisify(execFile);
 export class LibvirtDriver implements HostDriver {
   private readonly shell: VirshShell;
   private readonly isTestDriver: boolean;
+  /** kvm, qemu (TCG) or test: read from the host's capabilities once. */
+  private domainType?: Promise<string>;
 
   private constructor(
     readonly uri: string,
@@ -92,7 +94,15 @@ export class LibvirtDriver implements HostDriver {
   }
 
   async define(spec: DomainSpec): Promise<void> {
-    const xml = domainXml(spec, domainTypeFor(this.uri));
+    this.domainType ??= this.shell.run(['capabilities']).then((caps) => {
+      const type = domainTypeFromCapabilities(caps);
+      if (!type) throw new Error(`${this.uri} offers no domain type for a guest (capabilities)`);
+      return type;
+    });
+    this.domainType.catch(() => {
+      this.domainType = undefined;
+    });
+    const xml = domainXml(spec, await this.domainType);
     await this.call(() => this.hypervisor.domainDefineXML(xml));
   }
 
