@@ -6,7 +6,8 @@
  *   npm run bench:soak            HERD_SOAK_MINUTES=3 npm run bench:soak
  *
  * Environment: HERD_SOAK_MINUTES (default 30), BENCH_HOSTS (default 1000), BENCH_API_RATE (requests/s, default 4),
- * BENCH_WARMUP_MINUTES (left out of the slopes, default 2).
+ * BENCH_WARMUP_MINUTES (left out of the slopes, default 2), BENCH_SOAK_SUMMARIZE=<soak.json> (no run: the figures
+ * computed again from the samples saved in that file).
  *
  * Its own PostgreSQL (embedded, default durability) and InfluxDB. The 1,000 hosts are registered (10 hardware
  * pools of 100, each a libvirt test-driver host herd's worker heartbeats), with a VM pool under each hardware pool
@@ -50,6 +51,8 @@ interface Sample {
   t: number;
   rssMiB: number;
   fds: number;
+  /** Child processes of herd (absent in runs before it was sampled). */
+  children?: number;
   /** herd_event_loop_delay_seconds{quantile="0.99"} and {quantile="1"}, in ms; null before herd's first window. */
   loopP99Ms: number | null;
   loopMaxMs: number | null;
@@ -91,6 +94,50 @@ const median = (xs: number[]) => {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
 const round1 = (x: number | null) => (x === null ? null : Math.round(x * 10) / 10);
+
+/**
+ * RSS, fds and herd's child processes: first, at the warm-up's end, last, max, and the least-squares slope per
+ * hour after the warm-up and over the run's second half (a step, e.g. the first inventory pass starting one virsh
+ * per host, weighs on the first and not on the second); event-loop p99: median and max of the samples.
+ */
+function trends(samples: Sample[]) {
+  const afterWarmup = samples.filter((s) => s.t >= WARMUP_MINUTES * 60);
+  const lastHalf = samples.filter((s) => s.t >= samples.at(-1)!.t / 2);
+  const trend = (key: 'rssMiB' | 'fds' | 'children') => {
+    const has = samples.filter((s) => s[key] !== undefined);
+    if (!has.length) return undefined;
+    const at = (s: Sample) => s[key] as number;
+    const slope = (xs: Sample[]) =>
+      round1(slopePerHour(xs.filter((s) => s[key] !== undefined).map((s) => [s.t, at(s)])));
+    return {
+      first: at(has[0]),
+      atWarmupEnd: afterWarmup[0] ? at(afterWarmup[0]) : null,
+      last: at(has.at(-1)!),
+      max: Math.max(...has.map(at)),
+      slopePerHour: slope(afterWarmup),
+      lastHalfSlopePerHour: slope(lastHalf),
+    };
+  };
+  const loops = samples.flatMap((s) => (s.loopP99Ms === null ? [] : [s.loopP99Ms]));
+  return {
+    rssMiB: trend('rssMiB'),
+    fds: trend('fds'),
+    children: trend('children'),
+    eventLoopDelayP99Ms: { median: round1(median(loops)), max: loops.length ? Math.max(...loops) : null },
+    eventLoopDelayMaxMs: { max: Math.max(0, ...samples.map((s) => s.loopMaxMs ?? 0)) },
+  };
+}
+
+/** Child processes of `pid` (herd's worker keeps one virsh shell per libvirt host). */
+async function childCount(pid: number): Promise<number> {
+  let n = 0;
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const stat = await readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '');
+    if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) n++;
+  }
+  return n;
+}
 
 /** 10 hardware pools of HOSTS / 10 test-driver hosts, a VM pool with stopped VMs under each; returns their ids. */
 async function seed(dir: string, databaseUrl: string) {
@@ -225,6 +272,7 @@ async function main() {
         t: Math.round((Date.now() - started) / 100) / 10,
         rssMiB: Math.round((await rssMiB(pid)) * 10) / 10,
         fds: (await readdir(`/proc/${pid}/fd`)).length,
+        children: await childCount(pid),
         loopP99Ms: round1(loop.p99),
         loopMaxMs: round1(loop.max),
         load1: os.loadavg()[0],
@@ -239,8 +287,6 @@ async function main() {
     const { count: stored } = await settle(() => influxCount(influx.url, influxDb), fleet.sent);
     await stopHerd(herd);
 
-    const afterWarmup = samples.filter((s) => s.t >= WARMUP_MINUTES * 60);
-    const loops = samples.flatMap((s) => (s.loopP99Ms === null ? [] : [s.loopP99Ms]));
     const sortedLatency = [...latencies].sort((a, b) => a - b);
     const result = {
       date: new Date().toISOString(),
@@ -255,22 +301,7 @@ async function main() {
       minutes: MINUTES,
       hosts: HOSTS,
       warmupMinutes: WARMUP_MINUTES,
-      rssMiB: {
-        first: samples[0].rssMiB,
-        atWarmupEnd: afterWarmup[0]?.rssMiB ?? null,
-        last: samples.at(-1)!.rssMiB,
-        max: Math.max(...samples.map((s) => s.rssMiB)),
-        slopePerHour: round1(slopePerHour(afterWarmup.map((s) => [s.t, s.rssMiB]))),
-      },
-      fds: {
-        first: samples[0].fds,
-        atWarmupEnd: afterWarmup[0]?.fds ?? null,
-        last: samples.at(-1)!.fds,
-        max: Math.max(...samples.map((s) => s.fds)),
-        slopePerHour: round1(slopePerHour(afterWarmup.map((s) => [s.t, s.fds]))),
-      },
-      eventLoopDelayP99Ms: { median: round1(median(loops)), max: loops.length ? Math.max(...loops) : null },
-      eventLoopDelayMaxMs: { max: Math.max(0, ...samples.map((s) => s.loopMaxMs ?? 0)) },
+      ...trends(samples),
       values: { sent: fleet.sent, stored, lost: Math.max(0, fleet.sent - stored) },
       api: {
         requests: latencies.length,
@@ -297,4 +328,15 @@ async function main() {
   }
 }
 
-await main();
+/** BENCH_SOAK_SUMMARIZE=<soak.json>: the figures computed again from the samples saved there (rewritten). */
+async function summarizeAgain(file: string) {
+  const saved = JSON.parse(await readFile(file, 'utf8'));
+  const { samples, ...rest } = saved;
+  const result = { ...rest, ...trends(samples), samples };
+  await writeFile(file, `${JSON.stringify(result, null, 2)}\n`);
+  const { samples: _, ...summary } = result;
+  console.log(JSON.stringify(summary, null, 2));
+}
+
+if (process.env.BENCH_SOAK_SUMMARIZE) await summarizeAgain(process.env.BENCH_SOAK_SUMMARIZE);
+else await main();
