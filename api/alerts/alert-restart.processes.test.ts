@@ -7,6 +7,7 @@ import { encodeValueLists } from '../../ingest/protocol/encoder.js';
 import type { DatabaseHandle } from '../../lib/db.js';
 import { createTestDatabase, testInflux } from '../../lib/testing/db.js';
 import {
+  apiCall,
   type HerdProcess,
   type HerdRole,
   startHerdProcess,
@@ -97,17 +98,8 @@ test('pending stays pending with its start, firing stays firing, one notificatio
   // The ingest process first (its migrations make the tables), then the others together.
   await start('ingest');
   await Promise.all([start('api'), start('worker')]);
-  const call = async (method: string, url: string, body?: unknown) => {
-    const res = await fetch(`${running.get('api')!.http}${url}`, {
-      method,
-      headers: {
-        authorization: `Bearer ${admin.token}`,
-        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-      },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    return { status: res.status, body: (await res.json()) as any };
-  };
+  const call = (method: string, url: string, body?: unknown) =>
+    apiCall(running.get('api')!.http!, admin.token, method, url, body);
 
   const rack = await call('POST', '/api/v1/pools', { name: 'rack', kind: 'hardware' });
   expect(rack.status, JSON.stringify(rack.body)).toBe(201);

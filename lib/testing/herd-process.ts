@@ -67,3 +67,22 @@ export async function stopHerdProcess(h: HerdProcess, signal: NodeJS.Signals = '
   if (h.child.exitCode === null && h.child.signalCode === null) h.child.kill(signal);
   await h.exited();
 }
+
+/** A JSON call to a herd API at `base` with a bearer token: the status and the parsed body. */
+export async function apiCall(
+  base: string,
+  token: string,
+  method: string,
+  url: string,
+  body?: unknown,
+): Promise<{ status: number; body: any }> {
+  const res = await fetch(`${base}${url}`, {
+    method,
+    headers: {
+      authorization: `Bearer ${token}`,
+      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+    },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  return { status: res.status, body: await res.json() };
+}
