@@ -14,8 +14,6 @@
  * - fuzz: `--fuzz` mutated captured packets through the ingest pipeline in this process: no throw, each counted
  *   by reason, RSS bounded.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import dgram from 'node:dgram';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -30,7 +28,8 @@ import { startEmbeddedPostgres } from '../lib/embedded-postgres.js';
 import { createLogger } from '../lib/log.js';
 import { createRegistry } from '../lib/metrics.js';
 import { createInflux, type InfluxServer } from '../lib/testing/influxd.js';
-import { buildReplay, type Replay, stampTimes } from './lib/replay.js';
+import { Fleet, influxCount, settle, sleep, startHerd } from './lib/herd-fleet.js';
+import { buildReplay } from './lib/replay.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -42,11 +41,7 @@ const { values: args } = parseArgs({
   },
 });
 const ROOT = path.resolve(import.meta.dirname, '..');
-const CLI = path.join(ROOT, 'dist/lib/cli.js');
 const log = createLogger('warn', 'bench');
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-/** A host sends its 31 captured packets over this many seconds: 2 packets (a 10 s interval's values) each 10 s. */
-const CYCLE_SECONDS = 150;
 /** Values sent this long before the SIGKILL may still sit in the killed process's socket buffer or batch. */
 const JUST_BEFORE_MS = 100;
 
@@ -59,128 +54,6 @@ interface Fault {
   duplicated: number;
   recoverySeconds: number | null;
   details: Record<string, unknown>;
-}
-
-interface Herd {
-  child: ChildProcess;
-  udpPort: number;
-  http?: string;
-  exited: () => boolean;
-}
-
-async function startHerd(env: Record<string, string>, roles: string[]): Promise<Herd> {
-  const child = spawn(process.execPath, [CLI, 'serve', ...roles], {
-    env: { ...process.env, HERD_LOG_LEVEL: 'info', ...env },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  let exited = false;
-  child.once('exit', () => {
-    exited = true;
-  });
-  let buffered = '';
-  let udpPort = 0;
-  let http: string | undefined;
-  const wantHttp = !roles.includes('--only') || roles.includes('api');
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('herd did not start within 60 s')), 60_000);
-    child.once('exit', (code) => reject(new Error(`herd exited with ${code}`)));
-    child.stdout!.on('data', (d) => {
-      buffered += d;
-      for (let i = buffered.indexOf('\n'); i >= 0; i = buffered.indexOf('\n')) {
-        const line = buffered.slice(0, i);
-        buffered = buffered.slice(i + 1);
-        try {
-          const e = JSON.parse(line) as { msg?: string; port?: number; address?: string; level?: number };
-          if (e.msg === 'collectd listener bound') udpPort = e.port!;
-          if (e.msg === 'HTTP API listening') http = e.address;
-          if ((e.level ?? 0) >= 50) console.error('herd:', line);
-        } catch {}
-      }
-      if (udpPort && (http || !wantHttp)) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-  });
-  return { child, udpPort, http, exited: () => exited };
-}
-
-/** Sends the replay at a collectd fleet's pace to whatever `port()` says; counts values sent and when. */
-class Fleet {
-  private readonly socket = dgram.createSocket('udp4');
-  private timer?: NodeJS.Timeout;
-  private cursor = 0;
-  sent = 0;
-  sentWhileDown = 0;
-  down = false;
-
-  constructor(
-    private readonly replay: Replay,
-    private readonly port: () => number,
-    private readonly base = Date.now() / 1000 - 3 * 3600,
-  ) {}
-
-  start(): void {
-    const perPacket = this.replay.packets[0].length;
-    const total = this.replay.hosts * perPacket;
-    const perTick = total / ((CYCLE_SECONDS * 1000) / 100);
-    let owed = 0;
-    this.timer = setInterval(() => {
-      owed += perTick;
-      for (; owed >= 1; owed--) this.sendOne(perPacket);
-    }, 100);
-  }
-
-  stop(): void {
-    clearInterval(this.timer);
-  }
-
-  close(): void {
-    this.stop();
-    this.socket.close();
-  }
-
-  private sendOne(perHost: number): void {
-    const i = this.cursor++;
-    const host = i % this.replay.hosts;
-    const packet = Math.floor(i / this.replay.hosts) % perHost;
-    const cycle = Math.floor(i / (this.replay.hosts * perHost));
-    const p = this.replay.packets[host][packet];
-    // A copy: the socket reads the buffer later, and the next cycle re-stamps the same one.
-    const bytes = Buffer.from(stampTimes(p, this.base + cycle * this.replay.span));
-    this.sent += p.values;
-    if (this.down) this.sentWhileDown += p.values;
-    this.socket.send(bytes, this.port(), '127.0.0.1');
-  }
-}
-
-async function influxCount(url: string, db: string): Promise<number> {
-  const q = encodeURIComponent('SELECT count(value) FROM /.*/');
-  const res = await fetch(`${url}/query?db=${db}&q=${q}`).catch(() => undefined);
-  if (!res?.ok) return -1;
-  const body = (await res.json()) as {
-    results: Array<{ series?: Array<{ name: string; values: number[][] }> }>;
-  };
-  return (body.results[0]?.series ?? [])
-    .filter((s) => !s.name.startsWith('herd_'))
-    .reduce((sum, s) => sum + Number(s.values[0][1]), 0);
-}
-
-/** Polls `count` until it reaches `want` or stops changing for `settleMs`; returns the last count and when. */
-async function settle(count: () => Promise<number>, want: number, settleMs = 15_000, timeoutMs = 300_000) {
-  const started = Date.now();
-  let last = -1;
-  let changedAt = Date.now();
-  for (;;) {
-    const now = await count();
-    if (now !== last) {
-      last = now;
-      changedAt = Date.now();
-    }
-    if (now >= want || Date.now() - changedAt > settleMs || Date.now() - started > timeoutMs)
-      return { count: last, seconds: (changedAt - started) / 1000 };
-    await sleep(500);
-  }
 }
 
 async function influxFault(dir: string, pgUrl: string): Promise<Fault> {

@@ -1,14 +1,19 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import dgram from 'node:dgram';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { encodeValueLists } from '../ingest/protocol/encoder.js';
 import type { ValueList } from '../ingest/types.js';
 import type { DatabaseHandle } from './db.js';
 import { createTestDatabase } from './testing/db.js';
+import {
+  apiCall,
+  type HerdProcess,
+  type HerdRole,
+  startHerdProcess,
+  stopHerdProcess,
+} from './testing/herd-process.js';
 import { writeTestHost } from './testing/libvirt-hosts.js';
 import { createPool, createUserWithToken } from './testing/users.js';
 import { waitFor } from './testing/wait.js';
@@ -18,7 +23,6 @@ import { waitFor } from './testing/wait.js';
  * the two hosts), `--only api` ×2, `--only worker` ×2. A start decided by an API process uses the load the ingest
  * process saw, shared through PostgreSQL (ingest/live-share.ts).
  */
-const CLI = path.resolve('dist/lib/cli.js');
 /** The hosts' collectd interval (s), the ingest processes' publish period and the readers' period (ms). */
 const INTERVAL_S = 2;
 const PUBLISH_MS = 500;
@@ -26,16 +30,9 @@ const READ_MS = 1_000;
 const MiB = 1024 * 1024;
 const VM_MEMORY_MIB = 1024;
 
-interface Herd {
-  child: ChildProcess;
-  http?: string;
-  udpPort?: number;
-  log: string[];
-}
-
 let dir: string;
 let database: DatabaseHandle;
-const herds: Herd[] = [];
+const herds: HerdProcess[] = [];
 let sender: dgram.Socket | undefined;
 let ticker: NodeJS.Timeout | undefined;
 
@@ -46,67 +43,26 @@ beforeAll(async () => {
 afterAll(async () => {
   clearInterval(ticker);
   sender?.close();
-  await Promise.all(
-    herds.map(
-      (h) =>
-        new Promise<void>((resolve) => {
-          if (h.child.exitCode !== null) return resolve();
-          h.child.once('exit', () => resolve());
-          h.child.kill('SIGTERM');
-        }),
-    ),
-  );
+  await Promise.all(herds.map((h) => stopHerdProcess(h)));
   await database.close();
   await rm(dir, { recursive: true, force: true });
 });
 
 /** `herd serve --only <role>` on the test database; resolves once it says it is ready. */
-async function herd(role: 'ingest' | 'api' | 'worker', n: number): Promise<Herd> {
-  const child = spawn(process.execPath, [CLI, 'serve', '--only', role], {
-    env: {
-      ...process.env,
-      DATABASE_URL: database.url,
-      INFLUX_URL: '',
-      HERD_DATA_DIR: path.join(dir, `${role}-${n}`),
-      HERD_HTTP_HOST: '127.0.0.1',
-      HERD_HTTP_PORT: '0',
-      HERD_COLLECTD_HOST: '127.0.0.1',
-      HERD_COLLECTD_PORT: '0',
-      HERD_LIVE_PUBLISH_MS: String(PUBLISH_MS),
-      HERD_HEARTBEAT_SECONDS: '1',
-      HERD_SAVE_DIR: path.join(dir, 'save'),
-      HERD_LOG_LEVEL: 'info',
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
+async function herd(role: HerdRole, n: number): Promise<HerdProcess> {
+  const h = await startHerdProcess(role, {
+    DATABASE_URL: database.url,
+    INFLUX_URL: '',
+    HERD_DATA_DIR: path.join(dir, `${role}-${n}`),
+    HERD_HTTP_HOST: '127.0.0.1',
+    HERD_HTTP_PORT: '0',
+    HERD_COLLECTD_HOST: '127.0.0.1',
+    HERD_COLLECTD_PORT: '0',
+    HERD_LIVE_PUBLISH_MS: String(PUBLISH_MS),
+    HERD_HEARTBEAT_SECONDS: '1',
+    HERD_SAVE_DIR: path.join(dir, 'save'),
   });
-  const h: Herd = { child, log: [] };
   herds.push(h);
-  createInterface({ input: child.stderr! }).on('line', (line) => h.log.push(line));
-  const lines = createInterface({ input: child.stdout! });
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`${role} ${n} did not start: ${h.log.join('\n')}`)),
-      60_000,
-    );
-    child.once('exit', (code) => reject(new Error(`${role} ${n} exited with ${code}: ${h.log.join('\n')}`)));
-    lines.on('line', (line) => {
-      h.log.push(line);
-      let entry: { msg?: string; address?: string; port?: number };
-      try {
-        entry = JSON.parse(line);
-      } catch {
-        return;
-      }
-      if (entry.msg === 'HTTP API listening') h.http = entry.address;
-      if (entry.msg === 'collectd listener bound' && entry.port) h.udpPort ??= entry.port;
-      const ready =
-        role === 'api' ? h.http : role === 'ingest' ? h.udpPort : entry.msg === 'task worker started';
-      if (ready) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-  });
   return h;
 }
 
@@ -162,17 +118,8 @@ test('an --only api process places VMs from the live usage an --only ingest proc
     herd('worker', 1),
     herd('worker', 2),
   ]);
-  const call = async (h: Herd, method: string, url: string, body?: unknown) => {
-    const res = await fetch(`${h.http}${url}`, {
-      method,
-      headers: {
-        authorization: `Bearer ${admin.token}`,
-        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-      },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    return { status: res.status, body: (await res.json()) as any };
-  };
+  const call = (h: HerdProcess, method: string, url: string, body?: unknown) =>
+    apiCall(h.http!, admin.token, method, url, body);
 
   const hostA = await call(api1, 'POST', '/api/v1/hosts', { uri: uris.a, poolId: rack });
   const hostB = await call(api1, 'POST', '/api/v1/hosts', { uri: uris.b, poolId: rack });
@@ -219,7 +166,7 @@ test('an --only api process places VMs from the live usage an --only ingest proc
     return res.body.id as number;
   };
   const [vm1, vm2] = [await vm('first'), await vm('second')];
-  const start = async (h: Herd, id: number) => {
+  const start = async (h: HerdProcess, id: number) => {
     const res = await call(h, 'POST', `/api/v1/vms/${id}/actions`, { action: 'start' });
     expect(res.status, JSON.stringify(res.body)).toBe(202);
     return res.body.taskId as number;

@@ -1,4 +1,5 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { registerEventLoopDelay } from './event-loop-delay.js';
 
 export { Counter, Gauge, Histogram, Registry };
 
@@ -8,6 +9,9 @@ export { Counter, Gauge, Histogram, Registry };
  */
 export function createRegistry(options: { defaultMetrics?: boolean } = {}): Registry {
   const registry = new Registry();
-  if (options.defaultMetrics) collectDefaultMetrics({ register: registry, prefix: 'herd_process_' });
+  if (options.defaultMetrics) {
+    collectDefaultMetrics({ register: registry, prefix: 'herd_process_' });
+    registerEventLoopDelay(registry);
+  }
   return registry;
 }

@@ -49,6 +49,36 @@ describe('alert state machine', () => {
     ]);
   });
 
+  test('unknown (a process just started) keeps pending with its start, firing unresolved, an absent rule quiet', () => {
+    const unknown: Observation = { kind: 'unknown' };
+    const pending = run([
+      [0, v(2)],
+      [100, unknown],
+      [200, unknown],
+      [300, v(2)],
+    ]);
+    expect(pending.out).toEqual([
+      [0, 'pending', null],
+      [100, 'pending', null],
+      [200, 'pending', null],
+      [300, 'firing', 'firing'],
+    ]);
+    expect(pending.state).toMatchObject({ activeSince: 0, firingSince: s(300) });
+    const firing = run([
+      [0, v(2)],
+      [300, v(2)],
+      [400, unknown],
+      [500, { kind: 'nodata' }],
+    ]);
+    expect(firing.out.slice(2)).toEqual([
+      [400, 'firing', null],
+      [500, 'nodata', 'resolved'],
+    ]);
+    expect(run([[0, unknown]], { ...rule, condition: 'absent', pendingSeconds: 0 }).out).toEqual([
+      [0, 'ok', null],
+    ]);
+  });
+
   test('a value dancing around the threshold does not flap while firing', () => {
     const steps: Array<[number, Observation]> = [[0, v(2)]];
     for (let t = 10; t <= 1000; t += 10) steps.push([t, v(t % 20 === 0 ? 1 : 2)]);

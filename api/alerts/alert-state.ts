@@ -5,7 +5,12 @@ import type { AlertRule, WindowFunction } from './alert-rule.js';
 export type Observation =
   | { kind: 'value'; value: number }
   | { kind: 'nodata' }
-  | { kind: 'error'; message: string };
+  | { kind: 'error'; message: string }
+  /**
+   * Not known yet: the process started too recently to tell a silent host from one whose next interval has not
+   * come (herd's own downtime is no silence of the host). The instance stays as it was.
+   */
+  | { kind: 'unknown' };
 
 /** The part of an alert instance the state machine reads and writes (times in ms). */
 export interface InstanceState {
@@ -44,6 +49,7 @@ type RuleTiming = Pick<
 
 /** The observation as the rule reads it, its policies for missing data and errors applied. */
 export function signalOf(rule: RuleTiming, obs: Observation): Signal {
+  if (obs.kind === 'unknown') return 'keep';
   if (obs.kind === 'error') return policySignal(rule.errorPolicy, 'error');
   if (obs.kind === 'nodata')
     return rule.condition === 'absent' ? 'breach' : policySignal(rule.nodataPolicy, 'nodata');

@@ -42,6 +42,7 @@ const DEFAULT_INTERVAL_S = 10;
 const DEFAULT_LOOKBACK_S = 300;
 const MiB = 1024 * 1024;
 const NO_DATA: Observation = { kind: 'nodata' };
+const UNKNOWN: Observation = { kind: 'unknown' };
 
 /** Fleet facts read once per evaluation round and shared by every rule of that round. */
 export class Round {
@@ -201,8 +202,20 @@ export class MetricReader {
           : name
             ? liveValue(live!, name, h, m, now)
             : undefined;
-      return value === undefined || Number.isNaN(value) ? NO_DATA : { kind: 'value', value };
+      if (value !== undefined && !Number.isNaN(value)) return { kind: 'value', value };
+      return this.justStarted(live && name ? live.hostSummary(name) : undefined, now) ? UNKNOWN : NO_DATA;
     });
+  }
+
+  /**
+   * Whether this process started less than STALE_INTERVALS of the host's intervals ago: a host it has not heard
+   * from since (its last figures older, shared by a process before a restart, or none) may simply not have sent
+   * its next interval yet. Silence is counted from the start, as for `unreachable`.
+   */
+  private justStarted(summary: { lastSeen: number; interval: number } | undefined, now: number): boolean {
+    if (summary && summary.lastSeen >= this.startedAt) return false;
+    const interval = summary?.interval || DEFAULT_INTERVAL_S;
+    return now - this.startedAt <= STALE_INTERVALS * interval * 1000;
   }
 
   private hostFact(
@@ -372,7 +385,7 @@ export class MetricReader {
     if (obs.kind === 'value') samples.push([now, obs.value]);
     const windowMs = rule.windowSeconds * 1000;
     while (samples.length && samples[0][0] <= now - windowMs) samples.shift();
-    if (obs.kind === 'error') return obs;
+    if (obs.kind === 'error' || (obs.kind === 'unknown' && samples.length === 0)) return obs;
     const value = windowValue(samples, rule.windowFunction, now, windowMs);
     return value === undefined ? NO_DATA : { kind: 'value', value };
   }
@@ -388,7 +401,7 @@ function daysUntilFull(f: SeriesForecast, field: string | undefined): Observatio
 function combine(values: Observation[], how: 'mean' | 'max' | 'min' | 'sum'): Observation {
   const numbers = values.flatMap((o) => (o.kind === 'value' ? [o.value] : []));
   if (numbers.length) return { kind: 'value', value: reduce(numbers, how) };
-  return values.find((o) => o.kind === 'error') ?? NO_DATA;
+  return values.find((o) => o.kind === 'error') ?? values.find((o) => o.kind === 'unknown') ?? NO_DATA;
 }
 
 /** The name collectd reports a host under: herd's hostname, or the same short name (FQDN vs short). */

@@ -1,0 +1,155 @@
+/**
+ * Real herd processes for benchmarks (the built command line, `dist/lib/cli.js serve`) and a simulated fleet
+ * sending them the captured collectd traffic over UDP; values landed in InfluxDB counted.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import dgram from 'node:dgram';
+import path from 'node:path';
+import { type Replay, stampTimes } from './replay.js';
+
+const ROOT = path.resolve(import.meta.dirname, '../..');
+export const CLI = path.join(ROOT, 'dist/lib/cli.js');
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** A host sends its 31 captured packets over this many seconds: 2 packets (a 10 s interval's values) each 10 s. */
+export const CYCLE_SECONDS = 150;
+
+export interface Herd {
+  child: ChildProcess;
+  udpPort: number;
+  http?: string;
+  exited: () => boolean;
+}
+
+/** `herd serve <roles>` with `env`; resolves once it listens (collectd, and HTTP when it runs the API). */
+export async function startHerd(env: Record<string, string>, roles: string[]): Promise<Herd> {
+  const child = spawn(process.execPath, [CLI, 'serve', ...roles], {
+    env: { ...process.env, HERD_LOG_LEVEL: 'info', ...env },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let exited = false;
+  child.once('exit', () => {
+    exited = true;
+  });
+  let buffered = '';
+  let udpPort = 0;
+  let http: string | undefined;
+  const wantHttp = !roles.includes('--only') || roles.includes('api');
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error('herd did not start within 60 s'));
+    }, 60_000);
+    child.once('exit', (code) => reject(new Error(`herd exited with ${code}`)));
+    child.stdout!.on('data', (d) => {
+      buffered += d;
+      for (let i = buffered.indexOf('\n'); i >= 0; i = buffered.indexOf('\n')) {
+        const line = buffered.slice(0, i);
+        buffered = buffered.slice(i + 1);
+        try {
+          const e = JSON.parse(line) as { msg?: string; port?: number; address?: string; level?: number };
+          if (e.msg === 'collectd listener bound') udpPort = e.port!;
+          if (e.msg === 'HTTP API listening') http = e.address;
+          if ((e.level ?? 0) >= 50) console.error('herd:', line);
+        } catch {}
+      }
+      if (udpPort && (http || !wantHttp)) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+  });
+  return { child, udpPort, http, exited: () => exited };
+}
+
+/** SIGTERMs the process and waits for it to exit (at once if it already has). */
+export async function stopHerd(herd: Herd): Promise<void> {
+  if (herd.exited()) return;
+  const exited = new Promise((r) => herd.child.once('exit', r));
+  herd.child.kill('SIGTERM');
+  await exited;
+}
+
+/** Sends the replay at a collectd fleet's pace to whatever `port()` says; counts values sent and when. */
+export class Fleet {
+  private readonly socket = dgram.createSocket('udp4');
+  private timer?: NodeJS.Timeout;
+  private cursor = 0;
+  sent = 0;
+  sentWhileDown = 0;
+  down = false;
+
+  /** `base`: the time (s) the first cycle's points are stamped from; each cycle after is one capture span later. */
+  constructor(
+    private readonly replay: Replay,
+    private readonly port: () => number,
+    private readonly base = Date.now() / 1000 - 3 * 3600,
+  ) {}
+
+  start(): void {
+    const perPacket = this.replay.packets[0].length;
+    const total = this.replay.hosts * perPacket;
+    const perTick = total / ((CYCLE_SECONDS * 1000) / 100);
+    let owed = 0;
+    this.timer = setInterval(() => {
+      owed += perTick;
+      for (; owed >= 1; owed--) this.sendOne(perPacket);
+    }, 100);
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  close(): void {
+    this.stop();
+    this.socket.close();
+  }
+
+  private sendOne(perHost: number): void {
+    const i = this.cursor++;
+    const host = i % this.replay.hosts;
+    const packet = Math.floor(i / this.replay.hosts) % perHost;
+    const cycle = Math.floor(i / (this.replay.hosts * perHost));
+    const p = this.replay.packets[host][packet];
+    // A copy: the socket reads the buffer later, and the next cycle re-stamps the same one.
+    const bytes = Buffer.from(stampTimes(p, this.base + cycle * this.replay.span));
+    this.sent += p.values;
+    if (this.down) this.sentWhileDown += p.values;
+    this.socket.send(bytes, this.port(), '127.0.0.1');
+  }
+}
+
+/** Values stored in the InfluxDB database, herd's own measurements (`herd_*`) left out; -1 when unreadable. */
+export async function influxCount(url: string, db: string): Promise<number> {
+  const q = encodeURIComponent('SELECT count(value) FROM /.*/');
+  const res = await fetch(`${url}/query?db=${db}&q=${q}`).catch(() => undefined);
+  if (!res?.ok) return -1;
+  const body = (await res.json()) as {
+    results: Array<{ series?: Array<{ name: string; values: number[][] }> }>;
+  };
+  return (body.results[0]?.series ?? [])
+    .filter((s) => !s.name.startsWith('herd_'))
+    .reduce((sum, s) => sum + Number(s.values[0][1]), 0);
+}
+
+/** Polls `count` until it reaches `want` or stops changing for `settleMs`; returns the last count and when. */
+export async function settle(
+  count: () => Promise<number>,
+  want: number,
+  settleMs = 15_000,
+  timeoutMs = 300_000,
+) {
+  const started = Date.now();
+  let last = -1;
+  let changedAt = Date.now();
+  for (;;) {
+    const now = await count();
+    if (now !== last) {
+      last = now;
+      changedAt = Date.now();
+    }
+    if (now >= want || Date.now() - changedAt > settleMs || Date.now() - started > timeoutMs)
+      return { count: last, seconds: (changedAt - started) / 1000 };
+    await sleep(500);
+  }
+}
