@@ -1,0 +1,317 @@
+import { execFile } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { loadConfig } from '../../lib/config.js';
+import { createTestApp, type TestApp } from '../../lib/testing/app.js';
+import { capturingLogger } from '../../lib/testing/capture-log.js';
+import { type Kdc, negotiateToken, startKdc } from '../../lib/testing/kdc.js';
+import { type Slapd, startSlapd } from '../../lib/testing/slapd.js';
+import { authHeader, createUserWithToken } from '../../lib/testing/users.js';
+import { LOGIN_FAILURES_PER_ADDRESS_PER_MINUTE } from './auth.routes.js';
+import { createNegotiator } from './kerberos.js';
+
+const run = promisify(execFile);
+
+let kdc: Kdc;
+let slapd: Slapd;
+let keytab: string;
+/** Herd with the directory: principals map to LDAP entries. */
+let t: TestApp;
+let base: string;
+let logLines: string[];
+let aliceCcache: string;
+let daveCcache: string;
+let carolCcache: string;
+
+beforeAll(async () => {
+  kdc = await startKdc({
+    users: [
+      { name: 'alice', password: 'alice-kerberos-pw' },
+      { name: 'carol', password: 'carol-kerberos-pw' },
+      { name: 'dave', password: 'dave-kerberos-pw' },
+    ],
+    services: ['HTTP/localhost', 'HTTP/other.test'],
+  });
+  // Both keys in herd's keytab: herd must still accept only its own principal.
+  keytab = await kdc.keytab(['HTTP/localhost', 'HTTP/other.test']);
+  // herd's acceptor reads krb5.conf and its replay cache directory from this process's environment.
+  Object.assign(process.env, kdc.env);
+  slapd = await startSlapd({
+    users: [
+      { uid: 'alice', password: 'alice-directory-pw', cn: 'Alice Liddell', mail: 'alice@herd.test' },
+      { uid: 'carol', password: 'carol-directory-pw' },
+    ],
+    groups: { ops: ['alice'] },
+  });
+  const captured = capturingLogger();
+  logLines = captured.lines;
+  t = await createTestApp({
+    env: {
+      ...slapd.env({ HERD_LDAP_GROUP_ROLES: `${slapd.groupDn('ops')}=monitor@1` }),
+      HERD_KERBEROS_KEYTAB: keytab,
+      HERD_KERBEROS_PRINCIPAL: 'HTTP@localhost',
+    },
+    deps: { log: captured.log },
+  });
+  await t.app.listen({ host: '127.0.0.1', port: 0 });
+  base = `http://localhost:${(t.app.server.address() as AddressInfo).port}`;
+  const admin = (await createUserWithToken(t.database.db, { username: 'root', superAdmin: true })).token;
+  // Alice is added from the directory (as every directory user is); carol is in the directory only.
+  const added = await t.app.inject({
+    method: 'POST',
+    url: '/api/v1/users',
+    headers: authHeader(admin),
+    payload: { username: 'alice', source: 'ldap' },
+  });
+  expect(added.statusCode).toBe(201);
+  aliceCcache = await kdc.kinit('alice', 'alice-kerberos-pw');
+  carolCcache = await kdc.kinit('carol', 'carol-kerberos-pw');
+  daveCcache = await kdc.kinit('dave', 'dave-kerberos-pw');
+});
+afterAll(async () => {
+  await t?.close();
+  await slapd?.stop();
+  await kdc?.stop();
+});
+
+/** Debian's curl (built with GSS-API) doing SPNEGO as a browser does: a bare request, the 401, the token. */
+async function curlNegotiate(method: 'GET' | 'POST', ccache: string, url = `${base}/api/v1/session`) {
+  const headersFile = path.join(kdc.dir, `headers-${Math.random()}`);
+  const port = new URL(url).port;
+  const { stdout } = await run(
+    'curl',
+    [
+      '-sS',
+      '--negotiate',
+      '-u',
+      ':',
+      '--resolve',
+      `localhost:${port}:127.0.0.1`,
+      '--resolve',
+      `other.test:${port}:127.0.0.1`,
+      '-X',
+      method,
+      '-D',
+      headersFile,
+      '-w',
+      '\n%{http_code}',
+      url,
+    ],
+    { env: { ...process.env, ...kdc.env, KRB5CCNAME: ccache }, timeout: 20_000 },
+  );
+  const lines = stdout.split('\n');
+  const status = Number(lines.pop());
+  return { status, body: JSON.parse(lines.join('\n')), headers: await readFile(headersFile, 'utf8') };
+}
+
+/** Each test its own client address: failures of one must not reach the failed-login limit of another. */
+const negotiate = (token: string, remoteAddress: string) =>
+  t.app.inject({
+    method: 'POST',
+    url: '/api/v1/session',
+    headers: { authorization: `Negotiate ${token}` },
+    remoteAddress,
+  });
+
+describe('Kerberos sign-on (SPNEGO) against a real MIT KDC', () => {
+  test('curl --negotiate with a ticket from kinit: 200, a working session, the user of the LDAP entry', async () => {
+    const res = await curlNegotiate('POST', aliceCcache);
+    expect(res.status).toBe(200);
+    // The answer carries the token of the mutual authentication (curl checks it).
+    const answer = res.headers.trim().split('\r\n\r\n').at(-1);
+    expect(answer).toMatch(/^HTTP\/1\.1 200 /);
+    expect(answer).toMatch(/^www-authenticate: Negotiate [A-Za-z0-9+/=]+$/im);
+    expect(answer).toMatch(/^set-cookie: herd_session=[^;]+;.*HttpOnly/im);
+    expect(res.body).toMatchObject({ user: { username: 'alice', isSuperAdmin: false } });
+
+    const me = await t.app.inject({ method: 'GET', url: '/api/v1/me', headers: authHeader(res.body.token) });
+    expect(me.statusCode).toBe(200);
+    expect(me.json()).toMatchObject({
+      username: 'alice',
+      source: 'ldap',
+      displayName: 'Alice Liddell',
+      email: 'alice@herd.test',
+    });
+    // Signed on through the directory: the group mapping applied as at a password login.
+    const grants = await t.database.db
+      .selectFrom('permissions')
+      .innerJoin('users', 'users.id', 'permissions.user_id')
+      .select(['pool_id', 'role', 'permissions.source'])
+      .where('users.username', '=', 'alice')
+      .execute();
+    expect(grants).toEqual([{ pool_id: 1, role: 'monitor', source: 'ldap' }]);
+  });
+
+  test('GET /api/v1/session, as browsers sign on, works the same', async () => {
+    const res = await curlNegotiate('GET', aliceCcache);
+    expect(res.status).toBe(200);
+    expect(res.body.user.username).toBe('alice');
+    const me = await t.app.inject({ method: 'GET', url: '/api/v1/me', headers: authHeader(res.body.token) });
+    expect(me.json().username).toBe('alice');
+  });
+
+  test('no ticket: 401 advertising Negotiate, whichever method', async () => {
+    const res = await curlNegotiate('POST', `FILE:${path.join(kdc.dir, 'empty-ccache')}`);
+    expect(res.status).toBe(401);
+    expect(res.headers).toMatch(/^www-authenticate: Negotiate$/im);
+    const bare = await t.app.inject({ method: 'GET', url: '/api/v1/session' });
+    expect(bare.statusCode).toBe(401);
+    expect(bare.headers['www-authenticate']).toBe('Negotiate');
+    // A password login is still a password login; a bad one does not advertise Negotiate.
+    const wrong = await t.app.inject({
+      method: 'POST',
+      url: '/api/v1/session',
+      payload: { username: 'alice', password: 'wrong' },
+    });
+    expect(wrong.statusCode).toBe(401);
+    expect(wrong.headers['www-authenticate']).toBeUndefined();
+    const bad = await t.app.inject({
+      method: 'POST',
+      url: '/api/v1/session',
+      payload: { username: 'alice' },
+    });
+    expect(bad.statusCode).toBe(400);
+    expect(bad.json().field).toBe('password');
+  });
+
+  test('garbage, forged and replayed tokens: 401 with a clear message', async () => {
+    for (const token of ['YWJjZGVm', 'not base64 at all!', `${'A'.repeat(400)}==`]) {
+      const res = await negotiate(token, '192.0.2.1');
+      expect(res.statusCode, token).toBe(401);
+      expect(res.json().message).toMatch(/^Kerberos token refused/);
+    }
+    const token = await negotiateToken('HTTP@localhost', aliceCcache);
+    // One flipped byte in the middle of the ticket: forged.
+    const bytes = Buffer.from(token, 'base64');
+    bytes[Math.floor(bytes.length / 2)] ^= 0xff;
+    expect((await negotiate(bytes.toString('base64'), '192.0.2.1')).statusCode).toBe(401);
+    expect((await negotiate(token, '192.0.2.1')).statusCode).toBe(200);
+    const replayed = await negotiate(token, '192.0.2.1');
+    expect(replayed.statusCode).toBe(401);
+    expect(replayed.json().message).toMatch(/replay/i);
+  });
+
+  test('a ticket for another service, even one in the keytab: 401', async () => {
+    const res = await curlNegotiate(
+      'POST',
+      aliceCcache,
+      `${base.replace('localhost', 'other.test')}/api/v1/session`,
+    );
+    expect(res.status).toBe(401);
+    const token = await negotiateToken('HTTP@other.test', aliceCcache);
+    const direct = await negotiate(token, '192.0.2.2');
+    expect(direct.statusCode).toBe(401);
+    expect(direct.json().message).toMatch(/^Kerberos token refused/);
+  });
+
+  test('principals without a herd user: 401 naming them', async () => {
+    const carol = await negotiate(await negotiateToken('HTTP@localhost', carolCcache), '192.0.2.3');
+    expect(carol.statusCode).toBe(401);
+    expect(carol.json().message).toBe('Kerberos principal carol@HERD.TEST is not an enabled herd user');
+    const dave = await negotiate(await negotiateToken('HTTP@localhost', daveCcache), '192.0.2.3');
+    expect(dave.statusCode).toBe(401);
+    expect(dave.json().message).toBe('Kerberos principal dave@HERD.TEST has no entry in the directory');
+  });
+
+  test('failed Kerberos logins count against the address; the bare challenge does not', async () => {
+    const ip = '192.0.2.7';
+    for (let i = 0; i < 3; i++) {
+      const bare = await t.app.inject({ method: 'GET', url: '/api/v1/session', remoteAddress: ip });
+      expect(bare.statusCode).toBe(401);
+    }
+    for (let i = 0; i < LOGIN_FAILURES_PER_ADDRESS_PER_MINUTE; i++) {
+      expect((await negotiate('YWJjZGVm', ip)).statusCode).toBe(401);
+    }
+    const blocked = await negotiate(await negotiateToken('HTTP@localhost', aliceCcache), ip);
+    expect(blocked.statusCode).toBe(429);
+    expect(blocked.headers['retry-after']).toBeDefined();
+    // Another address is not held up.
+    expect(
+      (await negotiate(await negotiateToken('HTTP@localhost', aliceCcache), '192.0.2.8')).statusCode,
+    ).toBe(200);
+  });
+
+  test('neither tokens nor session tokens are logged', async () => {
+    const token = await negotiateToken('HTTP@localhost', aliceCcache);
+    const res = await negotiate(token, '192.0.2.9');
+    expect(res.statusCode).toBe(200);
+    const log = logLines.join('');
+    expect(log).toContain('Kerberos sign-on');
+    expect(log).not.toContain(token.slice(20, 60));
+    expect(log).not.toContain(res.json().token);
+  });
+});
+
+describe('Kerberos without a directory, and realms', () => {
+  let plain: TestApp;
+  let foreign: TestApp;
+  beforeAll(async () => {
+    const env = { HERD_KERBEROS_KEYTAB: keytab, HERD_KERBEROS_PRINCIPAL: 'HTTP@localhost' };
+    plain = await createTestApp({ env });
+    foreign = await createTestApp({ env: { ...env, HERD_KERBEROS_REALMS: 'OTHER.TEST, THIRD.TEST' } });
+    await createUserWithToken(plain.database.db, { username: 'alice', password: 'local alice password' });
+    await createUserWithToken(foreign.database.db, { username: 'alice', password: 'local alice password' });
+  });
+  afterAll(async () => {
+    await plain?.close();
+    await foreign?.close();
+  });
+
+  test('without LDAP the principal maps to the herd user of its name', async () => {
+    const res = await plain.app.inject({
+      method: 'POST',
+      url: '/api/v1/session',
+      headers: { authorization: `Negotiate ${await negotiateToken('HTTP@localhost', aliceCcache)}` },
+    });
+    expect(res.statusCode).toBe(200);
+    const me = await plain.app.inject({
+      method: 'GET',
+      url: '/api/v1/me',
+      headers: authHeader(res.json().token),
+    });
+    expect(me.json()).toMatchObject({ username: 'alice', source: 'local' });
+  });
+
+  test('a realm not accepted: 401 naming the realms that are', async () => {
+    const res = await foreign.app.inject({
+      method: 'POST',
+      url: '/api/v1/session',
+      headers: { authorization: `Negotiate ${await negotiateToken('HTTP@localhost', aliceCcache)}` },
+    });
+    expect(res.statusCode).toBe(401);
+    expect(res.json().message).toBe(
+      'Kerberos principal alice@HERD.TEST: realm not accepted here (OTHER.TEST, THIRD.TEST)',
+    );
+  });
+
+  test('a keytab without the configured principal stops herd at start, naming both', async () => {
+    const other = await kdc.keytab(['HTTP/other.test']);
+    const config = loadConfig({ HERD_KERBEROS_KEYTAB: other, HERD_KERBEROS_PRINCIPAL: 'HTTP@localhost' });
+    await expect(createNegotiator(config.kerberos!, capturingLogger().log)).rejects.toThrow(
+      /has no key for HTTP\/localhost.*HERD_KERBEROS_PRINCIPAL HTTP@localhost/,
+    );
+    // Put back the keytab the other apps of this file use.
+    process.env.KRB5_KTNAME = `FILE:${keytab}`;
+  });
+
+  test('Negotiate where Kerberos is not configured: 401 saying so', async () => {
+    const none = await createTestApp();
+    try {
+      const res = await none.app.inject({
+        method: 'POST',
+        url: '/api/v1/session',
+        headers: { authorization: 'Negotiate YWJjZGVm' },
+      });
+      expect(res.statusCode).toBe(401);
+      expect(res.json().message).toMatch(/not configured/);
+      const get = await none.app.inject({ method: 'GET', url: '/api/v1/session' });
+      expect(get.statusCode).toBe(401);
+      expect(get.headers['www-authenticate']).toBeUndefined();
+    } finally {
+      await none.close();
+    }
+  });
+});
