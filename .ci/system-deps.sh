@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages herd's tests need, when missing. Idempotent; needs root (or sudo).
 set -euo pipefail
-packages=(influxdb collectd-core libvirt-dev libvirt-clients pkg-config slapd ldap-utils chromium)
+packages=(influxdb collectd-core libvirt-dev libvirt-clients pkg-config slapd ldap-utils chromium
+  krb5-kdc krb5-admin-server krb5-user libkrb5-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -13,5 +14,5 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # The Debian packages start their daemons; herd's tests start their own on free ports.
-for svc in influxdb slapd libvirtd; do $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || true; done
-for d in influxd slapd; do $SUDO pkill -x "$d" >/dev/null 2>&1 || true; done
+for svc in influxdb slapd libvirtd krb5-kdc krb5-admin-server; do $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || true; done
+for d in influxd slapd krb5kdc kadmind; do $SUDO pkill -x "$d" >/dev/null 2>&1 || true; done

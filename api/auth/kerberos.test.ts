@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { loadConfig } from '../../lib/config.js';
 import { createTestApp, type TestApp } from '../../lib/testing/app.js';
@@ -192,6 +193,36 @@ describe('Kerberos sign-on (SPNEGO) against a real MIT KDC', () => {
     const replayed = await negotiate(token, '192.0.2.1');
     expect(replayed.statusCode).toBe(401);
     expect(replayed.json().message).toMatch(/replay/i);
+  });
+
+  test('property: any Negotiate header, random bytes or text, is a 401 naming the refusal, never a 500', async () => {
+    let n = 0;
+    await fc.assert(
+      fc.asyncProperty(
+        fc.oneof(
+          fc.uint8Array({ minLength: 1, maxLength: 2048 }).map((b) => Buffer.from(b).toString('base64')),
+          fc.string({ minLength: 1, maxLength: 300 }).filter((v) => /^[\x21-\x7e][\x20-\x7e]*$/.test(v)),
+        ),
+        async (token) => {
+          n++;
+          const res = await negotiate(token, `198.51.${n >> 8}.${n & 255}`);
+          expect(res.statusCode).toBe(401);
+          expect(res.json().message).toMatch(/^Kerberos token refused: ./);
+        },
+      ),
+      { numRuns: 200 },
+    );
+  });
+
+  test('a stale token, its ticket expired since: 401', async () => {
+    const shortLived = await kdc.kinit('alice', 'alice-kerberos-pw', '2s');
+    const token = await negotiateToken('HTTP@localhost', shortLived);
+    // Past the ticket's end and the one second of clock skew the test realm allows. (No client makes a fresh
+    // token from an expired ticket, so what MIT krb5 refuses first is the authenticator's age.)
+    await new Promise((r) => setTimeout(r, 3500));
+    const res = await negotiate(token, '192.0.2.4');
+    expect(res.statusCode).toBe(401);
+    expect(res.json().message).toMatch(/^Kerberos token refused: .*(clock skew|expired)/i);
   });
 
   test('a ticket for another service, even one in the keytab: 401', async () => {

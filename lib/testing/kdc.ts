@@ -20,8 +20,11 @@ export interface Kdc {
   env: Record<string, string>;
   /** The keys of these principals (`HTTP/localhost`) exported to a new keytab, keys left as they are. */
   keytab(principals: string[]): Promise<string>;
-  /** Real `kinit`, the password on stdin, into a fresh ccache: its name (`FILE:…`) for KRB5CCNAME. */
-  kinit(user: string, password: string): Promise<string>;
+  /**
+   * Real `kinit`, the password on stdin, into a fresh ccache: its name (`FILE:…`) for KRB5CCNAME. `lifetime`
+   * is kinit's `-l` (`5s`).
+   */
+  kinit(user: string, password: string, lifetime?: string): Promise<string>;
   stop(): Promise<void>;
 }
 
@@ -49,6 +52,8 @@ export async function startKdc(options: {
   rdns = false
   dns_canonicalize_hostname = false
   udp_preference_limit = 1
+  # Tickets expire when they say (the default allows five minutes of clock skew): all clocks here are one.
+  clockskew = 1
   default_ccache_name = FILE:${path.join(dir, 'ccache-default')}
 [realms]
   ${realm} = {
@@ -133,10 +138,10 @@ export async function startKdc(options: {
       for (const p of principals) await kadmin(`ktadd -norandkey -k ${file} ${p}`);
       return file;
     },
-    async kinit(user, password) {
+    async kinit(user, password, lifetime) {
       const ccache = `FILE:${path.join(dir, `ccache-${++ccaches}`)}`;
       await new Promise<void>((resolve, reject) => {
-        const kinit = spawn('kinit', [`${user}@${realm}`], {
+        const kinit = spawn('kinit', [...(lifetime ? ['-l', lifetime] : []), `${user}@${realm}`], {
           env: { ...process.env, ...env, KRB5CCNAME: ccache },
           stdio: ['pipe', 'ignore', 'pipe'],
         });
