@@ -2,7 +2,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import { type ConfigError, loadConfig } from '../../lib/config.js';
+import { loadConfig } from '../../lib/config.js';
+import { configProblems as problems } from '../../lib/testing/config.js';
 
 let dir: string;
 let keytab: string;
@@ -13,15 +14,6 @@ beforeAll(async () => {
   await writeFile(keytab, Buffer.from([5, 2]));
 });
 afterAll(() => rm(dir, { recursive: true, force: true }));
-
-const problems = (env: NodeJS.ProcessEnv) => {
-  try {
-    loadConfig(env);
-  } catch (err) {
-    return (err as ConfigError).problems.join('\n');
-  }
-  return '';
-};
 
 test('Kerberos settings: off without a keytab; the principal defaults to HTTP@<this host>', () => {
   expect(loadConfig({}).kerberos).toBeUndefined();

@@ -108,14 +108,22 @@ async function curlNegotiate(method: 'GET' | 'POST', ccache: string, url = `${ba
   return { status, body: JSON.parse(lines.join('\n')), headers: await readFile(headersFile, 'utf8') };
 }
 
-/** Each test its own client address: failures of one must not reach the failed-login limit of another. */
-const negotiate = (token: string, remoteAddress: string) =>
-  t.app.inject({
-    method: 'POST',
+const session = (
+  app: TestApp,
+  options: { method?: 'GET' | 'POST'; authorization?: string; payload?: object; remoteAddress?: string } = {},
+) =>
+  app.app.inject({
+    method: options.method ?? 'POST',
     url: '/api/v1/session',
-    headers: { authorization: `Negotiate ${token}` },
-    remoteAddress,
+    headers: options.authorization ? { authorization: options.authorization } : {},
+    payload: options.payload,
+    remoteAddress: options.remoteAddress,
   });
+/** Each test its own client address: failures of one must not reach the failed-login limit of another. */
+const negotiate = (token: string, remoteAddress: string, app = t) =>
+  session(app, { authorization: `Negotiate ${token}`, remoteAddress });
+const me = async (app: TestApp, token: string) =>
+  (await app.app.inject({ method: 'GET', url: '/api/v1/me', headers: authHeader(token) })).json();
 
 describe('Kerberos sign-on (SPNEGO) against a real MIT KDC', () => {
   test('curl --negotiate with a ticket from kinit: 200, a working session, the user of the LDAP entry', async () => {
@@ -128,9 +136,7 @@ describe('Kerberos sign-on (SPNEGO) against a real MIT KDC', () => {
     expect(answer).toMatch(/^set-cookie: herd_session=[^;]+;.*HttpOnly/im);
     expect(res.body).toMatchObject({ user: { username: 'alice', isSuperAdmin: false } });
 
-    const me = await t.app.inject({ method: 'GET', url: '/api/v1/me', headers: authHeader(res.body.token) });
-    expect(me.statusCode).toBe(200);
-    expect(me.json()).toMatchObject({
+    expect(await me(t, res.body.token)).toMatchObject({
       username: 'alice',
       source: 'ldap',
       displayName: 'Alice Liddell',
@@ -150,30 +156,21 @@ describe('Kerberos sign-on (SPNEGO) against a real MIT KDC', () => {
     const res = await curlNegotiate('GET', aliceCcache);
     expect(res.status).toBe(200);
     expect(res.body.user.username).toBe('alice');
-    const me = await t.app.inject({ method: 'GET', url: '/api/v1/me', headers: authHeader(res.body.token) });
-    expect(me.json().username).toBe('alice');
+    expect((await me(t, res.body.token)).username).toBe('alice');
   });
 
   test('no ticket: 401 advertising Negotiate, whichever method', async () => {
     const res = await curlNegotiate('POST', `FILE:${path.join(kdc.dir, 'empty-ccache')}`);
     expect(res.status).toBe(401);
     expect(res.headers).toMatch(/^www-authenticate: Negotiate$/im);
-    const bare = await t.app.inject({ method: 'GET', url: '/api/v1/session' });
+    const bare = await session(t, { method: 'GET' });
     expect(bare.statusCode).toBe(401);
     expect(bare.headers['www-authenticate']).toBe('Negotiate');
     // A password login is still a password login; a bad one does not advertise Negotiate.
-    const wrong = await t.app.inject({
-      method: 'POST',
-      url: '/api/v1/session',
-      payload: { username: 'alice', password: 'wrong' },
-    });
+    const wrong = await session(t, { payload: { username: 'alice', password: 'wrong' } });
     expect(wrong.statusCode).toBe(401);
     expect(wrong.headers['www-authenticate']).toBeUndefined();
-    const bad = await t.app.inject({
-      method: 'POST',
-      url: '/api/v1/session',
-      payload: { username: 'alice' },
-    });
+    const bad = await session(t, { payload: { username: 'alice' } });
     expect(bad.statusCode).toBe(400);
     expect(bad.json().field).toBe('password');
   });
@@ -250,7 +247,7 @@ describe('Kerberos sign-on (SPNEGO) against a real MIT KDC', () => {
   test('failed Kerberos logins count against the address; the bare challenge does not', async () => {
     const ip = '192.0.2.7';
     for (let i = 0; i < 3; i++) {
-      const bare = await t.app.inject({ method: 'GET', url: '/api/v1/session', remoteAddress: ip });
+      const bare = await session(t, { method: 'GET', remoteAddress: ip });
       expect(bare.statusCode).toBe(401);
     }
     for (let i = 0; i < LOGIN_FAILURES_PER_ADDRESS_PER_MINUTE; i++) {
@@ -292,26 +289,13 @@ describe('Kerberos without a directory, and realms', () => {
   });
 
   test('without LDAP the principal maps to the herd user of its name', async () => {
-    const res = await plain.app.inject({
-      method: 'POST',
-      url: '/api/v1/session',
-      headers: { authorization: `Negotiate ${await negotiateToken('HTTP@localhost', aliceCcache)}` },
-    });
+    const res = await negotiate(await negotiateToken('HTTP@localhost', aliceCcache), '127.0.0.1', plain);
     expect(res.statusCode).toBe(200);
-    const me = await plain.app.inject({
-      method: 'GET',
-      url: '/api/v1/me',
-      headers: authHeader(res.json().token),
-    });
-    expect(me.json()).toMatchObject({ username: 'alice', source: 'local' });
+    expect(await me(plain, res.json().token)).toMatchObject({ username: 'alice', source: 'local' });
   });
 
   test('a realm not accepted: 401 naming the realms that are', async () => {
-    const res = await foreign.app.inject({
-      method: 'POST',
-      url: '/api/v1/session',
-      headers: { authorization: `Negotiate ${await negotiateToken('HTTP@localhost', aliceCcache)}` },
-    });
+    const res = await negotiate(await negotiateToken('HTTP@localhost', aliceCcache), '127.0.0.1', foreign);
     expect(res.statusCode).toBe(401);
     expect(res.json().message).toBe(
       'Kerberos principal alice@HERD.TEST: realm not accepted here (OTHER.TEST, THIRD.TEST)',
@@ -331,14 +315,10 @@ describe('Kerberos without a directory, and realms', () => {
   test('Negotiate where Kerberos is not configured: 401 saying so', async () => {
     const none = await createTestApp();
     try {
-      const res = await none.app.inject({
-        method: 'POST',
-        url: '/api/v1/session',
-        headers: { authorization: 'Negotiate YWJjZGVm' },
-      });
+      const res = await negotiate('YWJjZGVm', '127.0.0.1', none);
       expect(res.statusCode).toBe(401);
       expect(res.json().message).toMatch(/not configured/);
-      const get = await none.app.inject({ method: 'GET', url: '/api/v1/session' });
+      const get = await session(none, { method: 'GET' });
       expect(get.statusCode).toBe(401);
       expect(get.headers['www-authenticate']).toBeUndefined();
     } finally {

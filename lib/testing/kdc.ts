@@ -1,4 +1,4 @@
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
@@ -6,6 +6,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { loadGss } from '../../api/auth/kerberos.js';
 import { freePort } from '../embedded-postgres.js';
+import { type Daemon, startDaemon } from './daemon.js';
 
 const run = promisify(execFile);
 
@@ -92,15 +93,9 @@ export async function startKdc(options: {
       if (problems.length) throw new Error(`kadmin.local ${query}: ${problems.join('; ')}`);
     });
 
-  let child: ChildProcess | undefined;
-  let stderr = '';
+  let krb5kdc: Daemon | undefined;
   const stop = async () => {
-    if (child && child.exitCode === null && child.signalCode === null) {
-      const exited = new Promise((r) => child!.once('exit', r));
-      child.kill('SIGTERM');
-      await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-    }
+    await krb5kdc?.stop();
     await rm(dir, { recursive: true, force: true });
   };
 
@@ -111,16 +106,10 @@ export async function startKdc(options: {
     });
     for (const u of options.users) await kadmin(`addprinc -pw ${u.password} ${u.name}`);
     for (const s of options.services) await kadmin(`addprinc -randkey ${s}`);
-    // -n keeps krb5kdc in the foreground, tied to this process.
-    child = spawn('krb5kdc', ['-n', '-r', realm], { env: toolEnv, stdio: ['ignore', 'ignore', 'pipe'] });
-    child.stderr?.on('data', (d) => {
-      stderr = (stderr + d).slice(-4000);
-    });
-    await waitForPort(
-      port,
-      () => child?.exitCode ?? null,
-      () => stderr,
-    );
+    // -n keeps krb5kdc in the foreground.
+    const kdc = startDaemon('krb5kdc', ['-n', '-r', realm], toolEnv);
+    krb5kdc = kdc;
+    await waitForPort(port, () => kdc.child.exitCode, kdc.stderr);
   } catch (err) {
     await stop();
     throw err;
