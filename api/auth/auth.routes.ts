@@ -83,15 +83,26 @@ export async function authRoutes(app: FastifyInstance, deps: AppDeps): Promise<v
     const token = header.slice('Negotiate'.length).trim();
     if (!token) throw challenge(reply, 'the Negotiate header carries no token');
     const { negotiateResponse, ...result } = await attempt(request, reply, () =>
-      negotiateLogin(deps, negotiator, token),
+      negotiateLogin(deps, negotiator, token).catch((err) => {
+        // Refused, but Kerberos is on offer: the dashboard keeps its button, to try again and say why.
+        if (err instanceof HttpError && err.statusCode === 401) throw offered(err.message, { refused: true });
+        throw err;
+      }),
     );
     if (negotiateResponse) reply.header('www-authenticate', `Negotiate ${negotiateResponse}`);
     return result;
   }
 
+  /**
+   * A 401 where Kerberos is configured: `negotiate: true` in the body tells the dashboard it is on offer, and
+   * `refused: true` that a token came and was refused (else none came).
+   */
+  const offered = (message: string, details: { refused?: true } = {}) =>
+    new HttpError(401, 'unauthorized', message, { negotiate: true, ...details });
+  /** The 401 that asks for Negotiate. */
   const challenge = (reply: FastifyReply, message: string) => {
     reply.header('www-authenticate', 'Negotiate');
-    return unauthorized(message);
+    return offered(message);
   };
 
   app.post<{ Body: { username: string; password: string } }>(
@@ -141,7 +152,8 @@ export async function authRoutes(app: FastifyInstance, deps: AppDeps): Promise<v
         description:
           'For browsers: without credentials, 401 with `WWW-Authenticate: Negotiate`; with ' +
           '`Authorization: Negotiate <token>`, the session of a login. Only when Kerberos is configured ' +
-          '(HERD_KERBEROS_KEYTAB).',
+          '(HERD_KERBEROS_KEYTAB); its 401s then carry `negotiate: true` (Kerberos is on offer), and ' +
+          '`refused: true` when a token came and was refused.',
         security: [],
         response: { 200: loginAnswer, 429: errorSchema, ...errorResponses },
       },

@@ -26,6 +26,7 @@ let logLines: string[];
 let aliceCcache: string;
 let daveCcache: string;
 let carolCcache: string;
+let aliceAdminCcache: string;
 
 beforeAll(async () => {
   kdc = await startKdc({
@@ -33,6 +34,8 @@ beforeAll(async () => {
       { name: 'alice', password: 'alice-kerberos-pw' },
       { name: 'carol', password: 'carol-kerberos-pw' },
       { name: 'dave', password: 'dave-kerberos-pw' },
+      // An instance principal of alice: an administrator's second identity, not a herd user.
+      { name: 'alice/admin', password: 'alice-admin-kerberos-pw' },
     ],
     services: ['HTTP/localhost', 'HTTP/other.test'],
   });
@@ -71,6 +74,7 @@ beforeAll(async () => {
   aliceCcache = await kdc.kinit('alice', 'alice-kerberos-pw');
   carolCcache = await kdc.kinit('carol', 'carol-kerberos-pw');
   daveCcache = await kdc.kinit('dave', 'dave-kerberos-pw');
+  aliceAdminCcache = await kdc.kinit('alice/admin', 'alice-admin-kerberos-pw');
 });
 afterAll(async () => {
   await t?.close();
@@ -166,6 +170,8 @@ describe('Kerberos sign-on (SPNEGO) against a real MIT KDC', () => {
     const bare = await session(t, { method: 'GET' });
     expect(bare.statusCode).toBe(401);
     expect(bare.headers['www-authenticate']).toBe('Negotiate');
+    expect(bare.json()).toMatchObject({ error: 'unauthorized', negotiate: true });
+    expect(bare.json().refused).toBeUndefined();
     // A password login is still a password login; a bad one does not advertise Negotiate.
     const wrong = await session(t, { payload: { username: 'alice', password: 'wrong' } });
     expect(wrong.statusCode).toBe(401);
@@ -189,7 +195,11 @@ describe('Kerberos sign-on (SPNEGO) against a real MIT KDC', () => {
     expect((await negotiate(token, '192.0.2.1')).statusCode).toBe(200);
     const replayed = await negotiate(token, '192.0.2.1');
     expect(replayed.statusCode).toBe(401);
-    expect(replayed.json().message).toMatch(/replay/i);
+    expect(replayed.json()).toMatchObject({
+      message: expect.stringMatching(/replay/i),
+      negotiate: true,
+      refused: true,
+    });
   });
 
   test('property: any Negotiate header, random bytes or text, is a 401 naming the refusal, never a 500', async () => {
@@ -242,6 +252,22 @@ describe('Kerberos sign-on (SPNEGO) against a real MIT KDC', () => {
     const dave = await negotiate(await negotiateToken('HTTP@localhost', daveCcache), '192.0.2.3');
     expect(dave.statusCode).toBe(401);
     expect(dave.json().message).toBe('Kerberos principal dave@HERD.TEST has no entry in the directory');
+  });
+
+  test('an instance principal (alice/admin) is refused, although alice is a herd user in the directory', async () => {
+    const token = await negotiateToken('HTTP@localhost', aliceAdminCcache);
+    const res = await negotiate(token, '192.0.2.5');
+    expect(res.statusCode).toBe(401);
+    expect(res.json()).toMatchObject({
+      message: 'Kerberos principal alice/admin@HERD.TEST is not a user principal',
+      negotiate: true,
+      refused: true,
+    });
+    expect(res.headers['set-cookie']).toBeUndefined();
+    // Through a browser's way of signing on too.
+    const curl = await curlNegotiate('GET', aliceAdminCcache);
+    expect(curl.status).toBe(401);
+    expect(curl.body.message).toBe('Kerberos principal alice/admin@HERD.TEST is not a user principal');
   });
 
   test('failed Kerberos logins count against the address; the bare challenge does not', async () => {
