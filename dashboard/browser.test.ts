@@ -2,6 +2,8 @@ import { execFileSync } from 'node:child_process';
 import dgram from 'node:dgram';
 import { readdirSync } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { type Browser, chromium, type Page } from 'playwright-core';
@@ -9,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { replayAt, withHost } from '../ingest/protocol/test-fixtures.js';
 import { type RunningDemo, startDemo } from '../lib/demo.js';
 import { createTestDatabase, testInflux } from '../lib/testing/db.js';
+import { type Kdc, startKdc } from '../lib/testing/kdc.js';
 
 /**
  * The dashboard in Debian's chromium (headless), against `herd demo` on the suite's real PostgreSQL and
@@ -25,6 +28,12 @@ let demo: RunningDemo;
 let browser: Browser;
 let closeDb: () => Promise<void>;
 let influx: { url: string; db: string };
+/** A real MIT KDC: herd offers Kerberos sign-on (its demo user alice has a principal). */
+let kdc: Kdc;
+const CHROMIUM = {
+  executablePath: '/usr/bin/chromium',
+  args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking'],
+};
 /** Script errors of every page: none may happen. */
 const pageErrors: string[] = [];
 
@@ -39,6 +48,12 @@ beforeAll(async () => {
   const database = await createTestDatabase();
   closeDb = database.close;
   influx = testInflux();
+  kdc = await startKdc({
+    users: [{ name: 'alice', password: 'alice-kerberos-pw' }],
+    services: ['HTTP/localhost'],
+  });
+  // herd's acceptor (in this process) reads the test realm's krb5.conf.
+  Object.assign(process.env, kdc.env);
   demo = await startDemo({
     env: {
       HERD_DATA_DIR: dir,
@@ -51,15 +66,14 @@ beforeAll(async () => {
       HERD_INFLUX_FLUSH_MS: '200',
       // Raw points of any age are kept, so the forecast test can write 30 days of history.
       HERD_RAW_RETENTION_HOURS: '0',
+      HERD_KERBEROS_KEYTAB: await kdc.keytab(['HTTP/localhost']),
+      HERD_KERBEROS_PRINCIPAL: 'HTTP@localhost',
     },
     collectd: 'simulated',
     intervalSeconds: 2,
     historySeconds: 900,
   });
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-  });
+  browser = await chromium.launch(CHROMIUM);
   shots =
     process.env.HERD_SCREENSHOTS === '1'
       ? path.join(ROOT, 'docs', 'screenshots')
@@ -71,6 +85,7 @@ afterAll(async () => {
   await browser?.close();
   await demo?.stop();
   await closeDb?.();
+  await kdc?.stop();
   await rm(dir, { recursive: true, force: true });
 });
 
@@ -93,14 +108,53 @@ async function asAdmin(method: 'GET' | 'PATCH', url: string, payload?: object) {
   });
 }
 
-async function loggedIn(username: string, viewport = { width: 1400, height: 1000 }): Promise<Page> {
-  const page = await browser.newPage({ viewport });
-  page.on('pageerror', (err) => pageErrors.push(`${username}: ${err.message}`));
+/** Script errors of the page go to `pageErrors`. */
+function watch(page: Page, who: string): void {
+  page.on('pageerror', (err) => pageErrors.push(`${who}: ${err.message}`));
   // What the Content-Security-Policy blocks is told on the console, not thrown.
   page.on('console', (m) => {
     if (m.type() === 'error' && /Content Security Policy/i.test(m.text()))
-      pageErrors.push(`${username}: ${m.text()}`);
+      pageErrors.push(`${who}: ${m.text()}`);
   });
+}
+
+/**
+ * Chromium applies its Negotiate settings a moment after it starts, and answers no challenge before: a browser a
+ * user opens herd in has long been running. Waits until it answers one, from a loopback server of the test's own
+ * that only notes whether a token came (herd never sees these tokens).
+ */
+async function untilNegotiating(b: Browser): Promise<void> {
+  let tokens = 0;
+  const server = http.createServer((req, res) => {
+    if (/^Negotiate \S/.test(req.headers.authorization ?? '')) {
+      tokens++;
+      res.end('ok');
+      return;
+    }
+    res.writeHead(401, { 'www-authenticate': 'Negotiate' }).end();
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const page = await b.newPage();
+  try {
+    const url = `http://localhost:${(server.address() as AddressInfo).port}/`;
+    await expect
+      .poll(
+        async () => {
+          await page.goto(url);
+          return tokens;
+        },
+        { timeout: 20_000, interval: 200 },
+      )
+      .toBeGreaterThan(0);
+  } finally {
+    await page.close();
+    server.close();
+  }
+}
+
+async function loggedIn(username: string, viewport = { width: 1400, height: 1000 }): Promise<Page> {
+  const page = await browser.newPage({ viewport });
+  watch(page, username);
   await page.goto(`${demo.url}/`);
   await page.fill('#username', username);
   await page.fill('#password', password(username));
@@ -399,6 +453,76 @@ test('screenshots of the main pages', async () => {
   await phone.waitForSelector('table.data');
   await shot(phone, 'phone');
   await phone.close();
+});
+
+describe('Kerberos single sign-on', () => {
+  test('a browser holding a ticket signs on without the form; after logging out only when asked', async () => {
+    const ccache = await kdc.kinit('alice', 'alice-kerberos-pw');
+    // Chromium does SPNEGO for the hosts allowed, with the tickets of KRB5CCNAME (GSS-API, MIT krb5).
+    const sso = await chromium.launch({
+      ...CHROMIUM,
+      args: [...CHROMIUM.args, '--auth-server-allowlist=localhost', '--disable-auth-negotiate-cname-lookup'],
+      env: { ...process.env, ...kdc.env, KRB5CCNAME: ccache },
+    });
+    try {
+      await untilNegotiating(sso);
+      const page = await sso.newPage();
+      watch(page, 'alice (Kerberos)');
+      const signOns: string[] = [];
+      page.on('request', (r) => {
+        if (r.method() === 'GET' && new URL(r.url()).pathname === '/api/v1/session') signOns.push(r.url());
+      });
+      // The service principal is HTTP/localhost: the browser must use that name.
+      await page.goto(`${demo.url.replace('127.0.0.1', 'localhost')}/`);
+      await page.waitForSelector('nav.tree a');
+      expect(await page.locator('header .who').textContent()).toBe('alice');
+      expect(await treeNames(page)).toContain('web-1');
+
+      await page.click('button:has-text("Log out")');
+      await page.waitForSelector('#username');
+      const before = signOns.length;
+      // Not signed on again by itself; the button does it.
+      await new Promise((r) => setTimeout(r, 500));
+      expect(signOns.length).toBe(before);
+      expect(await page.locator('nav.tree').count()).toBe(0);
+      await page.click('#kerberos');
+      await page.waitForSelector('nav.tree a');
+      expect(await page.locator('header .who').textContent()).toBe('alice');
+    } finally {
+      await sso.close();
+    }
+  });
+
+  test('without a ticket the form is shown quietly, with the Kerberos button, which says why it failed', async () => {
+    const page = await browser.newPage();
+    watch(page, 'no ticket');
+    const consoleErrors: string[] = [];
+    page.on('console', (m) => {
+      if (m.type() === 'error') consoleErrors.push(m.text());
+    });
+    const refused: string[] = [];
+    page.on('response', (r) => {
+      const { pathname } = new URL(r.url());
+      if (r.status() >= 400 && pathname.startsWith('/api/')) refused.push(`${r.status()} ${pathname}`);
+    });
+    await page.goto(`${demo.url}/`);
+    // The button shows once the automatic attempt has its answer: the 401 offering Negotiate.
+    await page.waitForSelector('#kerberos:visible');
+    expect(refused).toEqual(['401 /api/v1/me', '401 /api/v1/session']);
+    // Nothing on the page, nothing on the console but the browser's own notes of failed requests.
+    expect(await page.locator('.login .error').textContent()).toBe('');
+    expect(consoleErrors.filter((m) => !/^Failed to load resource: the server responded/.test(m))).toEqual(
+      [],
+    );
+    await page.click('#kerberos');
+    await expect.poll(() => page.locator('.login .error').textContent()).toMatch(/sent no ticket/);
+    // The form still logs in.
+    await page.fill('#username', 'alice');
+    await page.fill('#password', password('alice'));
+    await page.click('button[type=submit]');
+    await page.waitForSelector('nav.tree a');
+    await page.close();
+  });
 });
 
 test('no page had a script error', () => {

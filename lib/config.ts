@@ -1,4 +1,6 @@
+import { accessSync, constants as fsConstants } from 'node:fs';
 import { isIP } from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
 
@@ -27,6 +29,8 @@ export const DEFAULTS = {
   rollupRetentionDays: 365,
   ldapUserFilter: '(uid={username})',
   ldapUsernameAttribute: 'uid',
+  /** The service part of herd's Kerberos principal; the host part defaults to this machine's name. */
+  kerberosService: 'HTTP',
   /** How long a process ranks hosts from the allocations it read before reading them again (0: every decision). */
   placementCacheMs: 200,
   /** How often an ingest process publishes the changed host summaries of its live view to PostgreSQL. */
@@ -113,6 +117,25 @@ const envSchema = z.object({
       )
       .optional(),
   ),
+  HERD_KERBEROS_KEYTAB: optionalString,
+  HERD_KERBEROS_PRINCIPAL: optionalString.pipe(
+    z
+      .string()
+      .regex(
+        /^[A-Za-z0-9._-]+@[A-Za-z0-9._-]+$/,
+        'a GSS host-based service name: <service>@<host>, e.g. HTTP@herd.example.com',
+      )
+      .optional(),
+  ),
+  HERD_KERBEROS_REALMS: optionalString.pipe(
+    z
+      .string()
+      .regex(
+        /^\s*[A-Za-z0-9._-]+\s*(,\s*[A-Za-z0-9._-]+\s*)*$/,
+        'comma-separated realms (EXAMPLE.COM,OTHER.ORG)',
+      )
+      .optional(),
+  ),
   HERD_LOG_LEVEL: z
     .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
     .default(DEFAULTS.logLevel),
@@ -191,6 +214,19 @@ function toConfig(env: z.infer<typeof envSchema>) {
           groupRoles: parseGroupRoles(env.HERD_LDAP_GROUP_ROLES ?? ''),
         }
       : undefined,
+    /** Kerberos (SPNEGO) sign-on on the session endpoint, when a keytab is given (api/auth/kerberos.ts). */
+    kerberos: env.HERD_KERBEROS_KEYTAB
+      ? {
+          keytab: path.resolve(env.HERD_KERBEROS_KEYTAB),
+          /** GSS host-based service name (`HTTP@host`): its key must be in the keytab. */
+          principal: env.HERD_KERBEROS_PRINCIPAL ?? `${DEFAULTS.kerberosService}@${os.hostname()}`,
+          /** Client realms accepted; empty: the realm of the service principal only. */
+          realms: (env.HERD_KERBEROS_REALMS ?? '')
+            .split(',')
+            .map((r) => r.trim())
+            .filter(Boolean),
+        }
+      : undefined,
     logLevel: env.HERD_LOG_LEVEL,
   };
 }
@@ -235,6 +271,20 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   if (config.ldap && !config.ldap.baseDn) {
     throw new ConfigError(['HERD_LDAP_BASE_DN: required when HERD_LDAP_URL is set']);
+  }
+  if (!config.kerberos) {
+    const orphans = (['HERD_KERBEROS_PRINCIPAL', 'HERD_KERBEROS_REALMS'] as const).filter(
+      (v) => parsed.data[v],
+    );
+    if (orphans.length) throw new ConfigError(orphans.map((v) => `${v}: needs HERD_KERBEROS_KEYTAB`));
+  } else {
+    try {
+      accessSync(config.kerberos.keytab, fsConstants.R_OK);
+    } catch (err) {
+      throw new ConfigError([
+        `HERD_KERBEROS_KEYTAB: cannot read ${config.kerberos.keytab} (${(err as NodeJS.ErrnoException).code})`,
+      ]);
+    }
   }
   return config;
 }

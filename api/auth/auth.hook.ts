@@ -9,7 +9,7 @@ const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 const BEARER = /^Bearer\s+(\S+)\s*$/i;
 
 /**
- * Every /api/v1 request but the login is authenticated by a bearer token or the session cookie, else 401.
+ * Every /api/v1 request but the login (POST or GET /api/v1/session) is authenticated by a bearer token or the session cookie, else 401.
  * Cookie-authenticated writes also need the session's CSRF token in `x-csrf-token` (bearer requests cannot be
  * forged by another site, so they are exempt). Must be registered before every /api/v1 route.
  */
@@ -21,7 +21,8 @@ export function authHook(app: FastifyInstance, deps: AppDeps): void {
     const route = request.routeOptions.url;
     const path = route ?? request.url.split('?', 1)[0];
     if (!path.startsWith('/api/v1/')) return;
-    if (request.method === 'POST' && route === '/api/v1/session') return;
+    // Logging in (POST: password or Kerberos; GET: Kerberos for browsers) needs no session.
+    if ((request.method === 'POST' || request.method === 'GET') && route === '/api/v1/session') return;
 
     const header = request.headers.authorization;
     const cookie = request.cookies[SESSION_COOKIE];

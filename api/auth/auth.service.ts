@@ -16,7 +16,8 @@ import {
   touchSession,
 } from './auth.repository.js';
 import type { AuthUser } from './auth-user.js';
-import { ldapAuthenticate } from './ldap.js';
+import { type Negotiator, TokenRefused } from './kerberos.js';
+import { ldapAuthenticate, ldapLookup } from './ldap.js';
 import { hashPassword, hashSecret, newSecret, verifyPassword } from './secrets.js';
 
 export const SESSION_COOKIE = 'herd_session';
@@ -57,18 +58,71 @@ export async function login(
     if (!(await verifyPassword(user.password_hash, password))) throw invalid();
   } else {
     if (!config.ldap) throw invalid();
-    const found = await ldapAuthenticate(config.ldap, user.username, password).catch((err) => {
-      log.warn({ err, username }, 'LDAP login failed');
-      throw new HttpError(
-        503,
-        'directory_unavailable',
-        'the directory could not be reached: try again later',
-      );
-    });
+    const found = await ldapAuthenticate(config.ldap, user.username, password).catch(
+      directoryUnavailable(log, username),
+    );
     if (!found) throw invalid();
     await syncLdapGrants(db, user.id, config.ldap.groupRoles, found.groups);
   }
+  return startSession(db, user);
+}
 
+const directoryUnavailable = (log: Logger, username: string) => (err: unknown) => {
+  log.warn({ err, username }, 'LDAP lookup failed');
+  throw new HttpError(503, 'directory_unavailable', 'the directory could not be reached: try again later');
+};
+
+/**
+ * Kerberos sign-on: the SPNEGO token (`Authorization: Negotiate <token>`) is verified with the keytab, and its
+ * client principal `name@REALM` (a realm accepted, no instance) is the herd user. With a directory configured,
+ * `name` is looked up there like a login name (HERD_LDAP_USER_FILTER) and the entry's user, who must have been
+ * added to herd as a directory user, signs on with the roles of the group mapping; without one, the herd user
+ * named `name`. Answers the session of a password login, and the token for the client's mutual authentication.
+ */
+export async function negotiateLogin(
+  deps: { db: Database; config: Config; log: Logger },
+  negotiator: Negotiator,
+  token: string,
+): Promise<LoginResult & { negotiateResponse: string | null }> {
+  const { db, config, log } = deps;
+  const accepted = await negotiator.accept(token).catch((err) => {
+    if (!(err instanceof TokenRefused)) throw err;
+    log.info({ reason: err.message }, 'Kerberos token refused');
+    throw unauthorized(`Kerberos token refused: ${err.message}`);
+  });
+  const { principal } = accepted;
+  const at = principal.lastIndexOf('@');
+  const [name, realm] = [principal.slice(0, at), principal.slice(at + 1)];
+  if (at < 0 || !negotiator.realms.includes(realm)) {
+    throw unauthorized(
+      `Kerberos principal ${principal}: realm not accepted here (${negotiator.realms.join(', ')})`,
+    );
+  }
+  if (!name || name.includes('/'))
+    throw unauthorized(`Kerberos principal ${principal} is not a user principal`);
+
+  let user: Awaited<ReturnType<typeof findUserByUsername>>;
+  if (config.ldap) {
+    const found = await ldapLookup(config.ldap, name).catch(directoryUnavailable(log, name));
+    if (!found) throw unauthorized(`Kerberos principal ${principal} has no entry in the directory`);
+    user = await findUserByUsername(db, found.user.username);
+    if (user?.source !== 'ldap') user = undefined;
+    if (user && !user.disabled) await syncLdapGrants(db, user.id, config.ldap.groupRoles, found.groups);
+  } else {
+    user = await findUserByUsername(db, name);
+  }
+  if (!user || user.disabled) {
+    throw unauthorized(`Kerberos principal ${principal} is not an enabled herd user`);
+  }
+  log.info({ principal, userId: user.id }, 'Kerberos sign-on');
+  return { ...(await startSession(db, user)), negotiateResponse: accepted.response };
+}
+
+/** A login session for the user, as every way of logging in answers it. */
+async function startSession(
+  db: Database,
+  user: { id: number; username: string; is_super_admin: boolean },
+): Promise<LoginResult> {
   const token = newSecret();
   const csrfToken = randomBytes(24).toString('base64url');
   const expiresAt = new Date(Date.now() + SESSION_TTL_MS);

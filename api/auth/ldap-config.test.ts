@@ -1,5 +1,6 @@
 import { expect, test } from 'vitest';
-import { type ConfigError, loadConfig } from '../../lib/config.js';
+import { loadConfig } from '../../lib/config.js';
+import { configProblems as problems } from '../../lib/testing/config.js';
 
 const base = { HERD_LDAP_URL: 'ldap://127.0.0.1:389', HERD_LDAP_BASE_DN: 'ou=people,dc=x' };
 
@@ -21,14 +22,6 @@ test('LDAP settings: defaults, and the group → role mapping parsed (DNs contai
 });
 
 test('bad LDAP settings are named', () => {
-  const problems = (env: NodeJS.ProcessEnv) => {
-    try {
-      loadConfig(env);
-    } catch (err) {
-      return (err as ConfigError).problems.join('\n');
-    }
-    return '';
-  };
   expect(problems({ ...base, HERD_LDAP_GROUP_ROLES: 'cn=ops=owner@1' })).toContain('HERD_LDAP_GROUP_ROLES');
   expect(problems({ ...base, HERD_LDAP_USER_FILTER: '(uid=x)' })).toContain('HERD_LDAP_USER_FILTER');
   expect(problems({ ...base, HERD_LDAP_URL: 'http://x' })).toContain('HERD_LDAP_URL');

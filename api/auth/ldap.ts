@@ -103,17 +103,36 @@ export async function ldapAuthenticate(
     } finally {
       await asUser.unbind().catch(() => undefined);
     }
-    const groups: string[] = [];
-    for (const { groupDn } of cfg.groupRoles) {
-      const { searchEntries } = await client
-        .search(groupDn, {
-          scope: 'base',
-          filter: escapeFilter`(|(member=${user.dn})(uniqueMember=${user.dn})(memberUid=${user.username}))`,
-          attributes: ['1.1'],
-        })
-        .catch(() => ({ searchEntries: [] }));
-      if (searchEntries.length) groups.push(groupDn);
-    }
-    return { user, groups };
+    return { user, groups: await memberOf(client, cfg, user) };
   });
+}
+
+/**
+ * The user's entry and configured groups, found with the service bind alone: for a sign-on the directory does
+ * not check itself (a Kerberos ticket already proved who the user is). Null when there is no single entry.
+ */
+export async function ldapLookup(
+  cfg: LdapConfig,
+  username: string,
+): Promise<{ user: DirectoryUser; groups: string[] } | null> {
+  return withServiceBind(cfg, async (client) => {
+    const user = await findEntry(client, cfg, username);
+    return user ? { user, groups: await memberOf(client, cfg, user) } : null;
+  });
+}
+
+/** The configured groups (HERD_LDAP_GROUP_ROLES) the user is a member of. */
+async function memberOf(client: Client, cfg: LdapConfig, user: DirectoryUser): Promise<string[]> {
+  const groups: string[] = [];
+  for (const { groupDn } of cfg.groupRoles) {
+    const { searchEntries } = await client
+      .search(groupDn, {
+        scope: 'base',
+        filter: escapeFilter`(|(member=${user.dn})(uniqueMember=${user.dn})(memberUid=${user.username}))`,
+        attributes: ['1.1'],
+      })
+      .catch(() => ({ searchEntries: [] }));
+    if (searchEntries.length) groups.push(groupDn);
+  }
+  return groups;
 }

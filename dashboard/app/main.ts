@@ -6,7 +6,7 @@ import { adminPage } from './pages/admin.js';
 import { alertCount, alertsPage } from './pages/alerts.js';
 import { homePage } from './pages/home.js';
 import { hostPage } from './pages/host.js';
-import { loginPage } from './pages/login.js';
+import { loginPage, rememberLogout } from './pages/login.js';
 import { poolPage } from './pages/pool.js';
 import { searchPage } from './pages/search.js';
 import { vmPage } from './pages/vm.js';
@@ -148,6 +148,7 @@ async function start(): Promise<void> {
 async function logout(): Promise<void> {
   await api('DELETE', '/api/v1/session').catch(() => undefined);
   rememberCsrf(null);
+  rememberLogout();
   disconnectLive();
   clearState();
   location.hash = '#/';

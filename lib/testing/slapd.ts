@@ -1,10 +1,11 @@
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { Client } from 'ldapts';
 import { freePort } from '../embedded-postgres.js';
+import { startDaemon } from './daemon.js';
 
 const run = promisify(execFile);
 
@@ -67,29 +68,14 @@ access to * by * read
   );
 
   // -d keeps slapd in the foreground, tied to this process.
-  const child: ChildProcess = spawn('slapd', ['-f', conf, '-h', `${url}/`, '-d', '0'], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let stderr = '';
-  child.stderr?.on('data', (d) => {
-    stderr = (stderr + d).slice(-4000);
-  });
+  const slapd = startDaemon('slapd', ['-f', conf, '-h', `${url}/`, '-d', '0']);
   const stop = async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      const exited = new Promise((r) => child.once('exit', r));
-      child.kill('SIGTERM');
-      await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-    }
+    await slapd.stop();
     await rm(dir, { recursive: true, force: true });
   };
 
   try {
-    await waitForBind(
-      url,
-      () => child.exitCode,
-      () => stderr,
-    );
+    await waitForBind(url, () => slapd.child.exitCode, slapd.stderr);
     const groups = options.groups ?? {};
     const ldif = [
       `dn: ${SLAPD_SUFFIX}\nobjectClass: dcObject\nobjectClass: organization\ndc: herd\no: herd test`,
