@@ -195,6 +195,7 @@ export async function startHerd(
         events,
         liveView: has('ingest') ? shared : undefined,
         intervalSeconds: config.hosts.heartbeatSeconds,
+        domainEvents: true,
       });
       monitor.start();
       stops.push(() => monitor.stop());

@@ -2,10 +2,11 @@ import type { EventEmitter } from 'node:events';
 import type { HostLiveSummary } from '../../ingest/live-view.js';
 import type { Database } from '../../lib/db.js';
 import type { Logger } from '../../lib/log.js';
+import { type DomainEvent, DomainEventStreams } from './domain-events.js';
 import type { DomainInfo, HostConnections, HostInventory } from './driver/index.js';
 import { emitHostState, emitVmState } from './host-events.js';
 import { collectdSilent, hostState } from './host-state.js';
-import { allHosts, type HostRow, recordHeartbeat } from './hosts.repository.js';
+import { allHosts, findHostByUri, type HostRow, recordHeartbeat } from './hosts.repository.js';
 import {
   applyReconciledState,
   domainsByUuid,
@@ -29,6 +30,12 @@ export interface HostMonitorOptions {
   concurrency?: number;
   /** Re-read a host's inventory every this many heartbeats (and whenever it comes back up). */
   inventoryEvery?: number;
+  /**
+   * Follow each real host's libvirt domain events (`virsh event`, api/hosts/domain-events.ts): a lifecycle event
+   * checks that host at once, with the heartbeat's own reconciliation, instead of at the next heartbeat.
+   * Never for test:// hosts (another connection would be another fake host).
+   */
+  domainEvents?: boolean;
   now?: () => number;
 }
 
@@ -69,9 +76,23 @@ export class HostMonitor {
   /** Last collectd silence reported per host, to announce changes only. */
   private readonly silence = new Map<number, boolean>();
   private readonly now: () => number;
+  private readonly streams: DomainEventStreams | undefined;
+  /** Hosts being checked because of a domain event, and those to check once more after that check. */
+  private readonly poking = new Map<number, Promise<void>>();
+  private readonly pokeAgain = new Set<number>();
 
   constructor(private readonly options: HostMonitorOptions) {
     this.now = options.now ?? Date.now;
+    if (options.domainEvents) {
+      this.streams = new DomainEventStreams(options.log.child({ part: 'domain-events' }), (uri, event) =>
+        this.onDomainEvent(uri, event),
+      );
+    }
+  }
+
+  /** The event streams, for tests: which hosts are watched, a stream's pid. */
+  get domainEventStreams(): DomainEventStreams | undefined {
+    return this.streams;
   }
 
   start(): void {
@@ -88,7 +109,43 @@ export class HostMonitor {
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
+    this.streams?.stop();
     await this.running?.catch(() => {});
+    await Promise.all(this.poking.values());
+  }
+
+  /**
+   * Checks one host now, out of the heartbeat's rhythm: ping, domain list, the same reconciliation. A check
+   * already under way may have listed the domains before the change that prompted this one, so it is awaited
+   * and the host checked again; pokes during a check coalesce into one more check.
+   */
+  checkHost(host: HostRow): Promise<void> {
+    const running = this.poking.get(host.id);
+    if (running) {
+      this.pokeAgain.add(host.id);
+      return running;
+    }
+    const run = (async () => {
+      do {
+        this.pokeAgain.delete(host.id);
+        await this.inFlight.get(host.id)?.result;
+        await this.heartbeat(host);
+      } while (this.pokeAgain.has(host.id) && !this.stopped);
+    })()
+      .catch((err) =>
+        this.options.log.warn({ err, hostId: host.id }, 'checking a host after an event failed'),
+      )
+      .finally(() => this.poking.delete(host.id));
+    this.poking.set(host.id, run);
+    return run;
+  }
+
+  private onDomainEvent(uri: string, event: DomainEvent): void {
+    if (this.stopped || event.kind !== 'lifecycle') return;
+    this.options.log.debug({ uri, ...event }, 'domain event');
+    void findHostByUri(this.options.db, uri)
+      .then((host) => (host ? this.checkHost(host) : undefined))
+      .catch((err) => this.options.log.warn({ err, uri }, 'reading the host of a domain event failed'));
   }
 
   /** One heartbeat over every host; exported for tests and for `herd` to run one at startup. */
@@ -102,6 +159,7 @@ export class HostMonitor {
   private async runTick(): Promise<TickResult> {
     this.ticks++;
     const hosts = await allHosts(this.options.db);
+    if (!this.stopped) this.streams?.sync(hosts.filter((h) => !h.uri.startsWith('test:')).map((h) => h.uri));
     const result: TickResult = { hosts: hosts.length, up: 0, failed: 0, vmChanges: 0 };
     const queue = [...hosts];
     const workers = Array.from(
