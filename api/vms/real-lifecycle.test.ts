@@ -97,7 +97,7 @@ describe('a VM on a real libvirtd, through the API and the task worker', () => {
   });
 
   test('a killed event stream is started again and still feeds herd', async () => {
-    const streams = r.monitor.domainEventStreams!;
+    const streams = r.monitor!.domainEventStreams!;
     expect(streams.watched().sort()).toEqual(r.hosts.map((h) => h.uri).sort());
     const before = streams.pid(r.hosts[0].uri);
     expect(before).toBeDefined();

@@ -220,12 +220,8 @@ export function createVmTaskHandler(options: VmTaskHandlerOptions): TaskHandler 
     }
     const active = found.find((f) => f.info.state !== 'shutoff') ?? found[0];
     if (active) {
-      const state = await stoppedOrSaved(active.info.state, vm, task);
-      await settleVm(db, vm.id, task.id, {
-        state,
-        hostId: active.hostId,
-        ...(state === 'saved' ? {} : { savePath: null }),
-      });
+      const { state, savePath } = await stoppedOrSaved(active.info.state, vm, task);
+      await settleVm(db, vm.id, task.id, { state, hostId: active.hostId, savePath });
       return `VM state read again from libvirt: ${state} on ${hosts.name(active.hostId)}`;
     }
     if (unreachable.length) {
@@ -236,15 +232,24 @@ export function createVmTaskHandler(options: VmTaskHandlerOptions): TaskHandler 
     return 'VM defined on no host (libvirt knows no such domain)';
   };
 
-  /** A saved VM is shut off as far as libvirt knows; its saved image tells it apart. */
-  const stoppedOrSaved = async (state: VmState, vm: VmRow, task: TaskRow): Promise<VmState> => {
-    if (state !== 'shutoff') return state;
+  /**
+   * A saved VM is shut off as far as libvirt knows; its saved image tells it apart. A save whose worker died
+   * may have finished in libvirtd: its image, where the save writes it, is then the VM's.
+   */
+  const stoppedOrSaved = async (
+    state: VmState,
+    vm: VmRow,
+    task: TaskRow,
+  ): Promise<{ state: VmState; savePath: string | null }> => {
+    if (state !== 'shutoff') return { state, savePath: null };
     const file = vm.save_path ?? (task.action === 'save' ? path.join(saveDir, `herd-${vm.uuid}.save`) : null);
-    if (!file) return 'shutoff';
-    return access(file).then(
-      () => 'saved' as const,
-      () => (vm.save_path ? 'saved' : 'shutoff'),
+    if (!file) return { state: 'shutoff', savePath: null };
+    const exists = await access(file).then(
+      () => true,
+      () => false,
     );
+    if (exists || vm.save_path) return { state: 'saved', savePath: file };
+    return { state: 'shutoff', savePath: null };
   };
 
   return { run, recover };

@@ -32,8 +32,9 @@ export interface RealFleet {
   rack: number;
   team: number;
   hosts: Array<{ id: number; uri: string }>;
-  worker: RunningWorker;
-  monitor: HostMonitor;
+  /** The in-process task worker and host monitor; absent with `inProcess: false` (workers run elsewhere). */
+  worker?: RunningWorker;
+  monitor?: HostMonitor;
   saveDir: string;
   /** virsh on host `index` (0 or 1), as an operator outside herd would run it. */
   virsh(index: number, ...args: string[]): Promise<string>;
@@ -53,10 +54,10 @@ export interface RealVm {
 }
 
 export async function createRealFleet(
-  options: { heartbeatSeconds?: number; fleet?: Parameters<typeof createFleet>[0] } = {},
+  options: { heartbeatSeconds?: number; inProcess?: boolean } = {},
 ): Promise<RealFleet> {
   const hv = sharedHypervisor();
-  const f = await createFleet(options.fleet);
+  const f = await createFleet();
   const db = f.t.database.db;
   const log = createLogger(process.env.HERD_TEST_LOG_LEVEL ?? 'silent');
   const signals = await startGuestSignals();
@@ -72,18 +73,23 @@ export async function createRealFleet(
   }
   const saveDir = path.join(hv.sharedDir, `save-${randomUUID().slice(0, 8)}`);
   await mkdir(saveDir, { recursive: true });
-  const worker = await f.worker({
-    handlers: { vm: createVmTaskHandler({ hosts: f.connections, saveDir, shutdownPollMs: 100 }) },
-  });
-  const monitor = new HostMonitor({
-    db,
-    connections: f.connections,
-    log,
-    events: f.t.deps.events,
-    intervalSeconds: options.heartbeatSeconds ?? 3600,
-    domainEvents: true,
-  });
-  monitor.start();
+  const inProcess = options.inProcess ?? true;
+  const worker = inProcess
+    ? await f.worker({
+        handlers: { vm: createVmTaskHandler({ hosts: f.connections, saveDir, shutdownPollMs: 100 }) },
+      })
+    : undefined;
+  const monitor = inProcess
+    ? new HostMonitor({
+        db,
+        connections: f.connections,
+        log,
+        events: f.t.deps.events,
+        intervalSeconds: options.heartbeatSeconds ?? 3600,
+        domainEvents: true,
+      })
+    : undefined;
+  monitor?.start();
   const made: RealVm[] = [];
   const virsh = async (index: number, ...args: string[]) =>
     (await run('virsh', ['-q', '-c', hv.hosts[index].uri, ...args], { timeout: 120_000 })).stdout;
@@ -131,7 +137,7 @@ export async function createRealFleet(
       return (await f.request(f.admin, 'GET', `/api/v1/vms/${vmId}`)).body;
     },
     async close() {
-      await monitor.stop();
+      await monitor?.stop();
       for (const vm of made) {
         for (const index of hv.hosts.keys()) {
           await virsh(index, 'destroy', vm.uuid).catch(() => undefined);
