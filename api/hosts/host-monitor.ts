@@ -12,6 +12,7 @@ import {
   domainsByUuid,
   idleVmsOnHost,
   reconciledState,
+  strayVmsFoundOn,
   type VmOnHost,
 } from './reconcile.js';
 
@@ -140,6 +141,16 @@ export class HostMonitor {
     return run;
   }
 
+  private async checkOthers(hostId: number): Promise<void> {
+    if (this.stopped) return;
+    try {
+      const others = (await allHosts(this.options.db)).filter((h) => h.id !== hostId);
+      await Promise.all(others.map((h) => this.checkHost(h)));
+    } catch (err) {
+      this.options.log.warn({ err }, 'checking the other hosts failed');
+    }
+  }
+
   private onDomainEvent(uri: string, event: DomainEvent): void {
     if (this.stopped || event.kind !== 'lifecycle') return;
     this.options.log.debug({ uri, ...event }, 'domain event');
@@ -265,14 +276,16 @@ export class HostMonitor {
   private async reconcile(host: HostRow, vms: VmOnHost[], domains: DomainInfo[]): Promise<number> {
     const byUuid = domainsByUuid(domains);
     let changes = 0;
-    for (const vm of vms) {
-      const next = reconciledState(vm.state, byUuid.get(vm.uuid.toLowerCase())?.state);
-      if (next === null) continue;
-      if (!(await applyReconciledState(this.options.db, vm, host.id, next))) continue;
+    const correct = async (vm: VmOnHost, next: string, from?: number) => {
+      const moved = from !== undefined;
+      if (
+        !(await applyReconciledState(this.options.db, vm, from ?? host.id, next, moved ? host.id : undefined))
+      )
+        return;
       changes++;
       this.options.log.info(
-        { vmId: vm.id, hostId: host.id, state: next, previous: vm.state },
-        'VM state corrected from libvirt',
+        { vmId: vm.id, hostId: host.id, state: next, previous: vm.state, ...(moved ? { from } : {}) },
+        moved ? 'VM found on another host: record moved' : 'VM state corrected from libvirt',
       );
       emitVmState(this.options.events, {
         vmId: vm.id,
@@ -285,6 +298,28 @@ export class HostMonitor {
         reason: 'reconcile',
         at: new Date(this.now()).toISOString(),
       });
+    };
+    let vanished = false;
+    for (const vm of vms) {
+      const next = reconciledState(vm.state, byUuid.get(vm.uuid.toLowerCase())?.state);
+      if (next === null) continue;
+      await correct(vm, next);
+      vanished ||= next === 'unknown';
+    }
+    // Following events, a domain gone from here may just have arrived elsewhere: look there now, not in a heartbeat.
+    if (vanished && this.streams) void this.checkOthers(host.id);
+    // A VM whose domain vanished from its host (unknown there) and runs here was moved outside herd: follow it.
+    const mine = new Set(vms.map((v) => v.uuid.toLowerCase()));
+    const active = domains.filter(
+      (d) => (d.state === 'running' || d.state === 'paused') && !mine.has(d.uuid.toLowerCase()),
+    );
+    for (const vm of await strayVmsFoundOn(
+      this.options.db,
+      host.id,
+      active.map((d) => d.uuid.toLowerCase()),
+    )) {
+      const state = byUuid.get(vm.uuid.toLowerCase())?.state;
+      if (state) await correct(vm, state, vm.host_id);
     }
     return changes;
   }

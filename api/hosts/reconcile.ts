@@ -85,6 +85,7 @@ export async function applyReconciledState(
   vm: VmOnHost,
   hostId: number,
   state: string,
+  moveTo?: number,
 ): Promise<boolean> {
   const startedNow = state === 'running' && !isActive(vm.state);
   const res = await db
@@ -93,6 +94,7 @@ export async function applyReconciledState(
       state,
       state_changed_at: sql`now()`,
       ...(startedNow ? { started_at: sql`now()` } : {}),
+      ...(moveTo === undefined ? {} : { host_id: moveTo }),
     })
     .where('id', '=', vm.id)
     .where('state', '=', vm.state)
@@ -101,6 +103,36 @@ export async function applyReconciledState(
     .where(noTaskActing)
     .executeTakeFirst();
   return res.numUpdatedRows > 0n;
+}
+
+/**
+ * herd's VMs recorded on another host as `unknown` (their domain vanished there) whose domain this host has:
+ * moved outside herd (`virsh migrate`, or a migration whose worker died). No task acts on them.
+ */
+export async function strayVmsFoundOn(
+  db: Database,
+  hostId: number,
+  uuids: string[],
+): Promise<Array<VmOnHost & { host_id: number }>> {
+  if (uuids.length === 0) return [];
+  const rows = await db
+    .selectFrom('vms')
+    .select([
+      'id',
+      'uuid',
+      'name',
+      'pool_id',
+      'state',
+      'host_id',
+      sql<string>`state_changed_at::text`.as('state_changed_at'),
+    ])
+    .where('uuid', 'in', uuids)
+    .where('state', '=', 'unknown')
+    .where('host_id', 'is not', null)
+    .where('host_id', '<>', hostId)
+    .where(noTaskActing)
+    .execute();
+  return rows.map((r) => ({ ...r, host_id: r.host_id as number }));
 }
 
 /** Domains by UUID (lower case, as PostgreSQL prints uuids). */

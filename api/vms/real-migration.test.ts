@@ -3,6 +3,7 @@ import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { waitFor } from '../../lib/testing/wait.js';
+import { sameMachineMigrationArgs } from '../hosts/driver/libvirt-driver.js';
 import { createRealFleet, type RealFleet, type RealVm } from './testing/real-fleet.js';
 
 /**
@@ -126,5 +127,31 @@ describe('live migration between two real libvirtds', () => {
     expect((await r.virsh(0, 'domstate', vm.uuid)).trim()).toBe('running');
     await keepsTicking();
     expect((await r.f.request(r.f.admin, 'GET', `/api/v1/hosts/${r.hosts[1].id}`)).body.enabled).toBe(false);
+  });
+
+  test('virsh migrate outside herd: herd follows the VM to its new host from the domain events', async () => {
+    await r.virsh(
+      0,
+      'migrate',
+      '--live',
+      '--p2p',
+      '--persistent',
+      '--undefinesource',
+      ...sameMachineMigrationArgs(r.hosts[1].uri),
+      vm.uuid,
+      r.hosts[1].uri,
+    );
+    const from = Date.now();
+    await waitFor(
+      async () => {
+        const answer = await r.vm(vm.id);
+        return answer.hostId === r.hosts[1].id && answer.state === 'running';
+      },
+      5_000,
+      50,
+    );
+    // The heartbeat is an hour: the events moved it (the source's vanished domain, then the destination's).
+    expect(Date.now() - from).toBeLessThan(3_000);
+    await keepsTicking(2);
   });
 });
