@@ -87,7 +87,8 @@ export async function applyReconciledState(
   state: string,
   moveTo?: number,
 ): Promise<boolean> {
-  const startedNow = state === 'running' && !isActive(vm.state);
+  // qemu started: a domain seen paused on its way up (libvirt starts qemu paused, then resumes it) counts too.
+  const startedNow = (state === 'running' || state === 'paused') && !isActive(vm.state);
   const res = await db
     .updateTable('vms')
     .set({
