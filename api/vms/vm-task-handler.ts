@@ -45,8 +45,8 @@ export function createVmTaskHandler(options: VmTaskHandlerOptions): TaskHandler 
   const saveDir = options.saveDir ?? DEFAULT_SAVE_DIR;
   const pollMs = options.shutdownPollMs ?? SHUTDOWN_POLL_MS;
   const jobPollMs = options.jobPollMs ?? JOB_PROGRESS_POLL_MS;
-  const withJob = <T>(driver: HostDriver, uuid: string, ctx: TaskContext, op: Promise<T>) =>
-    withJobProgress(driver, uuid, ctx, op, jobPollMs);
+  const withJob = <T>(driver: HostDriver, uuid: string, ctx: TaskContext, op: Promise<T>, from = 0) =>
+    withJobProgress(driver, uuid, ctx, op, { everyMs: jobPollMs, from });
 
   const drivers = async (db: Database, ids: Array<number | null | undefined>) => {
     const wanted = [...new Set(ids.filter((id): id is number => typeof id === 'number'))];
@@ -160,7 +160,7 @@ export function createVmTaskHandler(options: VmTaskHandlerOptions): TaskHandler 
           await undefineElsewhere(vm, args.from.hostId, vm.host_id!, hosts, ctx);
         }
         await ctx.progress(0.3);
-        await withJob(target, vm.uuid, ctx, target.restore(vm.save_path));
+        await withJob(target, vm.uuid, ctx, target.restore(vm.save_path), 0.3);
         await settle({ state: await stateOn(target), savePath: null, startedAt: 'now' });
         return { hostId: vm.host_id, savePath: vm.save_path, moved };
       }
@@ -257,23 +257,25 @@ export function createVmTaskHandler(options: VmTaskHandlerOptions): TaskHandler 
 
 /**
  * Runs a save, restore or live migration, meanwhile reading libvirt's job info every `everyMs` into the task's
- * progress: the share of the domain's state processed so far, with the bytes as the task's `progressDetail`.
- * Never backwards (a migration's total grows as the guest dirties memory again); a failed read is skipped.
+ * progress: the share of the domain's state processed so far, placed between `from` (the progress already
+ * shown) and 0.99, with the bytes as the task's `progressDetail`. Never backwards (a migration's total grows as the
+ * guest dirties memory again); a failed read is skipped.
  */
 async function withJobProgress<T>(
   driver: HostDriver,
   uuid: string,
   ctx: TaskContext,
   op: Promise<T>,
-  everyMs: number,
+  options: { everyMs: number; from: number },
 ): Promise<T> {
+  const { everyMs, from } = options;
   let done = false;
-  let best = 0;
+  let best = from;
   let reading: Promise<void> | undefined;
   const read = async () => {
     const job = await driver.jobInfo(uuid).catch(() => null);
     if (!job || done) return;
-    const fraction = Math.min(0.99, job.dataProcessedBytes / job.dataTotalBytes);
+    const fraction = from + (0.99 - from) * Math.min(1, job.dataProcessedBytes / job.dataTotalBytes);
     if (fraction < best) return;
     best = fraction;
     await ctx
