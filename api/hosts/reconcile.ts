@@ -53,6 +53,16 @@ const noTaskActing = ({ not, exists, selectFrom }: ExpressionBuilder<DB, 'vms'>)
     ),
   );
 
+/** What reconciliation reads of a VM (VmOnHost). */
+const vmOnHostColumns = [
+  'id',
+  'uuid',
+  'name',
+  'pool_id',
+  'state',
+  sql<string>`state_changed_at::text`.as('state_changed_at'),
+] as const;
+
 /**
  * The host's VMs that no task is acting on (queued or running): those a task owns are left to it. Read before
  * libvirt is asked for the host's domains, so that a correction applies only to a VM unchanged since
@@ -62,14 +72,7 @@ const noTaskActing = ({ not, exists, selectFrom }: ExpressionBuilder<DB, 'vms'>)
 export async function idleVmsOnHost(db: Database, hostId: number): Promise<VmOnHost[]> {
   return db
     .selectFrom('vms')
-    .select([
-      'id',
-      'uuid',
-      'name',
-      'pool_id',
-      'state',
-      sql<string>`state_changed_at::text`.as('state_changed_at'),
-    ])
+    .select(vmOnHostColumns)
     .where('host_id', '=', hostId)
     .where(noTaskActing)
     .execute();
@@ -118,15 +121,7 @@ export async function strayVmsFoundOn(
   if (uuids.length === 0) return [];
   const rows = await db
     .selectFrom('vms')
-    .select([
-      'id',
-      'uuid',
-      'name',
-      'pool_id',
-      'state',
-      'host_id',
-      sql<string>`state_changed_at::text`.as('state_changed_at'),
-    ])
+    .select([...vmOnHostColumns, 'host_id'])
     .where('uuid', 'in', uuids)
     .where('state', '=', 'unknown')
     .where('host_id', 'is not', null)
