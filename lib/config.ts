@@ -17,6 +17,8 @@ export const DEFAULTS = {
   collectdRcvbuf: 16 * 1024 * 1024,
   logLevel: 'info',
   heartbeatSeconds: 10,
+  /** A running task whose worker has shown no sign of life this long is taken over (api/tasks/worker.ts). */
+  taskLeaseSeconds: 30,
   alertEvaluateSeconds: 10,
   quotaReconcileSeconds: 15,
   smtpFrom: 'herd@localhost',
@@ -69,6 +71,7 @@ const envSchema = z.object({
   HERD_ROLLUP_RETENTION_DAYS: positiveInt.default(DEFAULTS.rollupRetentionDays),
   HERD_ADMIN_PASSWORD: optionalString,
   HERD_HEARTBEAT_SECONDS: positiveInt.default(DEFAULTS.heartbeatSeconds),
+  HERD_TASK_LEASE_SECONDS: z.coerce.number().int().min(2).max(3600).default(DEFAULTS.taskLeaseSeconds),
   HERD_PLACEMENT_CACHE_MS: z.coerce.number().int().min(0).max(60_000).default(DEFAULTS.placementCacheMs),
   HERD_LIVE_PUBLISH_MS: z.coerce.number().int().min(100).max(60_000).default(DEFAULTS.livePublishMs),
   HERD_SAVE_DIR: z.string().min(1).default(DEFAULTS.saveDir),
@@ -188,6 +191,8 @@ function toConfig(env: z.infer<typeof envSchema>) {
     adminPassword: env.HERD_ADMIN_PASSWORD,
     hosts: {
       heartbeatSeconds: env.HERD_HEARTBEAT_SECONDS,
+      /** A task whose worker is silent this long is taken over by another worker (api/tasks/worker.ts). */
+      taskLeaseSeconds: env.HERD_TASK_LEASE_SECONDS,
       saveDir: env.HERD_SAVE_DIR,
       mdns: env.HERD_MDNS === '1' || env.HERD_MDNS === 'true',
       /** Host allocations a process ranks from are read again once older than this (api/vms/vm-claim.repository.ts). */

@@ -165,7 +165,7 @@ export async function startHerd(
 
     if (has('worker') && hostConnections) {
       const [
-        { startWorker },
+        { startWorker, DEFAULT_HEARTBEAT_MS },
         { createVmTaskHandler },
         { HostMonitor },
         { startQuotaEnforcer },
@@ -186,6 +186,9 @@ export async function startHerd(
         log,
         registry,
         handlers: { vm: createVmTaskHandler({ hosts: hostConnections, saveDir: config.hosts.saveDir }) },
+        leaseMs: config.hosts.taskLeaseSeconds * 1000,
+        // Several signs of life per lease: one late beat must not look like a dead worker.
+        heartbeatMs: Math.min(DEFAULT_HEARTBEAT_MS, (config.hosts.taskLeaseSeconds * 1000) / 4),
       });
       stops.push(() => worker.stop());
       const monitor = new HostMonitor({
@@ -195,6 +198,7 @@ export async function startHerd(
         events,
         liveView: has('ingest') ? shared : undefined,
         intervalSeconds: config.hosts.heartbeatSeconds,
+        domainEvents: true,
       });
       monitor.start();
       stops.push(() => monitor.stop());

@@ -15,6 +15,7 @@ import * as vmActionAudit from './2026-12-07T00-vm-action-audit.js';
 import * as liveHosts from './2026-12-07T15-live-hosts.js';
 import * as eventSubjects from './2026-12-07T16-event-subjects.js';
 import * as vmLinuxBoot from './2026-12-07T21-vm-linux-boot.js';
+import * as taskProgressDetail from './2026-12-07T22-task-progress-detail.js';
 
 /**
  * Every migration, in order. Names are frozen once released; append new ones at the end.
@@ -37,6 +38,7 @@ export const migrations: Record<string, Migration> = {
   '2026-12-07T15-live-hosts': liveHosts,
   '2026-12-07T16-event-subjects': eventSubjects,
   '2026-12-07T21-vm-linux-boot': vmLinuxBoot,
+  '2026-12-07T22-task-progress-detail': taskProgressDetail,
 };
 
 type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
@@ -272,6 +274,8 @@ export interface TasksTable {
   worker_id: string | null;
   heartbeat_at: NullableTimestamp;
   result: Json | null;
+  /** What `progress` was measured from, when the host reports it (libvirt's job info; migration 2026-12-07T22). */
+  progress_detail: Json<Record<string, unknown>> | null;
 }
 
 export interface AuditLogTable {

@@ -2,15 +2,17 @@ import type { EventEmitter } from 'node:events';
 import type { HostLiveSummary } from '../../ingest/live-view.js';
 import type { Database } from '../../lib/db.js';
 import type { Logger } from '../../lib/log.js';
+import { type DomainEvent, DomainEventStreams } from './domain-events.js';
 import type { DomainInfo, HostConnections, HostInventory } from './driver/index.js';
 import { emitHostState, emitVmState } from './host-events.js';
 import { collectdSilent, hostState } from './host-state.js';
-import { allHosts, type HostRow, recordHeartbeat } from './hosts.repository.js';
+import { allHosts, findHostByUri, type HostRow, recordHeartbeat } from './hosts.repository.js';
 import {
   applyReconciledState,
   domainsByUuid,
   idleVmsOnHost,
   reconciledState,
+  strayVmsFoundOn,
   type VmOnHost,
 } from './reconcile.js';
 
@@ -29,6 +31,12 @@ export interface HostMonitorOptions {
   concurrency?: number;
   /** Re-read a host's inventory every this many heartbeats (and whenever it comes back up). */
   inventoryEvery?: number;
+  /**
+   * Follow each real host's libvirt domain events (`virsh event`, api/hosts/domain-events.ts): a lifecycle event
+   * checks that host at once, with the heartbeat's own reconciliation, instead of at the next heartbeat.
+   * Never for test:// hosts (another connection would be another fake host).
+   */
+  domainEvents?: boolean;
   now?: () => number;
 }
 
@@ -69,9 +77,23 @@ export class HostMonitor {
   /** Last collectd silence reported per host, to announce changes only. */
   private readonly silence = new Map<number, boolean>();
   private readonly now: () => number;
+  private readonly streams: DomainEventStreams | undefined;
+  /** Hosts being checked because of a domain event, and those to check once more after that check. */
+  private readonly poking = new Map<number, Promise<void>>();
+  private readonly pokeAgain = new Set<number>();
 
   constructor(private readonly options: HostMonitorOptions) {
     this.now = options.now ?? Date.now;
+    if (options.domainEvents) {
+      this.streams = new DomainEventStreams(options.log.child({ part: 'domain-events' }), (uri, event) =>
+        this.onDomainEvent(uri, event),
+      );
+    }
+  }
+
+  /** The event streams, for tests: which hosts are watched, a stream's pid. */
+  get domainEventStreams(): DomainEventStreams | undefined {
+    return this.streams;
   }
 
   start(): void {
@@ -88,7 +110,53 @@ export class HostMonitor {
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
+    this.streams?.stop();
     await this.running?.catch(() => {});
+    await Promise.all(this.poking.values());
+  }
+
+  /**
+   * Checks one host now, out of the heartbeat's rhythm: ping, domain list, the same reconciliation. A check
+   * already under way may have listed the domains before the change that prompted this one, so it is awaited
+   * and the host checked again; pokes during a check coalesce into one more check.
+   */
+  checkHost(host: HostRow): Promise<void> {
+    const running = this.poking.get(host.id);
+    if (running) {
+      this.pokeAgain.add(host.id);
+      return running;
+    }
+    const run = (async () => {
+      do {
+        this.pokeAgain.delete(host.id);
+        await this.inFlight.get(host.id)?.result;
+        await this.heartbeat(host);
+      } while (this.pokeAgain.has(host.id) && !this.stopped);
+    })()
+      .catch((err) =>
+        this.options.log.warn({ err, hostId: host.id }, 'checking a host after an event failed'),
+      )
+      .finally(() => this.poking.delete(host.id));
+    this.poking.set(host.id, run);
+    return run;
+  }
+
+  private async checkOthers(hostId: number): Promise<void> {
+    if (this.stopped) return;
+    try {
+      const others = (await allHosts(this.options.db)).filter((h) => h.id !== hostId);
+      await Promise.all(others.map((h) => this.checkHost(h)));
+    } catch (err) {
+      this.options.log.warn({ err }, 'checking the other hosts failed');
+    }
+  }
+
+  private onDomainEvent(uri: string, event: DomainEvent): void {
+    if (this.stopped || event.kind !== 'lifecycle') return;
+    this.options.log.debug({ uri, ...event }, 'domain event');
+    void findHostByUri(this.options.db, uri)
+      .then((host) => (host ? this.checkHost(host) : undefined))
+      .catch((err) => this.options.log.warn({ err, uri }, 'reading the host of a domain event failed'));
   }
 
   /** One heartbeat over every host; exported for tests and for `herd` to run one at startup. */
@@ -102,6 +170,7 @@ export class HostMonitor {
   private async runTick(): Promise<TickResult> {
     this.ticks++;
     const hosts = await allHosts(this.options.db);
+    if (!this.stopped) this.streams?.sync(hosts.filter((h) => !h.uri.startsWith('test:')).map((h) => h.uri));
     const result: TickResult = { hosts: hosts.length, up: 0, failed: 0, vmChanges: 0 };
     const queue = [...hosts];
     const workers = Array.from(
@@ -207,14 +276,16 @@ export class HostMonitor {
   private async reconcile(host: HostRow, vms: VmOnHost[], domains: DomainInfo[]): Promise<number> {
     const byUuid = domainsByUuid(domains);
     let changes = 0;
-    for (const vm of vms) {
-      const next = reconciledState(vm.state, byUuid.get(vm.uuid.toLowerCase())?.state);
-      if (next === null) continue;
-      if (!(await applyReconciledState(this.options.db, vm, host.id, next))) continue;
+    const correct = async (vm: VmOnHost, next: string, from?: number) => {
+      const moved = from !== undefined;
+      if (
+        !(await applyReconciledState(this.options.db, vm, from ?? host.id, next, moved ? host.id : undefined))
+      )
+        return;
       changes++;
       this.options.log.info(
-        { vmId: vm.id, hostId: host.id, state: next, previous: vm.state },
-        'VM state corrected from libvirt',
+        { vmId: vm.id, hostId: host.id, state: next, previous: vm.state, ...(moved ? { from } : {}) },
+        moved ? 'VM found on another host: record moved' : 'VM state corrected from libvirt',
       );
       emitVmState(this.options.events, {
         vmId: vm.id,
@@ -227,6 +298,28 @@ export class HostMonitor {
         reason: 'reconcile',
         at: new Date(this.now()).toISOString(),
       });
+    };
+    let vanished = false;
+    for (const vm of vms) {
+      const next = reconciledState(vm.state, byUuid.get(vm.uuid.toLowerCase())?.state);
+      if (next === null) continue;
+      await correct(vm, next);
+      vanished ||= next === 'unknown';
+    }
+    // Following events, a domain gone from here may just have arrived elsewhere: look there now, not in a heartbeat.
+    if (vanished && this.streams) void this.checkOthers(host.id);
+    // A VM whose domain vanished from its host (unknown there) and runs here was moved outside herd: follow it.
+    const mine = new Set(vms.map((v) => v.uuid.toLowerCase()));
+    const active = domains.filter(
+      (d) => (d.state === 'running' || d.state === 'paused') && !mine.has(d.uuid.toLowerCase()),
+    );
+    for (const vm of await strayVmsFoundOn(
+      this.options.db,
+      host.id,
+      active.map((d) => d.uuid.toLowerCase()),
+    )) {
+      const state = byUuid.get(vm.uuid.toLowerCase())?.state;
+      if (state) await correct(vm, state, vm.host_id);
     }
     return changes;
   }

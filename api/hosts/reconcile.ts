@@ -53,6 +53,16 @@ const noTaskActing = ({ not, exists, selectFrom }: ExpressionBuilder<DB, 'vms'>)
     ),
   );
 
+/** What reconciliation reads of a VM (VmOnHost). */
+const vmOnHostColumns = [
+  'id',
+  'uuid',
+  'name',
+  'pool_id',
+  'state',
+  sql<string>`state_changed_at::text`.as('state_changed_at'),
+] as const;
+
 /**
  * The host's VMs that no task is acting on (queued or running): those a task owns are left to it. Read before
  * libvirt is asked for the host's domains, so that a correction applies only to a VM unchanged since
@@ -62,14 +72,7 @@ const noTaskActing = ({ not, exists, selectFrom }: ExpressionBuilder<DB, 'vms'>)
 export async function idleVmsOnHost(db: Database, hostId: number): Promise<VmOnHost[]> {
   return db
     .selectFrom('vms')
-    .select([
-      'id',
-      'uuid',
-      'name',
-      'pool_id',
-      'state',
-      sql<string>`state_changed_at::text`.as('state_changed_at'),
-    ])
+    .select(vmOnHostColumns)
     .where('host_id', '=', hostId)
     .where(noTaskActing)
     .execute();
@@ -85,14 +88,17 @@ export async function applyReconciledState(
   vm: VmOnHost,
   hostId: number,
   state: string,
+  moveTo?: number,
 ): Promise<boolean> {
-  const startedNow = state === 'running' && !isActive(vm.state);
+  // qemu started: a domain seen paused on its way up (libvirt starts qemu paused, then resumes it) counts too.
+  const startedNow = (state === 'running' || state === 'paused') && !isActive(vm.state);
   const res = await db
     .updateTable('vms')
     .set({
       state,
       state_changed_at: sql`now()`,
       ...(startedNow ? { started_at: sql`now()` } : {}),
+      ...(moveTo === undefined ? {} : { host_id: moveTo }),
     })
     .where('id', '=', vm.id)
     .where('state', '=', vm.state)
@@ -101,6 +107,28 @@ export async function applyReconciledState(
     .where(noTaskActing)
     .executeTakeFirst();
   return res.numUpdatedRows > 0n;
+}
+
+/**
+ * herd's VMs recorded on another host as `unknown` (their domain vanished there) whose domain this host has:
+ * moved outside herd (`virsh migrate`, or a migration whose worker died). No task acts on them.
+ */
+export async function strayVmsFoundOn(
+  db: Database,
+  hostId: number,
+  uuids: string[],
+): Promise<Array<VmOnHost & { host_id: number }>> {
+  if (uuids.length === 0) return [];
+  const rows = await db
+    .selectFrom('vms')
+    .select([...vmOnHostColumns, 'host_id'])
+    .where('uuid', 'in', uuids)
+    .where('state', '=', 'unknown')
+    .where('host_id', 'is not', null)
+    .where('host_id', '<>', hostId)
+    .where(noTaskActing)
+    .execute();
+  return rows.map((r) => ({ ...r, host_id: r.host_id as number }));
 }
 
 /** Domains by UUID (lower case, as PostgreSQL prints uuids). */

@@ -6,8 +6,11 @@ export interface TaskContext {
   db: Database;
   log: Logger;
   workerId: string;
-  /** Records how far a long task is (0..1), shown as the task's `progress`. */
-  progress(fraction: number): Promise<void>;
+  /**
+   * Records how far a long task is (0..1), shown as the task's `progress`; `detail` says what it was measured
+   * from (`progressDetail`, e.g. libvirt's job info).
+   */
+  progress(fraction: number, detail?: Record<string, unknown>): Promise<void>;
 }
 
 /**

@@ -97,10 +97,18 @@ export async function finishTask(
   return res.numUpdatedRows > 0n;
 }
 
-export async function setProgress(db: Database, id: number, progress: number): Promise<void> {
+export async function setProgress(
+  db: Database,
+  id: number,
+  progress: number,
+  detail?: Record<string, unknown>,
+): Promise<void> {
   await db
     .updateTable('tasks')
-    .set({ progress: Math.min(1, Math.max(0, progress)) })
+    .set({
+      progress: Math.min(1, Math.max(0, progress)),
+      ...(detail ? { progress_detail: JSON.stringify(detail) } : {}),
+    })
     .where('id', '=', id)
     .where('state', '=', 'running')
     .execute();

@@ -13,6 +13,12 @@ export const taskSchema = {
     userId: { type: ['integer', 'null'], description: 'who asked' },
     args: { type: 'object', additionalProperties: true },
     progress: { type: 'number', description: '0..1, for long tasks' },
+    progressDetail: {
+      type: 'object',
+      additionalProperties: true,
+      description:
+        'what progress was measured from, when the host reports it: libvirt\'s job info while a save, restore or live migration runs ({source: "libvirt", operation, dataProcessedBytes, dataTotalBytes})',
+    },
     error: { type: 'string' },
     result: {
       description: 'what the task produced',

@@ -17,6 +17,7 @@ export function toTaskAnswer(row: TaskRow) {
     userId: row.user_id,
     args: row.args,
     ...(row.progress !== null ? { progress: row.progress } : {}),
+    ...(row.progress_detail !== null ? { progressDetail: row.progress_detail } : {}),
     ...(row.error !== null ? { error: row.error } : {}),
     ...(row.result !== null ? { result: row.result } : {}),
     workerId: row.worker_id,

@@ -69,7 +69,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     db,
     log: log.child({ taskId: task.id, action: task.action }),
     workerId,
-    progress: (fraction) => setProgress(db, task.id, fraction),
+    progress: (fraction, detail) => setProgress(db, task.id, fraction, detail),
   });
 
   const finish = async (task: TaskRow, outcome: Parameters<typeof finishTask>[3]) => {

@@ -13,6 +13,8 @@ import { deleteVmRow, hostUris, settleVm, type VmRow, vmById, vmParts } from './
 export const DEFAULT_SHUTDOWN_TIMEOUT_SECONDS = 120;
 /** How often a graceful shutdown looks whether the guest is off yet. */
 export const SHUTDOWN_POLL_MS = 250;
+/** How often a save, restore or live migration reads libvirt's job info for the task's progress. */
+export const JOB_PROGRESS_POLL_MS = 500;
 /**
  * Where hosts write saved VM images. It must be shared storage across a hardware pool for a saved VM to be
  * restored on (or cold-migrated to) another host; libvirt's test driver writes it on herd's own machine.
@@ -34,12 +36,17 @@ export interface VmTaskHandlerOptions {
   saveDir?: string;
   /** Poll interval of a graceful shutdown (tests shorten it). */
   shutdownPollMs?: number;
+  /** Poll interval of libvirt's job info while a save, restore or migration runs. */
+  jobPollMs?: number;
 }
 
 /** Runs the VM actions (start, shutdown, destroy, suspend, resume, save, restore, migrate, delete) on libvirt hosts. */
 export function createVmTaskHandler(options: VmTaskHandlerOptions): TaskHandler {
   const saveDir = options.saveDir ?? DEFAULT_SAVE_DIR;
   const pollMs = options.shutdownPollMs ?? SHUTDOWN_POLL_MS;
+  const jobPollMs = options.jobPollMs ?? JOB_PROGRESS_POLL_MS;
+  const withJob = <T>(driver: HostDriver, uuid: string, ctx: TaskContext, op: Promise<T>, from = 0) =>
+    withJobProgress(driver, uuid, ctx, op, { everyMs: jobPollMs, from });
 
   const drivers = async (db: Database, ids: Array<number | null | undefined>) => {
     const wanted = [...new Set(ids.filter((id): id is number => typeof id === 'number'))];
@@ -140,7 +147,7 @@ export function createVmTaskHandler(options: VmTaskHandlerOptions): TaskHandler 
         const file = path.join(saveDir, `herd-${vm.uuid}.save`);
         const problem = saveDirProblem(driver.uri, saveDir);
         if (problem) throw new Error(`cannot save VM ${vm.id}: ${problem}`);
-        await driver.save(vm.uuid, file);
+        await withJob(driver, vm.uuid, ctx, driver.save(vm.uuid, file));
         await settle({ state: 'saved', savePath: file, startedAt: null });
         return { savePath: file };
       }
@@ -153,7 +160,7 @@ export function createVmTaskHandler(options: VmTaskHandlerOptions): TaskHandler 
           await undefineElsewhere(vm, args.from.hostId, vm.host_id!, hosts, ctx);
         }
         await ctx.progress(0.3);
-        await target.restore(vm.save_path);
+        await withJob(target, vm.uuid, ctx, target.restore(vm.save_path), 0.3);
         await settle({ state: await stateOn(target), savePath: null, startedAt: 'now' });
         return { hostId: vm.host_id, savePath: vm.save_path, moved };
       }
@@ -162,7 +169,7 @@ export function createVmTaskHandler(options: VmTaskHandlerOptions): TaskHandler 
         const destinationId = args.hostId!;
         const destination = await hosts.get(destinationId);
         if (args.from.state === 'running' || args.from.state === 'paused') {
-          await source.migrateLive(vm.uuid, destination.uri);
+          await withJob(source, vm.uuid, ctx, source.migrateLive(vm.uuid, destination.uri));
           await settle({ state: await stateOn(destination), hostId: destinationId });
           return { live: true, from: vm.host_id, to: destinationId };
         }
@@ -213,12 +220,8 @@ export function createVmTaskHandler(options: VmTaskHandlerOptions): TaskHandler 
     }
     const active = found.find((f) => f.info.state !== 'shutoff') ?? found[0];
     if (active) {
-      const state = await stoppedOrSaved(active.info.state, vm, task);
-      await settleVm(db, vm.id, task.id, {
-        state,
-        hostId: active.hostId,
-        ...(state === 'saved' ? {} : { savePath: null }),
-      });
+      const { state, savePath } = await stoppedOrSaved(active.info.state, vm, task);
+      await settleVm(db, vm.id, task.id, { state, hostId: active.hostId, savePath });
       return `VM state read again from libvirt: ${state} on ${hosts.name(active.hostId)}`;
     }
     if (unreachable.length) {
@@ -229,18 +232,68 @@ export function createVmTaskHandler(options: VmTaskHandlerOptions): TaskHandler 
     return 'VM defined on no host (libvirt knows no such domain)';
   };
 
-  /** A saved VM is shut off as far as libvirt knows; its saved image tells it apart. */
-  const stoppedOrSaved = async (state: VmState, vm: VmRow, task: TaskRow): Promise<VmState> => {
-    if (state !== 'shutoff') return state;
+  /**
+   * A saved VM is shut off as far as libvirt knows; its saved image tells it apart. A save whose worker died
+   * may have finished in libvirtd: its image, where the save writes it, is then the VM's.
+   */
+  const stoppedOrSaved = async (
+    state: VmState,
+    vm: VmRow,
+    task: TaskRow,
+  ): Promise<{ state: VmState; savePath: string | null }> => {
+    if (state !== 'shutoff') return { state, savePath: null };
     const file = vm.save_path ?? (task.action === 'save' ? path.join(saveDir, `herd-${vm.uuid}.save`) : null);
-    if (!file) return 'shutoff';
-    return access(file).then(
-      () => 'saved' as const,
-      () => (vm.save_path ? 'saved' : 'shutoff'),
+    if (!file) return { state: 'shutoff', savePath: null };
+    const exists = await access(file).then(
+      () => true,
+      () => false,
     );
+    if (exists || vm.save_path) return { state: 'saved', savePath: file };
+    return { state: 'shutoff', savePath: null };
   };
 
   return { run, recover };
+}
+
+/**
+ * Runs a save, restore or live migration, meanwhile reading libvirt's job info every `everyMs` into the task's
+ * progress: the share of the domain's state processed so far, placed between `from` (the progress already
+ * shown) and 0.99, with the bytes as the task's `progressDetail`. Never backwards (a migration's total grows as the
+ * guest dirties memory again); a failed read is skipped.
+ */
+async function withJobProgress<T>(
+  driver: HostDriver,
+  uuid: string,
+  ctx: TaskContext,
+  op: Promise<T>,
+  options: { everyMs: number; from: number },
+): Promise<T> {
+  const { everyMs, from } = options;
+  let done = false;
+  let best = from;
+  let reading: Promise<void> | undefined;
+  const read = async () => {
+    const job = await driver.jobInfo(uuid).catch(() => null);
+    if (!job || done) return;
+    const fraction = from + (0.99 - from) * Math.min(1, job.dataProcessedBytes / job.dataTotalBytes);
+    if (fraction < best) return;
+    best = fraction;
+    await ctx
+      .progress(fraction, { source: 'libvirt', ...job })
+      .catch((err) => ctx.log.debug({ err }, 'could not record progress'));
+  };
+  const timer = setInterval(() => {
+    reading ??= read().finally(() => {
+      reading = undefined;
+    });
+  }, everyMs);
+  try {
+    return await op;
+  } finally {
+    done = true;
+    clearInterval(timer);
+    await reading;
+  }
 }
 
 async function domainOn(

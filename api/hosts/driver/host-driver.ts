@@ -59,6 +59,19 @@ export interface StorageVolumeInfo {
   sizeGiB: number;
 }
 
+/**
+ * A domain's job while it runs (save, restore, migration), as libvirt reports it (`virsh domjobinfo --rawstats`):
+ * bytes of the domain's state processed so far out of the total libvirt expects. The total can grow while a
+ * migration runs (memory the guest dirties again).
+ */
+export interface DomainJobInfo {
+  /** libvirt's operation name: save, restore, outgoing migration, … */
+  operation: string;
+  dataProcessedBytes: number;
+  dataTotalBytes: number;
+  dataRemainingBytes: number;
+}
+
 /** An operation this host's libvirt driver cannot do (e.g. live migration on the test driver). */
 export class UnsupportedByDriverError extends Error {
   constructor(message: string) {
@@ -85,6 +98,8 @@ export interface HostDriver {
   restore(file: string): Promise<void>;
   /** Live, peer-to-peer migration; throws a clear error where the driver cannot do it. */
   migrateLive(uuid: string, destinationUri: string): Promise<void>;
+  /** The job running on the domain now (save, restore, migration), or null when none or libvirt tells nothing. */
+  jobInfo(uuid: string): Promise<DomainJobInfo | null>;
   domainXml(uuid: string): Promise<string>;
   listStoragePools(): Promise<StoragePoolInfo[]>;
   /** Defines (persistent, autostart), builds where needed and starts a storage pool. */

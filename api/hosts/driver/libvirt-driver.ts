@@ -8,6 +8,7 @@ import type { Logger } from '../../../lib/log.js';
 import { domainStateFromLibvirt, domainTypeFromCapabilities, domainXml, parseXml } from './domain-xml.js';
 import {
   type DomainInfo,
+  type DomainJobInfo,
   type DomainSpec,
   type HostDriver,
   type HostInventory,
@@ -164,6 +165,7 @@ export class LibvirtDriver implements HostDriver {
           '--p2p',
           '--persistent',
           '--undefinesource',
+          ...sameMachineMigrationArgs(destinationUri),
           uuid,
           destinationUri,
         ],
@@ -180,6 +182,17 @@ export class LibvirtDriver implements HostDriver {
         `live migration of ${uuid} to ${destinationUri} failed: ${reason || (err as Error).message}`,
       );
     }
+  }
+
+  async jobInfo(uuid: string): Promise<DomainJobInfo | null> {
+    if (this.isTestDriver) return null;
+    const output = await this.shell
+      .run(['domjobinfo', uuid, '--rawstats'], { timeoutMs: 10_000 })
+      .catch((err) => {
+        this.log.debug({ err, uuid }, 'domjobinfo failed');
+        return '';
+      });
+    return parseJobInfo(output);
   }
 
   async domainXml(uuid: string): Promise<string> {
@@ -337,6 +350,61 @@ export class LibvirtDriver implements HostDriver {
       return [];
     }
   }
+}
+
+/** libvirt's virDomainJobOperation numbers (include/libvirt/libvirt-domain.h). */
+const JOB_OPERATIONS: Record<string, string> = {
+  '1': 'start',
+  '2': 'save',
+  '3': 'restore',
+  '4': 'incoming migration',
+  '5': 'outgoing migration',
+  '6': 'snapshot',
+  '7': 'snapshot revert',
+  '8': 'dump',
+  '9': 'backup',
+};
+
+/**
+ * `virsh domjobinfo --rawstats`: "Job type: N" (0: none), then libvirt's typed parameters as `name: value`.
+ * Before a job has measured anything it reports a total of 0: nothing to tell yet.
+ */
+export function parseJobInfo(output: string): DomainJobInfo | null {
+  const fields = new Map<string, string>();
+  for (const line of output.split('\n')) {
+    const at = line.indexOf(':');
+    if (at > 0) fields.set(line.slice(0, at).trim(), line.slice(at + 1).trim());
+  }
+  const type = fields.get('Job type');
+  if (type === undefined || type === '0' || /none/i.test(type)) return null;
+  const total = Number(fields.get('data_total'));
+  if (!Number.isFinite(total) || total <= 0) return null;
+  return {
+    operation: JOB_OPERATIONS[fields.get('operation') ?? ''] ?? 'unknown',
+    dataTotalBytes: total,
+    dataProcessedBytes: Number(fields.get('data_processed')) || 0,
+    dataRemainingBytes: Number(fields.get('data_remaining')) || 0,
+  };
+}
+
+/**
+ * How a live migration reaches a destination on this same machine (a URI without a host, or a loopback host):
+ * libvirt would send the guest's memory to the destination's hostname and refuses 127.0.0.1 as qemu.conf's
+ * `migration_address`, so the destination is told to listen on loopback and the source to connect there (a port
+ * from the destination's `migration_port_min…max`). The disks are then the same files on the same filesystem
+ * whatever libvirt can tell of the storage, so its refusal of storage it does not know to be shared (a plain
+ * directory) does not apply: `--unsafe`. Any other destination: libvirt's defaults (its hostname, and shared
+ * storage libvirt recognises: NFS, iSCSI, …).
+ */
+export function sameMachineMigrationArgs(destinationUri: string): string[] {
+  let host: string;
+  try {
+    host = new URL(destinationUri).hostname.replace(/^\[|\]$/g, '');
+  } catch {
+    return [];
+  }
+  const loopback = host === '' || host === 'localhost' || host === '::1' || /^127\./.test(host);
+  return loopback ? ['--migrateuri', 'tcp://127.0.0.1', '--listen-address', '127.0.0.1', '--unsafe'] : [];
 }
 
 function names(listing: string): string[] {
