@@ -185,7 +185,13 @@ export async function startHerd(
         pgPool: database.pool,
         log,
         registry,
-        handlers: { vm: createVmTaskHandler({ hosts: hostConnections, saveDir: config.hosts.saveDir }) },
+        handlers: {
+          vm: createVmTaskHandler({
+            hosts: hostConnections,
+            saveDir: config.hosts.saveDir,
+            pxeBaseUrl: config.pxe.baseUrl,
+          }),
+        },
       });
       stops.push(() => worker.stop());
       const monitor = new HostMonitor({

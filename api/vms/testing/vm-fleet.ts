@@ -43,11 +43,14 @@ export interface Fleet {
   close(): Promise<void>;
 }
 
-export async function createFleet(options: { liveView?: LiveView } = {}): Promise<Fleet> {
+export async function createFleet(
+  options: { liveView?: LiveView; env?: NodeJS.ProcessEnv } = {},
+): Promise<Fleet> {
   const log = createLogger(process.env.HERD_TEST_LOG_LEVEL ?? 'silent');
   const connections = new HostConnections(log);
   const t = await createTestApp({
     routes: apiRoutes,
+    env: options.env,
     deps: { hostConnections: connections, ...(options.liveView ? { liveView: options.liveView } : {}) },
   });
   await prepareTaskQueue(t.database.pool, log);
@@ -94,7 +97,14 @@ export async function createFleet(options: { liveView?: LiveView } = {}): Promis
         db: t.database.db,
         pgPool: t.database.pool,
         log,
-        handlers: { vm: createVmTaskHandler({ hosts: connections, saveDir, shutdownPollMs: 20 }) },
+        handlers: {
+          vm: createVmTaskHandler({
+            hosts: connections,
+            saveDir,
+            shutdownPollMs: 20,
+            pxeBaseUrl: t.deps.config.pxe.baseUrl,
+          }),
+        },
         heartbeatMs: 200,
         leaseMs: 1_500,
         ...workerOptions,
