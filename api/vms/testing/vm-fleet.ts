@@ -8,6 +8,7 @@ import { createTestApp, type TestApp } from '../../../lib/testing/app.js';
 import { type TestHostOptions, writeTestHost } from '../../../lib/testing/libvirt-hosts.js';
 import { authHeader, createUserWithToken } from '../../../lib/testing/users.js';
 import { waitFor } from '../../../lib/testing/wait.js';
+import type { RoutePlugin } from '../../app.js';
 import { HostConnections } from '../../hosts/driver/index.js';
 import { apiRoutes } from '../../routes.js';
 import { prepareTaskQueue } from '../../tasks/task-queue.js';
@@ -44,12 +45,12 @@ export interface Fleet {
 }
 
 export async function createFleet(
-  options: { liveView?: LiveView; env?: NodeJS.ProcessEnv } = {},
+  options: { liveView?: LiveView; env?: NodeJS.ProcessEnv; routes?: RoutePlugin[] } = {},
 ): Promise<Fleet> {
   const log = createLogger(process.env.HERD_TEST_LOG_LEVEL ?? 'silent');
   const connections = new HostConnections(log);
   const t = await createTestApp({
-    routes: apiRoutes,
+    routes: options.routes ?? apiRoutes,
     env: options.env,
     deps: { hostConnections: connections, ...(options.liveView ? { liveView: options.liveView } : {}) },
   });
