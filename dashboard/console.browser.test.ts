@@ -4,6 +4,7 @@ import path from 'node:path';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { apiRoutes } from '../api/routes.js';
+import { act, addRealHost, createVm, removeDomain } from '../api/vms/testing/real-host.js';
 import { createFleet, type Fleet } from '../api/vms/testing/vm-fleet.js';
 import {
   type GuestSignals,
@@ -51,10 +52,9 @@ beforeAll(async () => {
   });
   const watcher = await createUserWithToken(db, { username: `${topic}-watcher`, password: PASSWORD });
   await grantRole(db, team, watcher.id, 'monitor');
-  const host = await f.request(f.admin, 'POST', '/api/v1/hosts', { uri: hv.hosts[0].uri, poolId: rack });
-  expect(host.status, JSON.stringify(host.body)).toBe(201);
+  await addRealHost(f, hv.hosts[0].uri, rack);
   await f.worker();
-  const created = await f.request(operator, 'POST', '/api/v1/vms', {
+  vm = await createVm(f, operator, {
     name: `${topic}-vm`,
     poolId: team,
     vcpus: 1,
@@ -66,13 +66,7 @@ beforeAll(async () => {
       cmdline: guestCmdline({ ready: signals.url(`ready/${topic}`) }),
     },
   });
-  expect(created.status, JSON.stringify(created.body)).toBe(201);
-  const answer = (await f.request(operator, 'GET', `/api/v1/vms/${created.body.id}`)).body;
-  vm = { id: answer.id, uuid: answer.uuid };
-  const start = await f.request(operator, 'POST', `/api/v1/vms/${vm.id}/actions`, { action: 'start' });
-  expect(start.status, JSON.stringify(start.body)).toBe(202);
-  const task = await f.waitTask(start.body.taskId, operator, 60_000);
-  expect(task.state, task.error ?? '').toBe('done');
+  await act(f, operator, vm.id, 'start', 60_000);
   await signals.waitFor(`ready/${topic}`, 120_000);
   browser = await chromium.launch({
     executablePath: '/usr/bin/chromium',
@@ -82,12 +76,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await browser?.close();
-  if (vm) {
-    const driver = await f.connections.get(hv.hosts[0].uri);
-    const d = await driver.domain(vm.uuid).catch(() => null);
-    if (d && d.state !== 'shutoff') await driver.destroy(vm.uuid).catch(() => undefined);
-    if (d) await driver.undefine(vm.uuid).catch(() => undefined);
-  }
+  if (f) await removeDomain(f, hv.hosts[0].uri, vm?.uuid);
   await f?.close();
   await signals?.close();
 });

@@ -4,6 +4,7 @@ import { freePort } from '../../lib/embedded-postgres.js';
 import { HOST_FROM_GUEST, sharedHypervisor } from '../../lib/testing/hypervisor.js';
 import { createPool, createUserWithToken, grantRole } from '../../lib/testing/users.js';
 import { waitFor } from '../../lib/testing/wait.js';
+import { act, addRealHost, createVm, removeDomain } from '../vms/testing/real-host.js';
 import { createFleet, type Fleet, type User } from '../vms/testing/vm-fleet.js';
 
 /**
@@ -33,8 +34,7 @@ beforeAll(async () => {
   team = await createPool(db, { name: `${topic}-team`, kind: 'vm', parentId: rack });
   owner = await createUserWithToken(db, { username: `${topic}-owner` });
   await grantRole(db, team, owner.id, 'user');
-  const host = await f.request(f.admin, 'POST', '/api/v1/hosts', { uri: hv.hosts[0].uri, poolId: rack });
-  expect(host.status, JSON.stringify(host.body)).toBe(201);
+  await addRealHost(f, hv.hosts[0].uri, rack);
   const image = await f.request(f.admin, 'POST', '/api/v1/images', {
     name: `${topic}-busybox`,
     kernel: hv.image.kernel,
@@ -47,28 +47,17 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  // Never leave a domain behind on the shared libvirtd.
-  if (vm) {
-    const driver = await f.connections.get(hv.hosts[0].uri);
-    const d = await driver.domain(vm.uuid).catch(() => null);
-    if (d && d.state !== 'shutoff') await driver.destroy(vm.uuid).catch(() => undefined);
-    if (d) await driver.undefine(vm.uuid).catch(() => undefined);
-  }
+  if (f) await removeDomain(f, hv.hosts[0].uri, vm?.uuid);
   await f?.close();
 });
 
-const act = async (action: string) => {
-  const res = await f.request(owner, 'POST', `/api/v1/vms/${vm!.id}/actions`, { action });
-  expect(res.status, JSON.stringify(res.body)).toBe(202);
-  const task = await f.waitTask(res.body.taskId, owner, 120_000);
-  expect(task.state, task.error ?? '').toBe('done');
-};
+const run = (action: string) => act(f, owner, vm!.id, action);
 const domainXml = async () => (await f.connections.get(hv.hosts[0].uri)).domainXml(vm!.uuid);
 const count = (prefix: string) => requests.filter((r) => r.startsWith(prefix)).length;
 
 describe('network install by MAC on a real hypervisor', () => {
   test('a disk-less VM boots herd’s iPXE script, kernel and initrd, and reports itself installed', async () => {
-    const created = await f.request(owner, 'POST', '/api/v1/vms', {
+    vm = await createVm(f, owner, {
       name: `${topic}-vm`,
       poolId: team,
       vcpus: 1,
@@ -76,12 +65,9 @@ describe('network install by MAC on a real hypervisor', () => {
       nics: [{ network: 'user' }],
       imageId,
     });
-    expect(created.status, JSON.stringify(created.body)).toBe(201);
-    const answer = (await f.request(owner, 'GET', `/api/v1/vms/${created.body.id}`)).body;
-    vm = { id: answer.id, uuid: answer.uuid, mac: answer.nics[0].mac };
-    expect(answer.bootNetwork).toBe(true);
+    expect((await f.request(owner, 'GET', `/api/v1/vms/${vm.id}`)).body.bootNetwork).toBe(true);
 
-    await act('start');
+    await run('start');
     // While installing, the NIC is qemu's own, with herd's script for its MAC as DHCP's boot file.
     const installing = await domainXml();
     expect(installing).toContain(`bootfile=http://${HOST_FROM_GUEST}:${port}/pxe/boot?mac=${vm.mac}`);
@@ -120,13 +106,13 @@ describe('network install by MAC on a real hypervisor', () => {
 
   test('once installed, the next start defines a plain user-network NIC', async () => {
     expect(vm, 'the install test ran').toBeDefined();
-    await act('destroy');
-    await act('start');
+    await run('destroy');
+    await run('start');
     const xml = await domainXml();
     expect(xml).toContain("<interface type='user'>");
     expect(xml).toContain(`<mac address='${vm!.mac}'/>`);
     expect(xml).not.toContain('qemu:commandline');
-    await act('destroy');
+    await run('destroy');
     const del = await f.request(owner, 'DELETE', `/api/v1/vms/${vm!.id}`);
     expect([202, 204]).toContain(del.status);
     if (del.status === 202) await f.waitTask(del.body.taskId, owner, 60_000);

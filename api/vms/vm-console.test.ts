@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import WebSocket from 'ws';
 import { sharedHypervisor } from '../../lib/testing/hypervisor.js';
 import { createPool, createUserWithToken, grantRole } from '../../lib/testing/users.js';
+import { act, addRealHost, createVm, removeDomain } from './testing/real-host.js';
 import { createFleet, type Fleet, type User } from './testing/vm-fleet.js';
 import { vncOf } from './vm-console.service.js';
 
@@ -32,37 +33,23 @@ beforeAll(async () => {
   await grantRole(db, team, owner.id, 'user');
   await grantRole(db, team, stranger.id, 'user');
   await grantRole(db, team, monitor.id, 'monitor');
-  const host = await f.request(f.admin, 'POST', '/api/v1/hosts', { uri: hv.hosts[0].uri, poolId: rack });
-  expect(host.status, JSON.stringify(host.body)).toBe(201);
+  await addRealHost(f, hv.hosts[0].uri, rack);
   await f.worker();
-  const created = await f.request(owner, 'POST', '/api/v1/vms', {
+  vm = await createVm(f, owner, {
     name: `${topic}-vm`,
     poolId: team,
     vcpus: 1,
     memoryMiB: 128,
     nics: [{ network: 'user' }],
   });
-  expect(created.status, JSON.stringify(created.body)).toBe(201);
-  const answer = (await f.request(owner, 'GET', `/api/v1/vms/${created.body.id}`)).body;
-  vm = { id: answer.id, uuid: answer.uuid };
 }, 60_000);
 
 afterAll(async () => {
-  if (vm) {
-    const driver = await f.connections.get(hv.hosts[0].uri);
-    const d = await driver.domain(vm.uuid).catch(() => null);
-    if (d && d.state !== 'shutoff') await driver.destroy(vm.uuid).catch(() => undefined);
-    if (d) await driver.undefine(vm.uuid).catch(() => undefined);
-  }
+  if (f) await removeDomain(f, hv.hosts[0].uri, vm?.uuid);
   await f?.close();
 });
 
-async function act(action: string) {
-  const res = await f.request(owner, 'POST', `/api/v1/vms/${vm!.id}/actions`, { action });
-  expect(res.status, JSON.stringify(res.body)).toBe(202);
-  const task = await f.waitTask(res.body.taskId, owner, 60_000);
-  expect(task.state, task.error ?? '').toBe('done');
-}
+const run = (action: string) => act(f, owner, vm!.id, action, 60_000);
 
 /** Opens the console WebSocket: the first bytes the VNC server sent, or the HTTP status that refused it. */
 function open(
@@ -87,7 +74,7 @@ const bearer = (u: User) => ({ authorization: `Bearer ${u.token}` });
 
 describe('the VM console over a WebSocket', () => {
   test('RFB both ways with the VNC server of the running domain', async () => {
-    await act('start');
+    await run('start');
     const xml = await (await f.connections.get(hv.hosts[0].uri)).domainXml(vm!.uuid);
     const vnc = vncOf(xml);
     expect(vnc?.port).toBeGreaterThan(5900);
@@ -135,7 +122,7 @@ describe('the VM console over a WebSocket', () => {
   });
 
   test('a VM that is not running has no console (409)', async () => {
-    await act('destroy');
+    await run('destroy');
     const res = await open(`/api/v1/vms/${vm!.id}/console`, bearer(owner));
     expect(res).toMatchObject({ status: 409 });
     expect((res as { body: string }).body).toContain('shutoff');
