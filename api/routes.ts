@@ -17,6 +17,7 @@ import { smartPoolRoutes } from './smart-pools/smart-pools.routes.js';
 import { storageRoutes } from './storage/storage.routes.js';
 import { taskRoutes } from './tasks/tasks.routes.js';
 import { userRoutes } from './users/users.routes.js';
+import { vmConsoleRoutes } from './vms/vm-console.routes.js';
 import { vmRoutes } from './vms/vms.routes.js';
 
 /** Every domain's routes, registered by buildApp in this order. */
@@ -33,6 +34,7 @@ export const apiRoutes: RoutePlugin[] = [
   storageRoutes,
   imageRoutes,
   vmRoutes,
+  vmConsoleRoutes,
   taskRoutes,
   metricsRoutes,
   alertRoutes,

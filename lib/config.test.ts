@@ -1,3 +1,4 @@
+import { hostname } from 'node:os';
 import { expect, test } from 'vitest';
 import { ConfigError, DEFAULTS, loadConfig } from './config.js';
 
@@ -52,4 +53,16 @@ test('HERD_WEBHOOK_ALLOW: comma-separated addresses and CIDRs, anything else ref
     '::1',
   ]);
   expect(() => loadConfig({ HERD_WEBHOOK_ALLOW: 'localhost' })).toThrow(/HERD_WEBHOOK_ALLOW/);
+});
+
+test('HERD_PXE_BASE_URL: given, or herd’s listen address (a wildcard one by the machine’s name)', () => {
+  expect(loadConfig({}).pxe.baseUrl).toBe('http://127.0.0.1:8080');
+  expect(loadConfig({ HERD_HTTP_HOST: '::1', HERD_HTTP_PORT: '9000' }).pxe.baseUrl).toBe('http://[::1]:9000');
+  expect(loadConfig({ HERD_HTTP_HOST: '0.0.0.0' }).pxe.baseUrl).toBe(`http://${hostname()}:8080`);
+  expect(loadConfig({ HERD_PXE_BASE_URL: 'http://10.0.2.2:8080/herd/' }).pxe.baseUrl).toBe(
+    'http://10.0.2.2:8080/herd',
+  );
+  for (const bad of ['ftp://x', 'http://a b', 'http://x/?q=1', 'http://x,y']) {
+    expect(() => loadConfig({ HERD_PXE_BASE_URL: bad }), bad).toThrow(/HERD_PXE_BASE_URL/);
+  }
 });

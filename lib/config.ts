@@ -75,6 +75,15 @@ const envSchema = z.object({
   HERD_PLACEMENT_CACHE_MS: z.coerce.number().int().min(0).max(60_000).default(DEFAULTS.placementCacheMs),
   HERD_LIVE_PUBLISH_MS: z.coerce.number().int().min(100).max(60_000).default(DEFAULTS.livePublishMs),
   HERD_SAVE_DIR: z.string().min(1).default(DEFAULTS.saveDir),
+  HERD_PXE_BASE_URL: optionalString.pipe(
+    z
+      .string()
+      .regex(
+        /^https?:\/\/[^\s/?#,]+(\/[^\s?#,]*)?$/,
+        'http(s)://host[:port][/path], no query, spaces or commas',
+      )
+      .optional(),
+  ),
   HERD_MDNS: z.enum(['0', '1', 'true', 'false', '']).default('0'),
   HERD_ALERT_EVALUATE_SECONDS: positiveInt.default(DEFAULTS.alertEvaluateSeconds),
   HERD_QUOTA_RECONCILE_SECONDS: positiveInt.default(DEFAULTS.quotaReconcileSeconds),
@@ -189,6 +198,16 @@ function toConfig(env: z.infer<typeof envSchema>) {
       rawRetentionHours: env.HERD_RAW_RETENTION_HOURS,
     },
     adminPassword: env.HERD_ADMIN_PASSWORD,
+    /**
+     * Where guests reach herd's /pxe routes (iPXE script, install kernel and initrd, the installed report):
+     * HERD_PXE_BASE_URL, else herd's own listen address.
+     */
+    pxe: {
+      baseUrl: (env.HERD_PXE_BASE_URL ?? listenUrl(env.HERD_HTTP_HOST, env.HERD_HTTP_PORT)).replace(
+        /\/+$/,
+        '',
+      ),
+    },
     hosts: {
       heartbeatSeconds: env.HERD_HEARTBEAT_SECONDS,
       /** A task whose worker is silent this long is taken over by another worker (api/tasks/worker.ts). */
@@ -234,6 +253,12 @@ function toConfig(env: z.infer<typeof envSchema>) {
       : undefined,
     logLevel: env.HERD_LOG_LEVEL,
   };
+}
+
+/** http://<host>:<port> of herd's listen address; a wildcard address (every interface) becomes the machine's name. */
+function listenUrl(host: string, port: number): string {
+  const name = host === '0.0.0.0' || host === '::' ? os.hostname() : host;
+  return `http://${isIP(name) === 6 ? `[${name}]` : name}:${port}`;
 }
 
 /** `cn=ops,ou=groups,dc=x=admin@1;cn=dev,ou=groups,dc=x=user@3`: members of a group get a role on a pool. */

@@ -185,7 +185,13 @@ export async function startHerd(
         pgPool: database.pool,
         log,
         registry,
-        handlers: { vm: createVmTaskHandler({ hosts: hostConnections, saveDir: config.hosts.saveDir }) },
+        handlers: {
+          vm: createVmTaskHandler({
+            hosts: hostConnections,
+            saveDir: config.hosts.saveDir,
+            pxeBaseUrl: config.pxe.baseUrl,
+          }),
+        },
         leaseMs: config.hosts.taskLeaseSeconds * 1000,
         // Several signs of life per lease: one late beat must not look like a dead worker.
         heartbeatMs: Math.min(DEFAULT_HEARTBEAT_MS, (config.hosts.taskLeaseSeconds * 1000) / 4),

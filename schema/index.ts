@@ -16,6 +16,7 @@ import * as liveHosts from './2026-12-07T15-live-hosts.js';
 import * as eventSubjects from './2026-12-07T16-event-subjects.js';
 import * as vmLinuxBoot from './2026-12-07T21-vm-linux-boot.js';
 import * as taskProgressDetail from './2026-12-07T22-task-progress-detail.js';
+import * as pxeInstallToken from './2026-12-07T24-pxe-install-token.js';
 
 /**
  * Every migration, in order. Names are frozen once released; append new ones at the end.
@@ -39,6 +40,7 @@ export const migrations: Record<string, Migration> = {
   '2026-12-07T16-event-subjects': eventSubjects,
   '2026-12-07T21-vm-linux-boot': vmLinuxBoot,
   '2026-12-07T22-task-progress-detail': taskProgressDetail,
+  '2026-12-07T24-pxe-install-token': pxeInstallToken,
 };
 
 type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
@@ -194,6 +196,8 @@ export interface VmsTable {
   boot_kernel: ColumnType<string | null, string | null | undefined, string | null>;
   boot_initrd: ColumnType<string | null, string | null | undefined, string | null>;
   boot_cmdline: ColumnType<string | null, string | null | undefined, string | null>;
+  /** The secret of the VM's `POST /pxe/installed/<token>` while a network install may report (migration 2026-12-07T24). */
+  install_token: ColumnType<string | null, string | null | undefined, string | null>;
   started_at: NullableTimestamp;
   state_changed_at: GeneratedTimestamp;
   created_at: GeneratedTimestamp;

@@ -101,8 +101,29 @@ export async function bootTargetByMac(db: Database, mac: string): Promise<BootTa
 export async function setInstalled(db: Database, vmId: number): Promise<boolean> {
   const res = await db
     .updateTable('vms')
-    .set({ boot_network: false })
+    .set({ boot_network: false, install_token: null })
     .where('id', '=', vmId)
     .executeTakeFirst();
   return res.numUpdatedRows > 0n;
+}
+
+/** The VM's install token: the one it has, else `candidate`, kept (one statement, so concurrent askers agree). */
+export async function installTokenFor(db: Database, vmId: number, candidate: string): Promise<string> {
+  const row = await db
+    .updateTable('vms')
+    .set((eb) => ({ install_token: eb.fn.coalesce('install_token', eb.val(candidate)) }))
+    .where('id', '=', vmId)
+    .returning('install_token')
+    .executeTakeFirstOrThrow();
+  return row.install_token ?? candidate;
+}
+
+/** The VM still installing whose install token this is. */
+export function vmByInstallToken(db: Database, token: string): Promise<{ id: number } | undefined> {
+  return db
+    .selectFrom('vms')
+    .select('id')
+    .where('install_token', '=', token)
+    .where('boot_network', '=', true)
+    .executeTakeFirst();
 }

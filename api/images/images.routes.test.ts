@@ -1,4 +1,7 @@
 import { randomUUID } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { createTestApp, type TestApp } from '../../lib/testing/app.js';
 import { authHeader, createPool, createUserWithToken, grantRole } from '../../lib/testing/users.js';
@@ -39,8 +42,10 @@ async function insertVm(
   return id;
 }
 
+const PXE_BASE = 'http://10.0.2.2:18080';
+
 beforeAll(async () => {
-  t = await createTestApp();
+  t = await createTestApp({ env: { HERD_PXE_BASE_URL: `${PXE_BASE}/` } });
   const db = t.database.db;
   admin = await createUserWithToken(db, { username: 'root', superAdmin: true });
   rackAdmin = await createUserWithToken(db, { username: 'rackadmin' });
@@ -191,5 +196,103 @@ describe('PXE boot', () => {
     expect((await t.app.inject({ method: 'GET', url: '/pxe/boot' })).statusCode).toBe(400);
     expect(normalizeMac('AA:BB:CC:DD:EE:FF')).toBe('aa:bb:cc:dd:ee:ff');
     expect(normalizeMac('aabb.ccdd.eeff')).toBeNull();
+  });
+});
+
+describe('install kernels and initrds served by herd', () => {
+  let dir: string;
+  let kernel: string;
+  let initrd: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'herd-images-'));
+    kernel = path.join(dir, 'vmlinuz');
+    initrd = path.join(dir, 'initrd.gz');
+    await writeFile(kernel, Buffer.from(`kernel ${randomUUID()}`));
+    await writeFile(initrd, Buffer.alloc(300_000, 7));
+  });
+  afterAll(() => rm(dir, { recursive: true, force: true }));
+
+  test('a file on herd’s machine: the super-admin’s only, and it must exist', async () => {
+    const byRackAdmin = await api('POST', '/api/v1/images', rackAdmin, { name: 'local', kernel });
+    expect(byRackAdmin.statusCode).toBe(403);
+    expect(byRackAdmin.json().message).toContain('super-admin');
+    const missing = await api('POST', '/api/v1/images', admin, {
+      name: 'local',
+      kernel,
+      initrd: `${dir}/nope`,
+    });
+    expect(missing.statusCode).toBe(400);
+    expect(missing.json().field).toBe('initrd');
+    const dotted = await api('POST', '/api/v1/images', admin, {
+      name: 'local',
+      kernel: `${dir}/../x/vmlinuz`,
+    });
+    expect(dotted.statusCode).toBe(400);
+    const relative = await api('POST', '/api/v1/images', admin, { name: 'local', kernel: 'vmlinuz' });
+    expect(relative.statusCode).toBe(400);
+    const aDirectory = await api('POST', '/api/v1/images', admin, { name: 'local', kernel: dir });
+    expect(aDirectory.statusCode).toBe(400);
+  });
+
+  test('the script points at herd’s copies and the VM’s own installed URL, which works once', async () => {
+    const created = await api('POST', '/api/v1/images', admin, {
+      name: 'busybox-local',
+      kernel,
+      initrd,
+      cmdline: 'console=ttyS0 herd.installed={{installedUrl}}',
+    });
+    expect(created.statusCode).toBe(201);
+    const id = created.json().id;
+    const vmId = await insertVm('netinst', '52:54:00:00:01:01', id, true);
+
+    const script = (await t.app.inject({ method: 'GET', url: '/pxe/boot?mac=52:54:00:00:01:01' })).body;
+    const lines = script.split('\n');
+    const installed = /herd\.installed=(\S+)/.exec(lines[2])?.[1] ?? '';
+    expect(lines[2]).toBe(
+      `kernel ${PXE_BASE}/pxe/images/${id}/kernel console=ttyS0 herd.installed=${installed}`,
+    );
+    expect(lines[3]).toBe(`initrd ${PXE_BASE}/pxe/images/${id}/initrd`);
+    expect(installed).toMatch(new RegExp(`^${PXE_BASE}/pxe/installed/[A-Za-z0-9_-]{22}$`));
+    // The same token every time the script is served, until it is used.
+    const again = (await t.app.inject({ method: 'GET', url: '/pxe/boot?mac=52:54:00:00:01:01' })).body;
+    expect(again).toBe(script);
+
+    // The files, streamed without authentication; URL images and unknown ids have none.
+    const k = await t.app.inject({ method: 'GET', url: `/pxe/images/${id}/kernel` });
+    expect(k.statusCode).toBe(200);
+    expect(k.body).toMatch(/^kernel /);
+    const i = await t.app.inject({ method: 'GET', url: `/pxe/images/${id}/initrd` });
+    expect(i.rawPayload).toEqual(Buffer.alloc(300_000, 7));
+    expect(i.headers['content-length']).toBe('300000');
+    const listed = (await api('GET', '/api/v1/images', admin)).json().items as Array<{
+      id: number;
+      name: string;
+    }>;
+    const urlImage = listed.find((x) => x.name === 'debian-12')!.id;
+    expect((await t.app.inject({ method: 'GET', url: `/pxe/images/${urlImage}/kernel` })).statusCode).toBe(
+      404,
+    );
+    expect((await t.app.inject({ method: 'GET', url: '/pxe/images/999999/initrd' })).statusCode).toBe(404);
+    expect((await t.app.inject({ method: 'GET', url: '/pxe/images/abc/initrd' })).statusCode).toBe(400);
+
+    // The guest reports back the way busybox wget does: an empty form post.
+    const url = installed.slice(PXE_BASE.length);
+    expect((await t.app.inject({ method: 'POST', url: '/pxe/installed/not-the-token' })).statusCode).toBe(
+      404,
+    );
+    const done = await t.app.inject({
+      method: 'POST',
+      url,
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      payload: '',
+    });
+    expect(done.statusCode, done.body).toBe(200);
+    expect(done.json()).toEqual({ id: vmId, bootNetwork: false });
+    expect((await t.app.inject({ method: 'POST', url })).statusCode).toBe(404);
+    expect((await t.app.inject({ method: 'GET', url: '/pxe/boot?mac=52:54:00:00:01:01' })).body).toBe(
+      '#!ipxe\nexit\n',
+    );
+    const audit = await api('GET', `/api/v1/audit?entityType=vm&entityId=${vmId}&action=vm.installed`, admin);
+    expect(audit.json().items).toMatchObject([{ userId: null, after: { bootNetwork: false, via: 'pxe' } }]);
   });
 });

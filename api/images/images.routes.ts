@@ -5,8 +5,10 @@ import {
   createImage,
   getImage,
   type ImageBody,
+  imageFile,
   listImagesFor,
   markInstalled,
+  markInstalledByToken,
   normalizeMac,
   pxeScript,
   removeImage,
@@ -15,6 +17,14 @@ import {
 const tags = ['images'];
 /** A URL iPXE fetches: no whitespace (a script line), http(s) or tftp. */
 const bootUrl = { type: 'string', maxLength: 2048, pattern: '^(https?|tftp)://[^\\s]+$' } as const;
+/** A kernel or initrd: a URL as above, or a file on herd's machine that herd serves (super-admin only). */
+const bootFile = {
+  type: 'string',
+  maxLength: 2048,
+  pattern: '^((https?|tftp)://[^\\s]+|/[^\\s]*)$',
+  description:
+    "a URL the guest's iPXE fetches, or the absolute path of a file on herd's machine (super-admin only), served at /pxe/images/:id/kernel|initrd",
+} as const;
 
 const imageSchema = {
   type: 'object',
@@ -42,13 +52,14 @@ const imageBody = {
   description: 'One of: {name, kernel, initrd?, cmdline?} | {name, ipxeUrl} | {name, isoVolumeId}',
   properties: {
     name: { type: 'string', minLength: 1, maxLength: 128, pattern: '^[^\\r\\n]+$' },
-    kernel: bootUrl,
-    initrd: bootUrl,
+    kernel: bootFile,
+    initrd: bootFile,
     cmdline: {
       type: 'string',
       maxLength: 4096,
       pattern: '^[^\\r\\n]*$',
-      description: "{{name}}, {{uuid}} and {{mac}} are replaced with the VM's",
+      description:
+        "{{name}}, {{uuid}} and {{mac}} are replaced with the VM's; {{installedUrl}} with the VM's own URL that marks it installed (POST)",
     },
     ipxeUrl: bootUrl,
     isoVolumeId: { type: 'integer', minimum: 1 },
@@ -119,6 +130,62 @@ export async function imageRoutes(app: FastifyInstance, deps: AppDeps): Promise<
     },
     async (request) => markInstalled(deps, request.user, request.params.id),
   );
+
+  for (const part of ['kernel', 'initrd'] as const) {
+    app.get<{ Params: { id: number } }>(
+      `/pxe/images/:id/${part}`,
+      {
+        schema: {
+          tags: ['pxe'],
+          summary: `The ${part} of an install image that is a file on herd's machine (asked by the guest's iPXE; no authentication)`,
+          security: [],
+          params: idParam,
+          response: { 200: { type: 'string', format: 'binary' }, 400: errorSchema, 404: errorSchema },
+        },
+      },
+      async (request, reply) => {
+        const { stream, size } = await imageFile(deps, request.params.id, part);
+        return reply
+          .header('content-type', 'application/octet-stream')
+          .header('content-length', size)
+          .header('cache-control', 'no-store')
+          .send(stream);
+      },
+    );
+  }
+
+  // The guest's wget posts an empty form (`--post-data=`): whatever it sends is accepted and ignored, on this
+  // route only (its own plugin scope).
+  await app.register(async (scope) => {
+    scope.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: 4096 }, (_request, _body, done) =>
+      done(null, undefined),
+    );
+    scope.post<{ Params: { token: string } }>(
+      '/pxe/installed/:token',
+      {
+        schema: {
+          tags: ['pxe'],
+          summary:
+            "A network install is done (the guest POSTs the image command line's {{installedUrl}}): the VM boots from its disk from now on",
+          security: [],
+          params: {
+            type: 'object',
+            required: ['token'],
+            properties: { token: { type: 'string', minLength: 1, maxLength: 64 } },
+          },
+          response: {
+            200: {
+              type: 'object',
+              properties: { id: { type: 'integer' }, bootNetwork: { type: 'boolean' } },
+            },
+            400: errorSchema,
+            404: errorSchema,
+          },
+        },
+      },
+      async (request) => markInstalledByToken(deps, request.params.token),
+    );
+  });
 
   app.get<{ Querystring: { mac: string } }>(
     '/pxe/boot',

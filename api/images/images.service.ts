@@ -1,3 +1,8 @@
+import { randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
 import { assertPool, assertVm, canListUsers } from '../access/access.service.js';
 import type { AppDeps } from '../app.js';
 import { audit } from '../audit/audit.service.js';
@@ -11,11 +16,19 @@ import {
   findImageByName,
   type ImageRow,
   insertImage,
+  installTokenFor,
   listImages,
   setInstalled,
+  vmByInstallToken,
 } from './images.repository.js';
 
 type Deps = Pick<AppDeps, 'db' | 'log'>;
+type PxeDeps = Pick<AppDeps, 'db' | 'log' | 'config'>;
+
+/** A kernel or initrd given as a file on herd's machine (served by herd at /pxe/images/:id/…), not a URL. */
+export function isHerdFile(location: string | null): location is string {
+  return location?.startsWith('/') === true;
+}
 
 export type ImageBody =
   | { name: string; kernel: string; initrd?: string; cmdline?: string }
@@ -75,6 +88,7 @@ export async function createImage(deps: Deps, user: AuthUser, body: ImageBody): 
       field: kinds[1] ?? 'kernel',
     });
   }
+  if ('kernel' in body) await assertServableFiles(user, body);
   if ('isoVolumeId' in body) {
     const volume = await deps.db
       .selectFrom('volumes')
@@ -107,6 +121,26 @@ export async function createImage(deps: Deps, user: AuthUser, body: ImageBody): 
     return image;
   });
   return toAnswer(row);
+}
+
+/**
+ * A kernel or initrd named by its path on herd's machine is served to anyone who asks /pxe/images (guests'
+ * firmware does not log in): only the super-admin may publish a file of herd's machine that way, and it must be
+ * a readable regular file.
+ */
+async function assertServableFiles(user: AuthUser, body: { kernel: string; initrd?: string }): Promise<void> {
+  for (const field of ['kernel', 'initrd'] as const) {
+    const file = body[field];
+    if (file === undefined || !isHerdFile(file)) continue;
+    if (!user.isSuperAdmin)
+      throw forbidden(
+        `${field}: a file on herd's machine is served by herd: only the super-admin may name one`,
+      );
+    if (path.normalize(file) !== file)
+      throw badRequest(`${field}: give the file's plain absolute path (no . or .. parts)`, { field });
+    const info = await stat(file).catch(() => null);
+    if (!info?.isFile()) throw badRequest(`${field}: no regular file ${file} on herd's machine`, { field });
+  }
 }
 
 export async function listImagesFor(deps: Deps, page: { limit: number; offset: number }) {
@@ -151,17 +185,59 @@ export async function markInstalled(
     .executeTakeFirst();
   if (!vm) throw notFound('vm');
   await assertVm(deps.db, user, vm, 'control');
+  await recordInstalled(deps, vmId, user.id, 'api');
+  return { id: vmId, bootNetwork: false };
+}
+
+/** boot_network=false (the install token goes with it) and the audit entry, in one transaction. */
+async function recordInstalled(deps: Deps, vmId: number, userId: number | null, via: 'api' | 'pxe') {
   await deps.db.transaction().execute(async (trx) => {
     await setInstalled(trx, vmId);
     await audit(trx, {
-      userId: user.id,
+      userId,
       action: 'vm.installed',
       entityType: 'vm',
       entityId: vmId,
-      after: { bootNetwork: false },
+      after: { bootNetwork: false, via },
     });
   });
-  return { id: vmId, bootNetwork: false };
+}
+
+/**
+ * `POST /pxe/installed/<token>`: the guest being installed reports that it is done (the image's command line
+ * carried the URL as `{{installedUrl}}`). No authentication: the token, made for this VM and cleared once used,
+ * is the credential. Audited with no user (`via: "pxe"`).
+ */
+export async function markInstalledByToken(
+  deps: Deps,
+  token: string,
+): Promise<{ id: number; bootNetwork: false }> {
+  const vm = await vmByInstallToken(deps.db, token);
+  if (!vm) throw notFound('install token');
+  await recordInstalled(deps, vm.id, null, 'pxe');
+  deps.log.info({ vmId: vm.id }, 'network install reported done: the VM boots from its disk from now on');
+  return { id: vm.id, bootNetwork: false };
+}
+
+/**
+ * `GET /pxe/images/:id/kernel|initrd`: the install image's file on herd's machine, streamed (no authentication:
+ * the guest's firmware asks). 404 for an unknown image or one whose part is a URL or absent.
+ */
+export async function imageFile(
+  deps: Deps,
+  id: number,
+  part: 'kernel' | 'initrd',
+): Promise<{ stream: Readable; size: number }> {
+  const row = await findImage(deps.db, id);
+  const file = row?.[part] ?? null;
+  if (!isHerdFile(file)) throw notFound(`${part} of image ${id}`);
+  const info = await stat(file).catch(() => null);
+  if (!info?.isFile()) {
+    deps.log.warn({ imageId: id, file }, `the ${part} of an install image is gone from herd's machine`);
+    throw notFound(`${part} of image ${id}`);
+  }
+  deps.log.info({ imageId: id, part, bytes: info.size }, 'serving an install image file');
+  return { stream: createReadStream(file), size: info.size };
 }
 
 const MAC =
@@ -182,26 +258,46 @@ const BOOT_FROM_DISK = '#!ipxe\nexit\n';
  * image is attached as a CD-ROM by the VM's definition, so the network boot steps aside for it as well.
  * `{{name}}`, `{{uuid}}` and `{{mac}}` in the command line are the VM's.
  */
-export async function pxeScript(deps: Deps, mac: string): Promise<string> {
+export async function pxeScript(deps: PxeDeps, mac: string): Promise<string> {
   const target = await bootTargetByMac(deps.db, mac);
   if (!target?.boot_network || !target.image) return BOOT_FROM_DISK;
   const image = target.image;
+  const base = deps.config.pxe.baseUrl;
+  const installedUrl = image.cmdline?.includes(INSTALLED_URL)
+    ? `${base}/pxe/installed/${await installTokenFor(deps.db, target.vm_id, newInstallToken())}`
+    : '';
   const fill = (s: string) =>
     oneLine(
       s
         .replaceAll('{{name}}', target.vm_name)
         .replaceAll('{{uuid}}', target.vm_uuid)
-        .replaceAll('{{mac}}', mac),
+        .replaceAll('{{mac}}', mac)
+        .replaceAll(INSTALLED_URL, installedUrl),
     );
+  const served = (part: 'kernel' | 'initrd', location: string) =>
+    isHerdFile(location) ? `${base}/pxe/images/${image.id}/${part}` : location;
   deps.log.info({ vmId: target.vm_id, image: image.name, mac }, 'serving an install image over iPXE');
-  return installScript(target, image, fill);
+  return installScript(target, image, fill, served);
 }
 
-function installScript(target: BootTarget, image: ImageRow, fill: (s: string) => string): string {
+/** The command line's placeholder for the VM's `POST /pxe/installed/<token>` URL. */
+const INSTALLED_URL = '{{installedUrl}}';
+
+/** 128 random bits, URL-safe: the install report's credential. */
+function newInstallToken(): string {
+  return randomBytes(16).toString('base64url');
+}
+
+function installScript(
+  target: BootTarget,
+  image: ImageRow,
+  fill: (s: string) => string,
+  served: (part: 'kernel' | 'initrd', location: string) => string,
+): string {
   const lines = ['#!ipxe', `echo herd: installing ${oneLine(target.vm_name)} from ${oneLine(image.name)}`];
   if (image.kernel) {
-    lines.push(`kernel ${image.kernel}${image.cmdline ? ` ${fill(image.cmdline)}` : ''}`);
-    if (image.initrd) lines.push(`initrd ${image.initrd}`);
+    lines.push(`kernel ${served('kernel', image.kernel)}${image.cmdline ? ` ${fill(image.cmdline)}` : ''}`);
+    if (image.initrd) lines.push(`initrd ${served('initrd', image.initrd)}`);
     lines.push('boot');
   } else if (image.ipxe_url) {
     lines.push(`chain ${fill(image.ipxe_url)}`);

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { USER_NETWORK } from '../hosts/driver/domain-xml.js';
 import type { DomainSpec } from '../hosts/driver/index.js';
 
 /** KVM's locally administered prefix: herd's MACs are 52:54:00 and three random bytes. */
@@ -36,7 +37,9 @@ export interface ImageForSpec {
  * The domain herd defines from its own record: disks from the attached volumes, NICs with their MACs, and
  * the boot order. While installing (`boot_network`), a network-install image boots from the network first
  * (herd serves its iPXE script by MAC) and an ISO image from its CD-ROM first; afterwards from disk.
- * `name` keeps the name a host already knows the domain by (e.g. a domain herd adopted).
+ * `name` keeps the name a host already knows the domain by (e.g. a domain herd adopted). On qemu's user network
+ * nobody else answers DHCP, so with `pxeBaseUrl` (where guests reach herd) the first NIC there is given herd's
+ * iPXE script for its MAC as its boot file while the VM installs from a network image.
  */
 export function buildDomainSpec(
   vm: VmRecordForSpec,
@@ -46,6 +49,7 @@ export function buildDomainSpec(
   },
   image: ImageForSpec | undefined,
   name = domainName(vm),
+  pxeBaseUrl?: string,
 ): DomainSpec {
   const disks: DomainSpec['disks'] = parts.volumes.map((v) => {
     if (!v.path) throw new Error(`volume ${v.name} has no path on the host: refresh its storage pool`);
@@ -58,13 +62,19 @@ export function buildDomainSpec(
     disks.push({ path: image.iso_path, device: 'cdrom' });
   }
   const boot: DomainSpec['boot'] = installing ? [iso ? 'cdrom' : 'network', 'hd'] : ['hd'];
+  const pxeNic =
+    installing && !iso && pxeBaseUrl ? parts.nics.find((n) => n.network === USER_NETWORK) : undefined;
   return {
     uuid: vm.uuid,
     name,
     vcpus: vm.vcpus,
     memoryMiB: vm.memory_mib,
     disks,
-    nics: parts.nics.map((n) => ({ mac: n.mac, network: n.network })),
+    nics: parts.nics.map((n) =>
+      n === pxeNic
+        ? { mac: n.mac, network: n.network, bootUrl: pxeBootUrl(pxeBaseUrl!, n.mac) }
+        : { mac: n.mac, network: n.network },
+    ),
     boot,
     ...(vm.boot_kernel
       ? {
@@ -76,4 +86,18 @@ export function buildDomainSpec(
         }
       : {}),
   };
+}
+
+/** DHCP's boot file name field holds 127 bytes (qemu's user network puts the URL there). */
+const BOOT_FILE_MAX = 127;
+
+/** herd's iPXE script for the NIC with this MAC, as the guest asks it over the network. */
+export function pxeBootUrl(pxeBaseUrl: string, mac: string): string {
+  const url = `${pxeBaseUrl}/pxe/boot?mac=${mac}`;
+  if (Buffer.byteLength(url) > BOOT_FILE_MAX) {
+    throw new Error(
+      `the iPXE script's URL ${url} is longer than DHCP's ${BOOT_FILE_MAX}-byte boot file name: shorten HERD_PXE_BASE_URL`,
+    );
+  }
+  return url;
 }

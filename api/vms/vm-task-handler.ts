@@ -34,6 +34,8 @@ export interface VmTaskArgs {
 export interface VmTaskHandlerOptions {
   hosts: HostConnections;
   saveDir?: string;
+  /** Where guests reach herd's /pxe routes (HERD_PXE_BASE_URL): network installs on qemu's user network. */
+  pxeBaseUrl?: string;
   /** Poll interval of a graceful shutdown (tests shorten it). */
   shutdownPollMs?: number;
   /** Poll interval of libvirt's job info while a save, restore or migration runs. */
@@ -66,7 +68,7 @@ export function createVmTaskHandler(options: VmTaskHandlerOptions): TaskHandler 
   const defineOn = async (db: Database, driver: HostDriver, vm: VmRow, knownAs?: DomainInfo | null) => {
     const parts = await vmParts(db, [vm.id]);
     const existing = knownAs === undefined ? await driver.domain(vm.uuid) : knownAs;
-    const spec = buildDomainSpec(vm, parts, parts.images[0], existing?.name);
+    const spec = buildDomainSpec(vm, parts, parts.images[0], existing?.name, options.pxeBaseUrl);
     await driver.define(spec);
   };
 

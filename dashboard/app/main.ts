@@ -4,6 +4,7 @@ import { connectLive, disconnectLive, onLive } from './live.js';
 import { navTree } from './nav.js';
 import { adminPage } from './pages/admin.js';
 import { alertCount, alertsPage } from './pages/alerts.js';
+import { consolePage } from './pages/console.js';
 import { homePage } from './pages/home.js';
 import { hostPage } from './pages/host.js';
 import { loginPage, rememberLogout } from './pages/login.js';
@@ -25,6 +26,7 @@ const ROUTES: Array<[RegExp, Page]> = [
   [/^\/pool\/(\d+)$/, poolPage],
   [/^\/host\/(\d+)$/, hostPage],
   [/^\/vm\/(\d+)$/, vmPage],
+  [/^\/vm\/(\d+)\/console$/, consolePage],
   [/^\/search$/, searchPage],
   [/^\/alerts$/, alertsPage],
   [/^\/admin(?:\/([a-z-]+))?$/, adminPage],

@@ -72,6 +72,9 @@ export function attachLive(app: FastifyInstance, o: LiveOptions): LiveServer {
     path: '/socket.io',
     serveClient: true,
     transports: ['websocket', 'polling'],
+    // Upgrades that are not socket.io's are ended after this long unanswered; the VM console's
+    // (api/vms/vm-console.routes.ts) answers once its access checks are done.
+    destroyUpgradeTimeout: 10_000,
   });
   const send = (event: string, to: string[], data: unknown) => io.to([...to, rooms.all]).emit(event, data);
   const watcher = new ChangeWatcher(o.db, send, log, o.watchMs);

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import fastifyStatic from '@fastify/static';
 import type { FastifyInstance } from 'fastify';
+import { buildNoVncBundle } from './novnc-bundle.js';
 
 /** The package root, from the sources (dashboard/server) or the build (dist/dashboard/server). */
 function packageRoot(): string {
@@ -34,7 +35,8 @@ const VENDOR: Record<string, string> = {
 
 /**
  * The dashboard's files, without authentication: `/` (index.html, styles), `/app/*` (the compiled
- * modules) and `/vendor/*` (vega). The page itself asks the API for everything else, as any client does.
+ * modules) and `/vendor/*` (vega; `novnc-rfb.js`, noVNC's RFB client as one ES module, for the VM console).
+ * The page itself asks the API for everything else, as any client does.
  */
 export async function serveDashboardFiles(app: FastifyInstance): Promise<void> {
   await app.register(fastifyStatic, {
@@ -60,6 +62,17 @@ export async function serveDashboardFiles(app: FastifyInstance): Promise<void> {
         ),
     );
   }
+  let novnc: Promise<string> | undefined;
+  app.get('/vendor/novnc-rfb.js', { schema: { hide: true } }, async (_request, reply) => {
+    novnc ??= buildNoVncBundle();
+    novnc.catch(() => {
+      novnc = undefined;
+    });
+    return reply
+      .type('text/javascript; charset=utf-8')
+      .header('cache-control', 'public, max-age=86400')
+      .send(await novnc);
+  });
   app.get<{ Params: { file: string } }>(
     '/vendor/:file',
     { schema: { hide: true } },

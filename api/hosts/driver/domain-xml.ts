@@ -49,7 +49,11 @@ export const USER_NETWORK = 'user';
 export function domainXml(spec: DomainSpec, domainType: string): string {
   let disk = 0;
   let cdrom = 0;
-  const disks = spec.disks.map((d) => {
+  const pxe = spec.nics.find((n) => n.bootUrl && n.network === USER_NETWORK);
+  // The network-booting NIC is qemu's bootindex 1 (below); the disks follow in order, per device, as libvirt
+  // refuses an <os><boot> order beside per-device ones.
+  const bootOrder = pxe ? [...spec.disks.keys()].map((i) => ({ boot: { '@order': i + 2 } })) : [];
+  const disks = spec.disks.map((d, i) => {
     const isCdrom = d.device === 'cdrom';
     const isBlock = d.path.startsWith('/dev/');
     const target = isCdrom ? `sd${letters(cdrom++)}` : `vd${letters(disk++)}`;
@@ -61,22 +65,26 @@ export function domainXml(spec: DomainSpec, domainType: string): string {
       source: isBlock ? { '@dev': d.path } : { '@file': d.path },
       target: { '@dev': target, '@bus': isCdrom ? 'sata' : 'virtio' },
       ...(isCdrom ? { readonly: '' } : {}),
+      ...(bootOrder[i] ?? {}),
     };
   });
-  const interfaces = spec.nics.map((n) =>
-    n.network === USER_NETWORK
-      ? { '@type': 'user', mac: { '@address': n.mac }, model: { '@type': 'virtio' } }
-      : {
-          '@type': 'network',
-          mac: { '@address': n.mac },
-          source: { '@network': n.network },
-          model: { '@type': 'virtio' },
-        },
-  );
+  const interfaces = spec.nics
+    .filter((n) => n !== pxe)
+    .map((n) =>
+      n.network === USER_NETWORK
+        ? { '@type': 'user', mac: { '@address': n.mac }, model: { '@type': 'virtio' } }
+        : {
+            '@type': 'network',
+            mac: { '@address': n.mac },
+            source: { '@network': n.network },
+            model: { '@type': 'virtio' },
+          },
+    );
   const linux = spec.linuxBoot;
   const doc = {
     domain: {
       '@type': domainType,
+      ...(pxe ? { '@xmlns:qemu': QEMU_NS } : {}),
       name: spec.name,
       uuid: spec.uuid,
       memory: { '@unit': 'MiB', '#text': spec.memoryMiB },
@@ -89,7 +97,9 @@ export function domainXml(spec: DomainSpec, domainType: string): string {
             ...(linux.initrd ? { initrd: linux.initrd } : {}),
             ...(linux.cmdline ? { cmdline: linux.cmdline } : {}),
           }
-        : { type: 'hvm', boot: spec.boot.map((dev) => ({ '@dev': dev })) },
+        : pxe
+          ? { type: 'hvm' }
+          : { type: 'hvm', boot: spec.boot.map((dev) => ({ '@dev': dev })) },
       features: { acpi: { '#text': '' }, apic: { '#text': '' } },
       on_poweroff: 'destroy',
       on_reboot: 'restart',
@@ -103,9 +113,30 @@ export function domainXml(spec: DomainSpec, domainType: string): string {
         // Memory statistics every 10 s: what collectd's virt plugin reads as the guest's memory use.
         memballoon: { '@model': 'virtio', stats: { '@period': '10' } },
       },
+      ...(pxe ? { 'qemu:commandline': { 'qemu:arg': pxeNicArgs(pxe).map((v) => ({ '@value': v })) } } : {}),
     },
   };
   return builder.build(doc);
+}
+
+const QEMU_NS = 'http://libvirt.org/schemas/domain/qemu/1.0';
+
+/**
+ * A NIC on qemu's user network that boots from the network: libvirt's `<interface type='user'>` cannot set the
+ * boot file name qemu's built-in DHCP hands out, so the NIC goes to qemu directly (`<qemu:commandline>`): a
+ * user-mode netdev with `bootfile=<url>` (DHCP's file name, which the virtio NIC's iPXE ROM fetches over HTTP)
+ * and a virtio NIC on it, first in the boot order. Commas in a qemu option value are doubled. libvirt gives its
+ * own devices fixed PCI slots from the lowest up, and qemu may create this one first: it takes slot 0x1e of the
+ * `pc` machine's bus (libvirt's default for x86), out of libvirt's way.
+ */
+function pxeNicArgs(nic: { mac: string; bootUrl?: string }): string[] {
+  const url = (nic.bootUrl ?? '').replaceAll(',', ',,');
+  return [
+    '-netdev',
+    `user,id=herdpxe0,bootfile=${url}`,
+    '-device',
+    `virtio-net-pci,id=herdpxenic0,netdev=herdpxe0,mac=${nic.mac},bootindex=1,bus=pci.0,addr=0x1e`,
+  ];
 }
 
 /** vda, vdb, …, vdz, vdaa: libvirt's disk naming. */

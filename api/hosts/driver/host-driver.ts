@@ -32,7 +32,11 @@ export interface DomainSpec {
   vcpus: number;
   memoryMiB: number;
   disks: Array<{ path: string; device?: 'disk' | 'cdrom' }>;
-  nics: Array<{ mac: string; network: string }>;
+  /**
+   * `bootUrl`: the NIC (on qemu's user network) network-boots from this URL, which qemu's DHCP hands out as the
+   * boot file name to the NIC's iPXE ROM (a network install; see domain-xml.ts).
+   */
+  nics: Array<{ mac: string; network: string; bootUrl?: string }>;
   /** Boot order, first entry first: 'network' for PXE installs, then 'hd', 'cdrom'. */
   boot: Array<'network' | 'hd' | 'cdrom'>;
   /** Direct Linux boot from files on the host, instead of the boot order. */

@@ -8,6 +8,7 @@ import { createTestApp, type TestApp } from '../../../lib/testing/app.js';
 import { type TestHostOptions, writeTestHost } from '../../../lib/testing/libvirt-hosts.js';
 import { authHeader, createUserWithToken } from '../../../lib/testing/users.js';
 import { waitFor } from '../../../lib/testing/wait.js';
+import type { RoutePlugin } from '../../app.js';
 import { HostConnections } from '../../hosts/driver/index.js';
 import { apiRoutes } from '../../routes.js';
 import { prepareTaskQueue } from '../../tasks/task-queue.js';
@@ -43,11 +44,14 @@ export interface Fleet {
   close(): Promise<void>;
 }
 
-export async function createFleet(options: { liveView?: LiveView } = {}): Promise<Fleet> {
+export async function createFleet(
+  options: { liveView?: LiveView; env?: NodeJS.ProcessEnv; routes?: RoutePlugin[] } = {},
+): Promise<Fleet> {
   const log = createLogger(process.env.HERD_TEST_LOG_LEVEL ?? 'silent');
   const connections = new HostConnections(log);
   const t = await createTestApp({
-    routes: apiRoutes,
+    routes: options.routes ?? apiRoutes,
+    env: options.env,
     deps: { hostConnections: connections, ...(options.liveView ? { liveView: options.liveView } : {}) },
   });
   await prepareTaskQueue(t.database.pool, log);
@@ -94,7 +98,14 @@ export async function createFleet(options: { liveView?: LiveView } = {}): Promis
         db: t.database.db,
         pgPool: t.database.pool,
         log,
-        handlers: { vm: createVmTaskHandler({ hosts: connections, saveDir, shutdownPollMs: 20 }) },
+        handlers: {
+          vm: createVmTaskHandler({
+            hosts: connections,
+            saveDir,
+            shutdownPollMs: 20,
+            pxeBaseUrl: t.deps.config.pxe.baseUrl,
+          }),
+        },
         heartbeatMs: 200,
         leaseMs: 1_500,
         ...workerOptions,

@@ -8,6 +8,7 @@ import { hostName, state } from '../state.js';
 import { dataTable } from '../table.js';
 import { type Task, VM_ACTIONS, type Vm } from '../types.js';
 import { breadcrumbs, facts, taskState, tasksPanel, VM_METRICS } from './common.js';
+import { CONSOLE_STATES } from './console.js';
 import { eventsPanel } from './events.js';
 
 /** A VM: state, host, resources, volumes, collectd notifications, the actions its state allows, the task running, graphs. */
@@ -69,6 +70,18 @@ export const vmPage: Page = async (main, [id]) => {
             },
             a.label,
           ),
+        ),
+      CONSOLE_STATES.includes(vm.state) &&
+        h(
+          'button',
+          {
+            type: 'button',
+            'data-action': 'console',
+            onclick: () => {
+              location.hash = `#/vm/${vmId}/console`;
+            },
+          },
+          'Console',
         ),
       watching === undefined &&
         Object.values(VM_ACTIONS).every((a) => !a.from.includes(vm.state)) &&

@@ -1,0 +1,64 @@
+import { describe, expect, test } from 'vitest';
+import { domainXml } from '../hosts/driver/domain-xml.js';
+import { buildDomainSpec, pxeBootUrl } from './vm-spec.js';
+
+const vm = {
+  id: 7,
+  uuid: '0d7c0d0c-7a6b-4c3e-9f55-2f0c4a9e7b01',
+  name: 'web',
+  vcpus: 1,
+  memory_mib: 128,
+  boot_network: true,
+};
+const parts = {
+  volumes: [{ name: 'root', path: '/var/lib/herd/web.img' }],
+  nics: [
+    { mac: '52:54:00:00:00:01', network: 'default' },
+    { mac: '52:54:00:00:00:02', network: 'user' },
+  ],
+};
+const networkImage = { name: 'busybox', iso_path: null, iso_volume_id: null };
+
+describe('network installs on qemu’s user network', () => {
+  test('while installing, the user-network NIC goes to qemu with herd’s script as its boot file', () => {
+    const spec = buildDomainSpec(vm, parts, networkImage, undefined, 'http://10.0.2.2:8080');
+    expect(spec.nics[1].bootUrl).toBe('http://10.0.2.2:8080/pxe/boot?mac=52:54:00:00:00:02');
+    expect(spec.nics[0].bootUrl).toBeUndefined();
+    const xml = domainXml(spec, 'qemu');
+    expect(xml).toContain('xmlns:qemu="http://libvirt.org/schemas/domain/qemu/1.0"');
+    expect(xml).toContain(
+      'value="user,id=herdpxe0,bootfile=http://10.0.2.2:8080/pxe/boot?mac=52:54:00:00:00:02"',
+    );
+    expect(xml).toContain('mac=52:54:00:00:00:02,bootindex=1');
+    // The libvirt NIC stays; the disk boots second, per device (no <os><boot> beside per-device orders).
+    expect(xml).toContain('<source network="default"/>');
+    expect(xml).not.toContain('<interface type="user">');
+    expect(xml).toContain('<boot order="2"/>');
+    expect(xml).not.toContain('<boot dev=');
+  });
+
+  test('installed, an ISO image, or no base URL: plain libvirt NICs', () => {
+    for (const spec of [
+      buildDomainSpec({ ...vm, boot_network: false }, parts, networkImage, undefined, 'http://h:1'),
+      buildDomainSpec(
+        vm,
+        parts,
+        { name: 'cd', iso_path: '/isos/cd.iso', iso_volume_id: 3 },
+        undefined,
+        'http://h:1',
+      ),
+      buildDomainSpec(vm, parts, networkImage),
+    ]) {
+      const xml = domainXml(spec, 'qemu');
+      expect(xml).toContain('<interface type="user">');
+      expect(xml).not.toContain('qemu:commandline');
+    }
+  });
+
+  test('commas are escaped for qemu; a URL too long for DHCP’s boot file name is refused', () => {
+    const spec = buildDomainSpec(vm, parts, networkImage, undefined, 'http://10.0.2.2:8080');
+    spec.nics[1].bootUrl = 'http://h/a,b';
+    expect(domainXml(spec, 'qemu')).toContain('bootfile=http://h/a,,b');
+    expect(() => pxeBootUrl(`http://${'x'.repeat(100)}`, '52:54:00:00:00:02')).toThrow(/HERD_PXE_BASE_URL/);
+  });
+});
