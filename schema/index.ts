@@ -15,6 +15,7 @@ import * as vmActionAudit from './2026-12-07T00-vm-action-audit.js';
 import * as liveHosts from './2026-12-07T15-live-hosts.js';
 import * as eventSubjects from './2026-12-07T16-event-subjects.js';
 import * as vmLinuxBoot from './2026-12-07T21-vm-linux-boot.js';
+import * as cpuLimits from './2026-12-07T23-cpu-limits.js';
 
 /**
  * Every migration, in order. Names are frozen once released; append new ones at the end.
@@ -37,6 +38,7 @@ export const migrations: Record<string, Migration> = {
   '2026-12-07T15-live-hosts': liveHosts,
   '2026-12-07T16-event-subjects': eventSubjects,
   '2026-12-07T21-vm-linux-boot': vmLinuxBoot,
+  '2026-12-07T23-cpu-limits': cpuLimits,
 };
 
 type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
@@ -87,6 +89,8 @@ export interface PoolsTable {
   placement_policy: PlacementPolicy | null;
   cpu_allocation_ratio: number | null;
   ram_allocation_ratio: number | null;
+  /** VM pools: CPU hard limit (% of each vCPU) its VMs get at most (migration 2026-12-07T23). */
+  cpu_limit_percent: ColumnType<number | null, number | null | undefined, number | null>;
   created_at: GeneratedTimestamp;
 }
 
@@ -192,6 +196,8 @@ export interface VmsTable {
   boot_kernel: ColumnType<string | null, string | null | undefined, string | null>;
   boot_initrd: ColumnType<string | null, string | null | undefined, string | null>;
   boot_cmdline: ColumnType<string | null, string | null | undefined, string | null>;
+  /** CPU hard limit, % of each vCPU; the pool's may be lower (migration 2026-12-07T23). */
+  cpu_limit_percent: ColumnType<number | null, number | null | undefined, number | null>;
   started_at: NullableTimestamp;
   state_changed_at: GeneratedTimestamp;
   created_at: GeneratedTimestamp;

@@ -23,6 +23,16 @@ export interface VmRecordForSpec {
   boot_kernel?: string | null;
   boot_initrd?: string | null;
   boot_cmdline?: string | null;
+  cpu_limit_percent?: number | null;
+}
+
+/** A VM's CPU hard limit: the lower of its own and its VM pool's (null: neither has one). */
+export function effectiveCpuLimit(
+  own: number | null | undefined,
+  pool: number | null | undefined,
+): number | null {
+  const limits = [own, pool].filter((v): v is number => typeof v === 'number');
+  return limits.length ? Math.min(...limits) : null;
 }
 
 export interface ImageForSpec {
@@ -43,6 +53,8 @@ export function buildDomainSpec(
   parts: {
     volumes: Array<{ name: string; path: string | null }>;
     nics: Array<{ mac: string; network: string }>;
+    /** The CPU limit of the VM's pool. */
+    poolCpuLimitPercent?: number | null;
   },
   image: ImageForSpec | undefined,
   name = domainName(vm),
@@ -58,6 +70,7 @@ export function buildDomainSpec(
     disks.push({ path: image.iso_path, device: 'cdrom' });
   }
   const boot: DomainSpec['boot'] = installing ? [iso ? 'cdrom' : 'network', 'hd'] : ['hd'];
+  const cpuLimitPercent = effectiveCpuLimit(vm.cpu_limit_percent, parts.poolCpuLimitPercent);
   return {
     uuid: vm.uuid,
     name,
@@ -75,5 +88,6 @@ export function buildDomainSpec(
           },
         }
       : {}),
+    ...(cpuLimitPercent !== null ? { cpuLimitPercent } : {}),
   };
 }
