@@ -15,12 +15,20 @@ import {
   sharedHypervisor,
   startGuestSignals,
 } from '../lib/testing/hypervisor.js';
-import { startHostCollectd, startTestHerd, type TestHerd } from '../lib/testing/real-herd.js';
+import {
+  exclusiveCpu,
+  realFleet,
+  startGate,
+  startHostCollectd,
+  startTestHerd,
+  type TestHerd,
+  waitAtGate,
+} from '../lib/testing/real-herd.js';
 
 /**
  * The VM page's graphs of a real guest, in Debian's chromium: herd (every role) on the suite's real libvirtd, the
  * real collectd's virt plugin (2 s interval) → herd's ingest → InfluxDB → the page's vega-lite graphs. The guest
- * idles ~30 s, then keeps its vCPU busy, writes and reads its volume disk, fetches from a loopback HTTP server
+ * idles ~30 s (at a gate the test opens), then keeps its vCPU busy, writes and reads its volume disk, fetches from a loopback HTTP server
  * over qemu's user network and pings over a tap NIC (network `ethernet`: the user network has no host-side
  * counters, so collectd sees no traffic on it). The graphs' own data (the drawn vega view's rows) must show it.
  */
@@ -40,6 +48,8 @@ let collectd: { stop(): Promise<void> } | undefined;
 let disk: string;
 let vm: { id: number; uuid: string };
 let readyAt = 0;
+let gate: Awaited<ReturnType<typeof startGate>>;
+let release: (() => Promise<void>) | undefined;
 const pageErrors: string[] = [];
 
 beforeAll(async () => {
@@ -50,6 +60,7 @@ beforeAll(async () => {
   ]);
   dir = await mkdtemp(path.join(os.tmpdir(), 'herd-guest-graphs-'));
   signals = await startGuestSignals();
+  gate = await startGate();
   // What the guest downloads in its busy phase: 256 KiB a request.
   const blob = Buffer.alloc(256 * 1024, 7);
   blobs = http.createServer((req, res) => {
@@ -61,20 +72,9 @@ beforeAll(async () => {
   const blobUrl = `http://${HOST_FROM_GUEST}:${(blobs.address() as AddressInfo).port}/blob`;
 
   th = await startTestHerd(dir, { HERD_SAVE_DIR: hv.sharedDir });
-  const rack = await th.request('POST', '/api/v1/pools', {
-    name: 'graphs-rack',
-    kind: 'hardware',
-    parentId: 1,
-  });
-  const team = await th.request('POST', '/api/v1/pools', {
-    name: 'graphs-team',
-    kind: 'vm',
-    parentId: rack.body.id,
-  });
-  const added = await th.request('POST', '/api/v1/hosts', { uri: host.uri, poolId: rack.body.id });
-  expect(added.status, JSON.stringify(added.body)).toBe(201);
+  const fleet = await realFleet(th, 'graphs', [host.uri]);
   collectd = await startHostCollectd(dir, {
-    hostname: added.body.hostname,
+    hostname: fleet.hosts[0].hostname,
     libvirtUri: host.uri,
     port: th.herd.ingest!.port,
     intervalSeconds: 2,
@@ -88,7 +88,7 @@ beforeAll(async () => {
   const db = th.herd.database.db;
   const storage = await db
     .insertInto('storage_pools')
-    .values({ pool_id: rack.body.id, type: 'nfs', name: 'graphs-shared' })
+    .values({ pool_id: fleet.rackId, type: 'nfs', name: 'graphs-shared' })
     .returning('id')
     .executeTakeFirstOrThrow();
   const volume = await db
@@ -99,7 +99,7 @@ beforeAll(async () => {
 
   const script = `
 ip link set eth1 up; ip addr add 10.213.0.2/24 dev eth1; ip neigh add 10.213.0.1 lladdr 02:00:00:00:00:01 dev eth1
-sleep ${IDLE_SECONDS}
+${waitAtGate(gate.url)}
 wget -q -O /dev/null ${signals.url('busy/graphs')}
 while :; do :; done &
 while :; do dd if=/dev/zero of=/dev/vda bs=64k count=256 conv=fsync 2>/dev/null; dd if=/dev/vda of=/dev/null bs=64k count=256 2>/dev/null; echo 3 >/proc/sys/vm/drop_caches; done &
@@ -108,7 +108,7 @@ while :; do ping -c 20 -s 1200 10.213.0.1 >/dev/null 2>&1; done &
 `;
   const created = await th.request('POST', '/api/v1/vms', {
     name: 'graphs-guest',
-    poolId: team.body.id,
+    poolId: fleet.teamId,
     vcpus: 1,
     memoryMiB: 128,
     volumes: [volume.id],
@@ -142,6 +142,8 @@ afterAll(async () => {
         () => undefined,
       );
   }
+  await release?.();
+  await gate?.close();
   await th?.close();
   await signals?.close();
   await new Promise((resolve) => blobs?.close(resolve));
@@ -188,7 +190,11 @@ function mean(rows: Row[], line: string, from: number, to: number): { mean: numb
 
 describe('a real guest on its VM page', () => {
   test('CPU rises when the guest gets busy; memory, disk and network lines carry its activity', async () => {
-    await signals.waitFor('busy/graphs', (IDLE_SECONDS + 60) * 1000);
+    // Idle at the gate for IDLE_SECONDS at least; busy once no other file's guest is (2 cores).
+    await new Promise((r) => setTimeout(r, Math.max(0, readyAt + IDLE_SECONDS * 1000 - Date.now())));
+    release = await exclusiveCpu(hv.sharedDir);
+    gate.open();
+    await signals.waitFor('busy/graphs', 60_000);
     const busyAt = Date.now();
     // Two whole 10 s buckets of the busy phase after the figures caught up.
     await new Promise((r) => setTimeout(r, 32_000));
@@ -217,5 +223,5 @@ describe('a real guest on its VM page', () => {
     expect(blobCalls).toBeGreaterThan(0);
     expect(pageErrors).toEqual([]);
     await page.close();
-  }, 180_000);
+  }, 480_000);
 });

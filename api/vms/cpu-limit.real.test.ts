@@ -10,12 +10,21 @@ import {
   sharedHypervisor,
   startGuestSignals,
 } from '../../lib/testing/hypervisor.js';
-import { meanOver, startHostCollectd, startTestHerd, type TestHerd } from '../../lib/testing/real-herd.js';
+import {
+  exclusiveCpu,
+  meanOver,
+  realFleet,
+  startGate,
+  startHostCollectd,
+  startTestHerd,
+  type TestHerd,
+  waitAtGate,
+} from '../../lib/testing/real-herd.js';
 import { waitFor } from '../../lib/testing/wait.js';
 
 /**
  * CPU hard limits on a real guest: herd (every role) on the suite's real libvirtds, the real collectd's virt
- * plugin feeding herd's ingest, a guest busy from boot. Uncapped it reads ~100 % of its vCPU in its CPU graph;
+ * plugin feeding herd's ingest, a guest that spins once the test lets it (one busy guest at a time: exclusiveCpu). Uncapped it reads ~100 % of its vCPU in its CPU graph;
  * capped at 50 % (PATCH on the VM, applied live with `virsh schedinfo`) ~50 %; its VM pool's lower 25 % wins
  * over the VM's own; the limit is in the persistent definition and follows a live migration.
  */
@@ -30,6 +39,8 @@ let signals: GuestSignals;
 let collectd: { stop(): Promise<void> } | undefined;
 let vm: { id: number; uuid: string };
 let hostIds: number[];
+let gate: Awaited<ReturnType<typeof startGate>>;
+let release: (() => Promise<void>) | undefined;
 
 const seconds = () => Date.now() / 1000;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -68,24 +79,15 @@ async function schedinfo(uri: string, ...flags: string[]) {
 beforeAll(async () => {
   dir = await mkdtemp(path.join(tmpdir(), 'herd-cpulimit-'));
   signals = await startGuestSignals();
+  gate = await startGate();
   th = await startTestHerd(dir, { HERD_SAVE_DIR: hv.sharedDir });
-  const rack = await th.request('POST', '/api/v1/pools', {
-    name: 'cpulimit-rack',
-    kind: 'hardware',
-    parentId: 1,
-  });
-  const team = await th.request('POST', '/api/v1/pools', {
-    name: 'cpulimit-team',
-    kind: 'vm',
-    parentId: rack.body.id,
-  });
-  hostIds = [];
-  for (const h of hv.hosts) {
-    const added = await th.request('POST', '/api/v1/hosts', { uri: h.uri, poolId: rack.body.id });
-    expect(added.status, JSON.stringify(added.body)).toBe(201);
-    hostIds.push(added.body.id);
-  }
-  const hostname = (await th.request('GET', `/api/v1/hosts/${hostIds[0]}`)).body.hostname;
+  const fleet = await realFleet(
+    th,
+    'cpulimit',
+    hv.hosts.map((h) => h.uri),
+  );
+  hostIds = fleet.hosts.map((h) => h.id);
+  const hostname = fleet.hosts[0].hostname;
   collectd = await startHostCollectd(dir, {
     hostname,
     libvirtUri: hv.hosts[0].uri,
@@ -94,14 +96,17 @@ beforeAll(async () => {
   });
   const created = await th.request('POST', '/api/v1/vms', {
     name: 'cpulimit-guest',
-    poolId: team.body.id,
+    poolId: fleet.teamId,
     vcpus: 1,
     memoryMiB: 128,
     nics: [{ network: 'user' }],
     linuxBoot: {
       kernel: hv.image.kernel,
       initrd: hv.image.initrd,
-      cmdline: guestCmdline({ script: 'while :; do :; done', ready: signals.url('ready/cpulimit') }),
+      cmdline: guestCmdline({
+        script: `${waitAtGate(gate.url)}\nwhile :; do :; done`,
+        ready: signals.url('ready/cpulimit'),
+      }),
     },
   });
   expect(created.status, JSON.stringify(created.body)).toBe(201);
@@ -122,6 +127,8 @@ afterAll(async () => {
     await virsh(h.uri, 'destroy', vm.uuid).catch(() => undefined);
     await virsh(h.uri, 'undefine', vm.uuid).catch(() => undefined);
   }
+  await release?.();
+  await gate?.close();
   await th?.close();
   await signals?.close();
   await rm(dir, { recursive: true, force: true });
@@ -129,6 +136,9 @@ afterAll(async () => {
 
 describe('a CPU-busy real guest', () => {
   test('~100 % uncapped, ~50 % at a 50 % limit set live, the pool ceiling wins, kept across migration', async () => {
+    // Busy only while no other file's guest is (2 cores): then the guest spins from the gate on.
+    release = await exclusiveCpu(hv.sharedDir);
+    gate.open();
     const uncapped = await phase();
     expect(uncapped, `uncapped: ${uncapped} %`).toBeGreaterThan(75);
 
@@ -174,5 +184,5 @@ describe('a CPU-busy real guest', () => {
     const lifted = await th.request('PATCH', `/api/v1/vms/${vm.id}`, { cpuLimitPercent: null });
     expect(lifted.body).toMatchObject({ cpuLimitPercent: null, effectiveCpuLimitPercent: null });
     expect(await schedinfo(hv.hosts[1].uri, '--live')).toBe(-1);
-  }, 240_000);
+  }, 480_000);
 });

@@ -1,11 +1,14 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { loadConfig } from '../config.js';
 import { createLogger } from '../log.js';
 import { ROLES, type RunningHerd, startHerd } from '../server.js';
 import { createTestDatabase, testInflux } from './db.js';
+import { HOST_FROM_GUEST } from './hypervisor.js';
 
 const PLUGINS = path.resolve(import.meta.dirname, '../../collectd-plugins');
 
@@ -74,6 +77,27 @@ export async function startTestHerd(dir: string, env: NodeJS.ProcessEnv = {}): P
 const COLLECTD_PASSWORD = 'hv-s3cret';
 
 /**
+ * A hardware pool `<prefix>-rack` holding the real hosts at `uris` (added through the API) and a VM pool
+ * `<prefix>-team` in it; answers their ids and the hosts' hostnames.
+ */
+export async function realFleet(th: TestHerd, prefix: string, uris: string[]) {
+  const create = async (body: object) => {
+    const res = await th.request('POST', '/api/v1/pools', body);
+    if (res.status !== 201) throw new Error(`pool: ${res.status} ${JSON.stringify(res.body)}`);
+    return res.body.id as number;
+  };
+  const rackId = await create({ name: `${prefix}-rack`, kind: 'hardware', parentId: 1 });
+  const teamId = await create({ name: `${prefix}-team`, kind: 'vm', parentId: rackId });
+  const hosts: Array<{ id: number; hostname: string }> = [];
+  for (const uri of uris) {
+    const res = await th.request('POST', '/api/v1/hosts', { uri, poolId: rackId });
+    if (res.status !== 201) throw new Error(`host ${uri}: ${res.status} ${JSON.stringify(res.body)}`);
+    hosts.push({ id: res.body.id, hostname: res.body.hostname });
+  }
+  return { rackId, teamId, hosts };
+}
+
+/**
  * The real collectd daemon on a libvirt host with herd's shipped fragment (collectd-plugins/collectd.conf): its
  * virt plugin reads the guests of `libvirtUri` every `intervalSeconds` (domains re-listed as often) and the
  * network plugin signs what it sends to herd's listener (`startTestHerd` knows the password).
@@ -128,3 +152,46 @@ export function meanOver(
     .map(([, avg]) => avg as number);
   return { mean: values.reduce((a, b) => a + b, 0) / Math.max(1, values.length), n: values.length };
 }
+
+/**
+ * One CPU-hungry phase at a time among the test files that ask (a directory made atomically under `dir`, the
+ * hypervisor's shared directory): on 2 cores two busy guests would each read half a CPU. Answers the release.
+ */
+export async function exclusiveCpu(dir: string, timeoutMs = 300_000): Promise<() => Promise<void>> {
+  const lock = path.join(dir, 'cpu-busy.lock');
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      await mkdir(lock);
+      return () => rm(lock, { recursive: true, force: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      if (Date.now() > deadline) throw new Error(`${lock} still held after ${timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
+}
+
+/**
+ * A gate a guest waits at before its busy phase: its URL answers 404 until `open()`, then 200, so a guest script
+ * `until wget -q -O /dev/null <url>; do sleep 1; done` goes on when the test says.
+ */
+export async function startGate(): Promise<{ url: string; open(): void; close(): Promise<void> }> {
+  let open = false;
+  const server = http.createServer((req, res) => {
+    req.resume();
+    res.statusCode = open ? 200 : 404;
+    res.end();
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://${HOST_FROM_GUEST}:${(server.address() as AddressInfo).port}/go`,
+    open: () => {
+      open = true;
+    },
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+/** The guest script line that waits at a gate. */
+export const waitAtGate = (url: string) => `until wget -q -O /dev/null ${url}; do sleep 1; done`;
