@@ -16,6 +16,7 @@ import * as liveHosts from './2026-12-07T15-live-hosts.js';
 import * as eventSubjects from './2026-12-07T16-event-subjects.js';
 import * as vmLinuxBoot from './2026-12-07T21-vm-linux-boot.js';
 import * as taskProgressDetail from './2026-12-07T22-task-progress-detail.js';
+import * as cpuLimits from './2026-12-07T23-cpu-limits.js';
 import * as pxeInstallToken from './2026-12-07T24-pxe-install-token.js';
 
 /**
@@ -40,6 +41,7 @@ export const migrations: Record<string, Migration> = {
   '2026-12-07T16-event-subjects': eventSubjects,
   '2026-12-07T21-vm-linux-boot': vmLinuxBoot,
   '2026-12-07T22-task-progress-detail': taskProgressDetail,
+  '2026-12-07T23-cpu-limits': cpuLimits,
   '2026-12-07T24-pxe-install-token': pxeInstallToken,
 };
 
@@ -91,6 +93,8 @@ export interface PoolsTable {
   placement_policy: PlacementPolicy | null;
   cpu_allocation_ratio: number | null;
   ram_allocation_ratio: number | null;
+  /** VM pools: CPU hard limit (% of each vCPU) its VMs get at most (migration 2026-12-07T23). */
+  cpu_limit_percent: ColumnType<number | null, number | null | undefined, number | null>;
   created_at: GeneratedTimestamp;
 }
 
@@ -198,6 +202,8 @@ export interface VmsTable {
   boot_cmdline: ColumnType<string | null, string | null | undefined, string | null>;
   /** The secret of the VM's `POST /pxe/installed/<token>` while a network install may report (migration 2026-12-07T24). */
   install_token: ColumnType<string | null, string | null | undefined, string | null>;
+  /** CPU hard limit, % of each vCPU; the pool's may be lower (migration 2026-12-07T23). */
+  cpu_limit_percent: ColumnType<number | null, number | null | undefined, number | null>;
   started_at: NullableTimestamp;
   state_changed_at: GeneratedTimestamp;
   created_at: GeneratedTimestamp;

@@ -12,6 +12,7 @@ export const POOL_COLUMNS = [
   'placement_policy',
   'cpu_allocation_ratio',
   'ram_allocation_ratio',
+  'cpu_limit_percent',
   'created_at',
 ] as const;
 
@@ -22,6 +23,7 @@ export interface PoolSettings {
   placement_policy?: PlacementPolicy | null;
   cpu_allocation_ratio?: number | null;
   ram_allocation_ratio?: number | null;
+  cpu_limit_percent?: number | null;
 }
 
 export async function findPool(db: Database, id: number) {

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { AppDeps } from '../app.js';
+import { hostDeps } from '../hosts/hosts.routes.js';
 import { createdSchema, errorResponses, idParam, listOf } from '../http/schemas.js';
 import {
   createPoolBody,
@@ -19,7 +20,9 @@ import {
 
 const tags = ['pools'];
 
-export function poolRoutes(app: FastifyInstance, { db }: AppDeps): void {
+export function poolRoutes(app: FastifyInstance, deps: AppDeps): void {
+  const { db, log } = deps;
+  const { hostConnections } = hostDeps(app, deps);
   app.post<{ Body: PoolSettingsInput & { name: string; kind: 'hardware' | 'vm'; parentId?: number | null } }>(
     '/api/v1/pools',
     {
@@ -62,13 +65,14 @@ export function poolRoutes(app: FastifyInstance, { db }: AppDeps): void {
     {
       schema: {
         tags,
-        summary: 'Change settings, or move the pool to another hardware pool (parentId)',
+        summary:
+          "Change settings (a VM pool's CPU limit applies live to its running VMs), or move the pool to another hardware pool (parentId)",
         params: idParam,
         body: patchPoolBody,
         response: { 200: poolSchema, ...errorResponses },
       },
     },
-    async (request) => patchPool(db, request.user, request.params.id, request.body),
+    async (request) => patchPool(db, request.user, request.params.id, request.body, { hostConnections, log }),
   );
 
   app.delete<{ Params: { id: number }; Querystring: { moveContentsToParent: boolean } }>(

@@ -5,6 +5,7 @@ import { audit } from '../audit/audit.service.js';
 import type { AuthUser } from '../auth/auth-user.js';
 import { badRequest, conflict, forbidden } from '../http/errors.js';
 import { lockPools } from '../quota/quota.repository.js';
+import { applyPoolCpuLimit, type CpuLimitDeps } from '../vms/cpu-limit.js';
 import {
   contents,
   deletePool as deletePoolRow,
@@ -29,6 +30,7 @@ export interface PoolSettingsInput {
   placementPolicy?: PlacementPolicy | null;
   cpuAllocationRatio?: number | null;
   ramAllocationRatio?: number | null;
+  cpuLimitPercent?: number | null;
 }
 
 export function mapPool(row: PoolRow, role: string | null) {
@@ -42,6 +44,7 @@ export function mapPool(row: PoolRow, role: string | null) {
     placementPolicy: row.placement_policy,
     cpuAllocationRatio: row.cpu_allocation_ratio,
     ramAllocationRatio: row.ram_allocation_ratio,
+    cpuLimitPercent: row.cpu_limit_percent,
     createdAt: row.created_at.toISOString(),
     /** The caller's effective role here. */
     role,
@@ -56,7 +59,16 @@ function toSettings(input: PoolSettingsInput): PoolSettings {
   if (input.placementPolicy !== undefined) out.placement_policy = input.placementPolicy;
   if (input.cpuAllocationRatio !== undefined) out.cpu_allocation_ratio = input.cpuAllocationRatio;
   if (input.ramAllocationRatio !== undefined) out.ram_allocation_ratio = input.ramAllocationRatio;
+  if (input.cpuLimitPercent !== undefined) out.cpu_limit_percent = input.cpuLimitPercent;
   return out;
+}
+
+/** A CPU limit is for the VMs of a VM pool: a hardware pool has none. */
+function assertCpuLimitFits(kind: 'hardware' | 'vm', input: PoolSettingsInput) {
+  if (kind === 'hardware' && input.cpuLimitPercent != null)
+    throw badRequest('cpuLimitPercent: only VM pools have a CPU limit (for their VMs)', {
+      field: 'cpuLimitPercent',
+    });
 }
 
 /**
@@ -83,6 +95,7 @@ export async function createPool(
   input: PoolSettingsInput & { name: string; kind: 'hardware' | 'vm'; parentId?: number | null },
 ) {
   const parentId = input.parentId ?? null;
+  assertCpuLimitFits(input.kind, input);
   await assertParent(db, user, input.kind, parentId);
   return db.transaction().execute(async (trx) => {
     const row = await insertPool(trx, {
@@ -120,15 +133,20 @@ export async function listVisiblePools(
   };
 }
 
-/** Changes settings, and moves the pool when `parentId` changes (modify on the pool and on the new parent). */
+/**
+ * Changes settings, and moves the pool when `parentId` changes (modify on the pool and on the new parent). A new
+ * CPU limit goes at once to the pool's running VMs (`hosts`).
+ */
 export async function patchPool(
   db: Database,
   user: AuthUser,
   id: number,
   input: PoolSettingsInput & { parentId?: number | null },
+  hosts: Omit<CpuLimitDeps, 'db'> = {},
 ) {
   await assertPool(db, user, id, 'modify');
   const before = (await findPool(db, id))!;
+  assertCpuLimitFits(before.kind, input);
   const moving = input.parentId !== undefined && input.parentId !== before.parent_id;
   if (moving) {
     if (id === DEFAULT_POOL_ID) throw conflict('default_pool', 'the default hardware pool stays at the root');
@@ -136,7 +154,7 @@ export async function patchPool(
       throw forbidden('only the super-admin moves a root pool');
     await assertParent(db, user, before.kind, input.parentId!);
   }
-  return db.transaction().execute(async (trx) => {
+  const answer = await db.transaction().execute(async (trx) => {
     const set: PoolSettings & { parent_id?: number | null } = toSettings(input);
     if (moving) {
       const newParent = input.parentId!;
@@ -162,6 +180,9 @@ export async function patchPool(
     });
     return mapPool(row, await effectiveRole(trx, user, id));
   });
+  if (input.cpuLimitPercent !== undefined && input.cpuLimitPercent !== before.cpu_limit_percent)
+    await applyPoolCpuLimit({ db, ...hosts }, id);
+  return answer;
 }
 
 /**

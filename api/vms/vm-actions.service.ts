@@ -2,6 +2,7 @@ import type { Database } from '../../lib/db.js';
 import type { Logger } from '../../lib/log.js';
 import { type Need, type PoolRole, seesVm } from '../access/access.service.js';
 import type { AuthUser } from '../auth/auth-user.js';
+import type { HostConnections } from '../hosts/driver/index.js';
 import { conflict, forbidden, notFound } from '../http/errors.js';
 import type { LiveSummarySource } from '../placement/live-usage.js';
 import {
@@ -55,6 +56,8 @@ export interface VmActionDeps {
   liveView?: LiveSummarySource;
   /** Where failures to queue a task's job are reported (a logger of their own otherwise). */
   log?: Logger;
+  /** The process's host connections (applying a CPU limit to a running VM). */
+  hostConnections?: HostConnections;
 }
 
 const claimOptions = (deps: VmActionDeps): VmClaimOptions => ({ log: deps.log });

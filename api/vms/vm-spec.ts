@@ -24,6 +24,16 @@ export interface VmRecordForSpec {
   boot_kernel?: string | null;
   boot_initrd?: string | null;
   boot_cmdline?: string | null;
+  cpu_limit_percent?: number | null;
+}
+
+/** A VM's CPU hard limit: the lower of its own and its VM pool's (null: neither has one). */
+export function effectiveCpuLimit(
+  own: number | null | undefined,
+  pool: number | null | undefined,
+): number | null {
+  const limits = [own, pool].filter((v): v is number => typeof v === 'number');
+  return limits.length ? Math.min(...limits) : null;
 }
 
 export interface ImageForSpec {
@@ -46,6 +56,8 @@ export function buildDomainSpec(
   parts: {
     volumes: Array<{ name: string; path: string | null }>;
     nics: Array<{ mac: string; network: string }>;
+    /** The CPU limit of the VM's pool. */
+    poolCpuLimitPercent?: number | null;
   },
   image: ImageForSpec | undefined,
   name = domainName(vm),
@@ -64,6 +76,7 @@ export function buildDomainSpec(
   const boot: DomainSpec['boot'] = installing ? [iso ? 'cdrom' : 'network', 'hd'] : ['hd'];
   const pxeNic =
     installing && !iso && pxeBaseUrl ? parts.nics.find((n) => n.network === USER_NETWORK) : undefined;
+  const cpuLimitPercent = effectiveCpuLimit(vm.cpu_limit_percent, parts.poolCpuLimitPercent);
   return {
     uuid: vm.uuid,
     name,
@@ -85,6 +98,7 @@ export function buildDomainSpec(
           },
         }
       : {}),
+    ...(cpuLimitPercent !== null ? { cpuLimitPercent } : {}),
   };
 }
 

@@ -68,7 +68,13 @@ export function createVmTaskHandler(options: VmTaskHandlerOptions): TaskHandler 
   const defineOn = async (db: Database, driver: HostDriver, vm: VmRow, knownAs?: DomainInfo | null) => {
     const parts = await vmParts(db, [vm.id]);
     const existing = knownAs === undefined ? await driver.domain(vm.uuid) : knownAs;
-    const spec = buildDomainSpec(vm, parts, parts.images[0], existing?.name, options.pxeBaseUrl);
+    const spec = buildDomainSpec(
+      vm,
+      { ...parts, poolCpuLimitPercent: parts.poolCpuLimits.get(vm.id) },
+      parts.images[0],
+      existing?.name,
+      options.pxeBaseUrl,
+    );
     await driver.define(spec);
   };
 

@@ -52,7 +52,7 @@ export async function insertVm(
     memoryMiB: number;
     imageId: number | null;
     bootNetwork: boolean;
-  } & Partial<Pick<VmRow, 'boot_kernel' | 'boot_initrd' | 'boot_cmdline'>>,
+  } & Partial<Pick<VmRow, 'boot_kernel' | 'boot_initrd' | 'boot_cmdline' | 'cpu_limit_percent'>>,
 ): Promise<number> {
   const { id } = await db
     .insertInto('vms')
@@ -68,6 +68,7 @@ export async function insertVm(
       boot_kernel: values.boot_kernel,
       boot_initrd: values.boot_initrd,
       boot_cmdline: values.boot_cmdline,
+      cpu_limit_percent: values.cpu_limit_percent,
       state: 'defined',
     })
     .returning('id')
@@ -149,8 +150,8 @@ export function imageById(db: Database, id: number) {
 
 /** Volumes, NICs and image of some VMs, for answers and for domain definitions. */
 export async function vmParts(db: Database, vmIds: number[]) {
-  if (!vmIds.length) return { volumes: [], nics: [], images: [] };
-  const [volumes, nics, images] = await Promise.all([
+  if (!vmIds.length) return { volumes: [], nics: [], images: [], poolCpuLimits: new Map<number, number>() };
+  const [volumes, nics, images, limits] = await Promise.all([
     db
       .selectFrom('volumes')
       .select(['id', 'vm_id', 'name', 'path', 'size_gib', 'storage_pool_id'])
@@ -178,8 +179,17 @@ export async function vmParts(db: Database, vmIds: number[]) {
       ])
       .where('vms.id', 'in', vmIds)
       .execute(),
+    db
+      .selectFrom('vms')
+      .innerJoin('pools', 'pools.id', 'vms.pool_id')
+      .select(['vms.id as vm_id', 'pools.cpu_limit_percent'])
+      .where('vms.id', 'in', vmIds)
+      .where('pools.cpu_limit_percent', 'is not', null)
+      .execute(),
   ]);
-  return { volumes, nics, images };
+  /** The CPU limit of each VM's pool, where it has one. */
+  const poolCpuLimits = new Map(limits.map((l) => [l.vm_id, l.cpu_limit_percent as number]));
+  return { volumes, nics, images, poolCpuLimits };
 }
 
 export async function listVms(
@@ -317,4 +327,24 @@ export async function deleteVmRow(db: Database, vmId: number, taskId?: number): 
 export function hostUris(db: Database, ids: number[]) {
   if (!ids.length) return Promise.resolve([] as Array<{ id: number; uri: string; hostname: string }>);
   return db.selectFrom('hosts').select(['id', 'uri', 'hostname']).where('id', 'in', ids).execute();
+}
+
+/** VMs on a host in a state whose CPU limit applies live (running, paused), with their own and pool's limits. */
+export function vmsWithLiveCpuLimit(db: Database, where: { vmId: number } | { poolId: number }) {
+  let q = db
+    .selectFrom('vms')
+    .innerJoin('pools', 'pools.id', 'vms.pool_id')
+    .innerJoin('hosts', 'hosts.id', 'vms.host_id')
+    .select([
+      'vms.id',
+      'vms.uuid',
+      'vms.name',
+      'vms.cpu_limit_percent',
+      'pools.cpu_limit_percent as pool_cpu_limit_percent',
+      'hosts.uri',
+      'hosts.hostname',
+    ])
+    .where('vms.state', 'in', ['running', 'paused']);
+  q = 'vmId' in where ? q.where('vms.id', '=', where.vmId) : q.where('vms.pool_id', '=', where.poolId);
+  return q.orderBy('vms.id').execute();
 }

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { AppDeps } from '../app.js';
+import { hostDeps } from '../hosts/hosts.routes.js';
 import { createdSchema, errorResponses, idParam, listOf } from '../http/schemas.js';
 import { requestVmAction, type VmActionDeps, type VmActionRequest } from './vm-actions.service.js';
 import { configureVmClaims } from './vm-claim.repository.js';
@@ -26,7 +27,12 @@ import {
 const tags = ['vms'];
 
 export async function vmRoutes(app: FastifyInstance, appDeps: AppDeps): Promise<void> {
-  const deps: VmActionDeps = { db: appDeps.db, liveView: appDeps.liveView, log: appDeps.log };
+  const deps: VmActionDeps = {
+    db: appDeps.db,
+    liveView: appDeps.liveView,
+    log: appDeps.log,
+    hostConnections: hostDeps(app, appDeps).hostConnections,
+  };
   configureVmClaims(appDeps.db, { log: appDeps.log, hostCacheMs: appDeps.config.hosts.placementCacheMs });
 
   app.post<{ Body: CreateVmInput }>(
@@ -69,7 +75,8 @@ export async function vmRoutes(app: FastifyInstance, appDeps: AppDeps): Promise<
     {
       schema: {
         tags,
-        summary: 'Rename; resize or change volumes while stopped; turn install boot on or off',
+        summary:
+          'Rename; resize or change volumes while stopped; turn install boot on or off; set the CPU limit (live when running)',
         params: idParam,
         body: patchVmBody,
         response: { 200: vmSchema, ...errorResponses },

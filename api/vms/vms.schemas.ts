@@ -34,6 +34,14 @@ const linuxBoot = {
   },
 } as const;
 
+const cpuLimitPercent = {
+  type: ['integer', 'null'],
+  minimum: 1,
+  maximum: 100,
+  description:
+    "CPU hard limit: the share of one host CPU each vCPU may use (libvirt cputune quota/period); null: none. Applied live to a running VM; its VM pool's limit, when lower, wins",
+} as const;
+
 export const vmSchema = {
   type: 'object',
   properties: {
@@ -48,6 +56,11 @@ export const vmSchema = {
     vcpus: { type: 'integer' },
     memoryMiB: { type: 'integer' },
     bootNetwork: { type: 'boolean', description: 'boots from its install image (network or ISO) first' },
+    cpuLimitPercent: { ...nullableInteger, description: "the VM's own CPU hard limit (% of each vCPU)" },
+    effectiveCpuLimitPercent: {
+      ...nullableInteger,
+      description: "the limit the host applies: the lower of the VM's and its VM pool's",
+    },
     linuxBoot: {
       type: ['object', 'null'],
       properties: { kernel: { type: 'string' }, initrd: nullableString, cmdline: nullableString },
@@ -113,6 +126,7 @@ export const createVmBody = {
     },
     imageId: { type: 'integer', minimum: 1, description: 'install image: the VM boots from it first' },
     linuxBoot,
+    cpuLimitPercent,
   },
 } as const;
 
@@ -132,6 +146,7 @@ export const patchVmBody = {
     },
     bootNetwork: { type: 'boolean' },
     linuxBoot,
+    cpuLimitPercent,
   },
 } as const;
 

@@ -7,8 +7,9 @@ import { DEFAULT_PLACEMENT_POLICY } from '../placement/inventory.js';
 import { expandDecision, type StoredDecision } from '../placement/placement.js';
 import { explainPlacement } from '../placement/placement.service.js';
 import { assertFitsLargestHost, claim } from '../quota/quota.service.js';
+import { applyVmCpuLimit } from './cpu-limit.js';
 import { invalidState, requestVmAction, type VmActionDeps } from './vm-actions.service.js';
-import { randomMac } from './vm-spec.js';
+import { effectiveCpuLimit, randomMac } from './vm-spec.js';
 import { isActive, VM_ACTION_RULES, type VmState } from './vm-states.js';
 import {
   attachVolumes,
@@ -40,6 +41,8 @@ export interface CreateVmInput {
   nics?: number | Array<{ network?: string }>;
   imageId?: number;
   linuxBoot?: LinuxBoot | null;
+  /** CPU hard limit, % of each vCPU (null: none); the VM pool's, when lower, wins. */
+  cpuLimitPercent?: number | null;
 }
 
 /** Direct Linux boot from files on the host (oVirt's "Linux boot options"). */
@@ -58,6 +61,8 @@ export interface PatchVmInput {
   /** Boot from the install image (network or ISO) first; herd's PXE service turns it off once installed. */
   bootNetwork?: boolean;
   linuxBoot?: LinuxBoot | null;
+  /** Applied at once to a running or paused VM (live and in its definition on the host). */
+  cpuLimitPercent?: number | null;
 }
 
 /** The paths name files on the host, which qemu reads as root: only the super-admin sets them. */
@@ -88,6 +93,8 @@ export function toVmAnswer(vm: VmRow, parts: Parts) {
     vcpus: vm.vcpus,
     memoryMiB: vm.memory_mib,
     bootNetwork: vm.boot_network,
+    cpuLimitPercent: vm.cpu_limit_percent,
+    effectiveCpuLimitPercent: effectiveCpuLimit(vm.cpu_limit_percent, parts.poolCpuLimits.get(vm.id)),
     linuxBoot: vm.boot_kernel
       ? { kernel: vm.boot_kernel, initrd: vm.boot_initrd, cmdline: vm.boot_cmdline }
       : null,
@@ -182,6 +189,7 @@ export async function createVm(
       imageId: image?.id ?? null,
       bootNetwork: image !== undefined,
       ...boot,
+      cpu_limit_percent: input.cpuLimitPercent ?? null,
     }).catch(nameTaken(input.name));
     await attachOrConflict(trx, id, volumeIds);
     await addNics(trx, id, nics);
@@ -264,6 +272,15 @@ export async function patchVm(
       { state },
     );
   if (reshape && !RESHAPEABLE.includes(vm.state as VmState)) throw notReshapeable(vm.state);
+  // A task under way (start, migration…) defines the domain from the record it read: wait for it.
+  const limiting = input.cpuLimitPercent !== undefined;
+  const taskUnderWay = (now: { state: string; task_id: number | null }) =>
+    conflict(
+      'invalid_state',
+      `cannot change the CPU limit of VM ${vm.name} (${vm.id}) while it is ${now.state}; wait for task ${now.task_id}`,
+      { state: now.state },
+    );
+  if (limiting && vm.task_id !== null) throw taskUnderWay(vm);
   const before = toVmAnswer(vm, await vmParts(deps.db, [vm.id]));
   await deps.db.transaction().execute(async (trx) => {
     const vcpus = input.vcpus ?? vm.vcpus;
@@ -294,14 +311,23 @@ export async function patchVm(
       ...(input.memoryMiB !== undefined ? { memory_mib: memoryMiB } : {}),
       ...(input.bootNetwork !== undefined ? { boot_network: input.bootNetwork } : {}),
       ...linuxBootColumns(user, input.linuxBoot),
+      ...(input.cpuLimitPercent !== undefined ? { cpu_limit_percent: input.cpuLimitPercent } : {}),
     };
     if (Object.keys(patch).length) {
       let update = trx.updateTable('vms').set(patch).where('id', '=', vm.id);
       // A size change holds only if the VM is still stopped as read (a start may have claimed meanwhile).
       if (reshape) update = update.where('state', '=', vm.state);
+      if (limiting) update = update.where('task_id', 'is', null);
       const changed = await update.executeTakeFirst().catch(nameTaken(input.name ?? vm.name));
-      if (changed.numUpdatedRows === 0n) throw notReshapeable((await vmById(trx, vm.id))?.state ?? 'deleted');
+      if (changed.numUpdatedRows === 0n) {
+        const now = await vmById(trx, vm.id);
+        if (limiting && now?.task_id != null) throw taskUnderWay(now);
+        throw notReshapeable(now?.state ?? 'deleted');
+      }
     }
+    // On the host before the change commits: a host that refuses leaves the record as it was.
+    if (input.cpuLimitPercent !== undefined)
+      await applyVmCpuLimit({ db: trx, hostConnections: deps.hostConnections }, vm.id);
     await audit(trx, {
       userId: user.id,
       action: 'vm.update',

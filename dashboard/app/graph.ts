@@ -204,6 +204,8 @@ export function graphPanel(entity: string, metrics: MetricChoice[]): { el: HTMLE
       renderer: 'svg',
       actions: false,
     });
+    // The drawn view, for scripts and tests that read what a graph shows (`view.data('source_0')`: its rows).
+    (card.view as HTMLElement & { vegaView?: unknown }).vegaView = result.view;
     finalizers.set(card.metric.name, () => result.finalize());
   }
 

@@ -55,6 +55,9 @@ export interface Vm {
   hostId: number | null;
   vcpus: number;
   memoryMiB: number;
+  /** CPU hard limit, % of each vCPU: the VM's own, and the one applied (the lower of its own and its pool's). */
+  cpuLimitPercent?: number | null;
+  effectiveCpuLimitPercent?: number | null;
   volumes?: Array<{
     id: number;
     name: string;

@@ -40,6 +40,23 @@ export function domainTypeFromCapabilities(capabilitiesXml: string): string | nu
 
 /** The network name that means qemu's user-mode network (no libvirt network, no bridge): NAT through the host. */
 export const USER_NETWORK = 'user';
+/**
+ * The network name that means a bare tap device on the host (`<interface type='ethernet'>`: libvirt makes a
+ * `vnetN`, no bridge, no libvirt network): the guest's traffic reaches the host's tap only. Unlike the user
+ * network it has host-side counters, so collectd's virt plugin reports its traffic.
+ */
+export const ETHERNET_NETWORK = 'ethernet';
+
+/** The CFS period of herd's CPU limits (µs): libvirt's and the kernel's default, 100 ms. */
+export const CPU_PERIOD_US = 100_000;
+
+/**
+ * A CPU hard limit as the CFS quota of each vCPU over CPU_PERIOD_US (libvirt `<cputune>` `<quota>`,
+ * `virsh schedinfo` `vcpu_quota`): 50 % is 50 ms of CPU time every 100 ms per vCPU.
+ */
+export function cpuQuotaUs(limitPercent: number): number {
+  return Math.round((CPU_PERIOD_US * limitPercent) / 100);
+}
 
 /**
  * herd's domain XML: what herd records about a VM and nothing more. Block devices (iSCSI LUNs, LVs) are
@@ -71,8 +88,8 @@ export function domainXml(spec: DomainSpec, domainType: string): string {
   const interfaces = spec.nics
     .filter((n) => n !== pxe)
     .map((n) =>
-      n.network === USER_NETWORK
-        ? { '@type': 'user', mac: { '@address': n.mac }, model: { '@type': 'virtio' } }
+      n.network === USER_NETWORK || n.network === ETHERNET_NETWORK
+        ? { '@type': n.network, mac: { '@address': n.mac }, model: { '@type': 'virtio' } }
         : {
             '@type': 'network',
             mac: { '@address': n.mac },
@@ -90,6 +107,9 @@ export function domainXml(spec: DomainSpec, domainType: string): string {
       memory: { '@unit': 'MiB', '#text': spec.memoryMiB },
       currentMemory: { '@unit': 'MiB', '#text': spec.memoryMiB },
       vcpu: { '@placement': 'static', '#text': spec.vcpus },
+      ...(spec.cpuLimitPercent
+        ? { cputune: { period: CPU_PERIOD_US, quota: cpuQuotaUs(spec.cpuLimitPercent) } }
+        : {}),
       os: linux
         ? {
             type: 'hvm',

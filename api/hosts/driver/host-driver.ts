@@ -41,6 +41,8 @@ export interface DomainSpec {
   boot: Array<'network' | 'hd' | 'cdrom'>;
   /** Direct Linux boot from files on the host, instead of the boot order. */
   linuxBoot?: { kernel: string; initrd?: string; cmdline?: string };
+  /** CPU hard limit: share (1–100 %) of one host CPU each vCPU may use (`<cputune>` quota/period). */
+  cpuLimitPercent?: number;
 }
 
 export interface StoragePoolInfo {
@@ -105,6 +107,12 @@ export interface HostDriver {
   /** The job running on the domain now (save, restore, migration), or null when none or libvirt tells nothing. */
   jobInfo(uuid: string): Promise<DomainJobInfo | null>;
   domainXml(uuid: string): Promise<string>;
+  /**
+   * Sets (null: lifts) a domain's CPU hard limit (`virsh schedinfo` vcpu_quota/vcpu_period) in its persistent
+   * definition and, while it runs, live. libvirt's test driver has no CPU scheduler: there only the next
+   * definition carries it.
+   */
+  setCpuLimit(uuid: string, limitPercent: number | null): Promise<void>;
   listStoragePools(): Promise<StoragePoolInfo[]>;
   /** Defines (persistent, autostart), builds where needed and starts a storage pool. */
   defineStoragePool(definition: StoragePoolDefinition): Promise<void>;

@@ -5,7 +5,14 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { type Domain, Hypervisor } from '@unraid/libvirt';
 import type { Logger } from '../../../lib/log.js';
-import { domainStateFromLibvirt, domainTypeFromCapabilities, domainXml, parseXml } from './domain-xml.js';
+import {
+  CPU_PERIOD_US,
+  cpuQuotaUs,
+  domainStateFromLibvirt,
+  domainTypeFromCapabilities,
+  domainXml,
+  parseXml,
+} from './domain-xml.js';
 import {
   type DomainInfo,
   type DomainJobInfo,
@@ -193,6 +200,25 @@ export class LibvirtDriver implements HostDriver {
         return '';
       });
     return parseJobInfo(output);
+  }
+
+  async setCpuLimit(uuid: string, limitPercent: number | null): Promise<void> {
+    if (this.isTestDriver) return;
+    const d = await this.lookup(uuid);
+    const { state } = await this.describe(d);
+    const running = state === 'running' || state === 'paused';
+    // -1: no quota (the cgroup's cpu.cfs_quota_us = -1).
+    const quota = limitPercent === null ? -1 : cpuQuotaUs(limitPercent);
+    await this.shell.run([
+      'schedinfo',
+      uuid,
+      ...(running ? ['--live'] : []),
+      '--config',
+      '--set',
+      `vcpu_period=${CPU_PERIOD_US}`,
+      '--set',
+      `vcpu_quota=${quota}`,
+    ]);
   }
 
   async domainXml(uuid: string): Promise<string> {

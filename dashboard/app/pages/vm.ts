@@ -47,6 +47,7 @@ export const vmPage: Page = async (main, [id]) => {
           h('a', { href: `#/pool/${vm.poolId}` }, state.pools.get(vm.poolId)?.name ?? `pool ${vm.poolId}`),
         ],
         ['vCPUs', vm.vcpus],
+        ['CPU limit', cpuLimit(vm)],
         ['Memory', mib(vm.memoryMiB)],
         ['Install image', vm.image ? `${vm.image.name} (${vm.image.kind})` : null],
         ['NICs', (vm.nics ?? []).map((n) => `${n.mac} on ${n.network}`).join(', ') || null],
@@ -250,4 +251,14 @@ function pickHost(vm: Vm): Promise<number | undefined | null> {
       else resolve(select.value ? Number(select.value) : undefined);
     });
   });
+}
+
+/** The CPU hard limit applied, and where it comes from when the VM pool's is the lower one. */
+function cpuLimit(vm: Vm): string {
+  const applied = vm.effectiveCpuLimitPercent;
+  if (applied == null) return 'none';
+  const own = vm.cpuLimitPercent;
+  const origin =
+    own === applied ? '' : own == null ? " (the VM pool's)" : ` (the VM pool's; its own: ${own} %)`;
+  return `${applied} % of each vCPU${origin}`;
 }
