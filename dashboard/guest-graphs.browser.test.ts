@@ -16,7 +16,6 @@ import {
   startGuestSignals,
 } from '../lib/testing/hypervisor.js';
 import {
-  exclusiveCpu,
   realFleet,
   startGate,
   startHostCollectd,

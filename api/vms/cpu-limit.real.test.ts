@@ -5,13 +5,13 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import {
+  exclusiveCpu,
   type GuestSignals,
   guestCmdline,
   sharedHypervisor,
   startGuestSignals,
 } from '../../lib/testing/hypervisor.js';
 import {
-  exclusiveCpu,
   meanOver,
   realFleet,
   startGate,

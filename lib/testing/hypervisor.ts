@@ -124,3 +124,23 @@ export async function startGuestSignals(): Promise<GuestSignals> {
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
 }
+
+/**
+ * One CPU-hungry phase at a time among the test files that ask (a directory made atomically under `dir`, the
+ * hypervisor's shared directory): on 2 cores two busy guests would each read half a CPU, and a busy guest slows
+ * a CPU-bound test (the bulk fuzzing) twofold. Answers the release.
+ */
+export async function exclusiveCpu(dir: string, timeoutMs = 300_000): Promise<() => Promise<void>> {
+  const lock = path.join(dir, 'cpu-busy.lock');
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      await mkdir(lock);
+      return () => rm(lock, { recursive: true, force: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      if (Date.now() > deadline) throw new Error(`${lock} still held after ${timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
+}

@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -151,25 +151,6 @@ export function meanOver(
     .filter(([t, avg]) => t >= from && t < to && avg !== null)
     .map(([, avg]) => avg as number);
   return { mean: values.reduce((a, b) => a + b, 0) / Math.max(1, values.length), n: values.length };
-}
-
-/**
- * One CPU-hungry phase at a time among the test files that ask (a directory made atomically under `dir`, the
- * hypervisor's shared directory): on 2 cores two busy guests would each read half a CPU. Answers the release.
- */
-export async function exclusiveCpu(dir: string, timeoutMs = 300_000): Promise<() => Promise<void>> {
-  const lock = path.join(dir, 'cpu-busy.lock');
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      await mkdir(lock);
-      return () => rm(lock, { recursive: true, force: true });
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      if (Date.now() > deadline) throw new Error(`${lock} still held after ${timeoutMs} ms`);
-      await new Promise((r) => setTimeout(r, 500));
-    }
-  }
 }
 
 /**
