@@ -9,6 +9,7 @@ import { promisify } from 'node:util';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import {
+  exclusiveCpu,
   type GuestSignals,
   guestCmdline,
   HOST_FROM_GUEST,
