@@ -1,4 +1,3 @@
-import { execFileSync } from 'node:child_process';
 import dgram from 'node:dgram';
 import { readdirSync } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
@@ -10,6 +9,7 @@ import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { replayAt, withHost } from '../ingest/protocol/test-fixtures.js';
 import { type RunningDemo, startDemo } from '../lib/demo.js';
+import { CHROMIUM, compileDashboard } from '../lib/testing/browser.js';
 import { createTestDatabase, testInflux } from '../lib/testing/db.js';
 import { type Kdc, startKdc } from '../lib/testing/kdc.js';
 
@@ -30,20 +30,11 @@ let closeDb: () => Promise<void>;
 let influx: { url: string; db: string };
 /** A real MIT KDC: herd offers Kerberos sign-on (its demo user alice has a principal). */
 let kdc: Kdc;
-const CHROMIUM = {
-  executablePath: '/usr/bin/chromium',
-  args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-};
 /** Script errors of every page: none may happen. */
 const pageErrors: string[] = [];
 
 beforeAll(async () => {
-  // The browser modules, compiled as `npm run build` does.
-  execFileSync(process.execPath, [
-    path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'),
-    '-p',
-    path.join(ROOT, 'dashboard', 'app'),
-  ]);
+  compileDashboard();
   dir = await mkdtemp(path.join(os.tmpdir(), 'herd-browser-'));
   const database = await createTestDatabase();
   closeDb = database.close;

@@ -1,4 +1,3 @@
-import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { type Browser, chromium, type Page } from 'playwright-core';
@@ -6,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { apiRoutes } from '../api/routes.js';
 import { act, addRealHost, createVm, removeDomain } from '../api/vms/testing/real-host.js';
 import { createFleet, type Fleet } from '../api/vms/testing/vm-fleet.js';
+import { CHROMIUM, compileDashboard } from '../lib/testing/browser.js';
 import {
   type GuestSignals,
   guestCmdline,
@@ -32,12 +32,7 @@ let vm: { id: number; uuid: string } | undefined;
 const pageErrors: string[] = [];
 
 beforeAll(async () => {
-  // The browser modules, compiled as `npm run build` does (before the app looks for them).
-  execFileSync(process.execPath, [
-    path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'),
-    '-p',
-    path.join(ROOT, 'dashboard', 'app'),
-  ]);
+  compileDashboard();
   signals = await startGuestSignals();
   f = await createFleet({ routes: [...apiRoutes, dashboardRoutes] });
   url = await f.t.app.listen({ host: '127.0.0.1', port: 0 });
@@ -68,10 +63,7 @@ beforeAll(async () => {
   });
   await act(f, operator, vm.id, 'start', 60_000);
   await signals.waitFor(`ready/${topic}`, 120_000);
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-  });
+  browser = await chromium.launch(CHROMIUM);
 }, 180_000);
 
 afterAll(async () => {

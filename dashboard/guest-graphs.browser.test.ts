@@ -1,4 +1,4 @@
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
 import http from 'node:http';
@@ -8,6 +8,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { CHROMIUM, compileDashboard } from '../lib/testing/browser.js';
 import {
   exclusiveCpu,
   type GuestSignals,
@@ -32,7 +33,6 @@ import {
  * over qemu's user network and pings over a tap NIC (network `ethernet`: the user network has no host-side
  * counters, so collectd sees no traffic on it). The graphs' own data (the drawn vega view's rows) must show it.
  */
-const ROOT = path.resolve(import.meta.dirname, '..');
 const run = promisify(execFile);
 const hv = sharedHypervisor();
 const host = hv.hosts[1];
@@ -53,11 +53,7 @@ let release: (() => Promise<void>) | undefined;
 const pageErrors: string[] = [];
 
 beforeAll(async () => {
-  execFileSync(process.execPath, [
-    path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'),
-    '-p',
-    path.join(ROOT, 'dashboard', 'app'),
-  ]);
+  compileDashboard();
   dir = await mkdtemp(path.join(os.tmpdir(), 'herd-guest-graphs-'));
   signals = await startGuestSignals();
   gate = await startGate();
@@ -127,10 +123,7 @@ while :; do ping -c 20 -s 1200 10.213.0.1 >/dev/null 2>&1; done &
   await signals.waitFor('ready/graphs', 120_000);
   readyAt = Date.now();
 
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-  });
+  browser = await chromium.launch(CHROMIUM);
 }, 240_000);
 
 afterAll(async () => {

@@ -1,4 +1,4 @@
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { loadConfig } from '../lib/config.js';
 import { createLogger } from '../lib/log.js';
 import { type RunningHerd, startHerd } from '../lib/server.js';
+import { CHROMIUM, compileDashboard } from '../lib/testing/browser.js';
 import { createTestDatabase } from '../lib/testing/db.js';
 import { guestCmdline, sharedHypervisor } from '../lib/testing/hypervisor.js';
 import { waitFor } from '../lib/testing/wait.js';
@@ -20,7 +21,6 @@ import { waitFor } from '../lib/testing/wait.js';
  * heartbeat is an hour, so only the event can bring the change; it travels event → worker → PostgreSQL → the
  * API's change watcher → socket.io → the page.
  */
-const ROOT = path.resolve(import.meta.dirname, '..');
 const run = promisify(execFile);
 const hv = sharedHypervisor();
 const ADMIN_PASSWORD = `pw-${randomUUID()}`;
@@ -42,11 +42,7 @@ const virsh = (...args: string[]) =>
   run('virsh', ['-q', '-c', hv.hosts[0].uri, ...args], { timeout: 60_000 });
 
 beforeAll(async () => {
-  execFileSync(process.execPath, [
-    path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'),
-    '-p',
-    path.join(ROOT, 'dashboard', 'app'),
-  ]);
+  compileDashboard();
   dir = await mkdtemp(path.join(os.tmpdir(), 'herd-hv-browser-'));
   const saveDir = path.join(hv.sharedDir, `save-${randomUUID().slice(0, 8)}`);
   await mkdir(saveDir, { recursive: true });
@@ -94,10 +90,7 @@ beforeAll(async () => {
     60_000,
     100,
   );
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking'],
-  });
+  browser = await chromium.launch(CHROMIUM);
 }, 180_000);
 
 afterAll(async () => {
