@@ -88,13 +88,7 @@ export class InfluxRollups implements Rollups {
   async percentiles(q: PercentileQuery): Promise<PercentileValue[]> {
     const window = percentileWindow(this, q);
     if (!window) return [];
-    const p = planRange({
-      ...q,
-      from: window.fromUs / 1e6,
-      to: window.toUs / 1e6,
-      step: 86_400,
-      agg: 'mean',
-    });
+    const p = window.plan;
     const source = `${quoteIdent(this.db)}.${quoteIdent(ROLLUP_RP)}.${quoteIdent(p.measurement)}`;
     const column = quoteIdent(`mean_${p.field}`);
     const conditions = [...tagConditions(p.tags), `time >= ${window.fromUs}u`, `time < ${window.toUs}u`];

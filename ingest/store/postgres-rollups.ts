@@ -111,13 +111,7 @@ export class PostgresRollups implements Rollups {
   async percentiles(q: PercentileQuery): Promise<PercentileValue[]> {
     const window = percentileWindow(this, q);
     if (!window) return [];
-    const p = planRange({
-      ...q,
-      from: window.fromUs / 1e6,
-      to: window.toUs / 1e6,
-      step: 86_400,
-      agg: 'mean',
-    });
+    const p = window.plan;
     // Nearest rank over the sorted bucket means, as InfluxDB's percentile(): both stores give the same value.
     const { rows } = await sql<{ tags: Record<string, string>; value: number; buckets: number }>`
       WITH s AS (

@@ -5,7 +5,7 @@ import { InfluxRollups } from './influx-rollups.js';
 import { InfluxStore } from './influx-store.js';
 import type { MetricsStore, RangeQuery, Series, TagFilter } from './metrics-store.js';
 import { PostgresRollups } from './postgres-rollups.js';
-import { QueryError, sortSeries } from './range-query.js';
+import { type PlannedRange, planRange, QueryError, sortSeries } from './range-query.js';
 
 export type RollupSettings = Config['rollups'];
 
@@ -56,18 +56,26 @@ export interface PercentileValue {
   buckets: number;
 }
 
-/** The bucket range of a percentile query: whole buckets, none past doneUntil; null when empty. */
+/**
+ * The bucket range of a percentile query (whole buckets, none past doneUntil; null when empty) and the plan of
+ * its series: daily means, over which both stores take the percentile.
+ */
 export function percentileWindow(
   rollups: Pick<Rollups, 'doneUntil' | 'settings'>,
   q: PercentileQuery,
-): { fromUs: number; toUs: number } | null {
+): { fromUs: number; toUs: number; plan: PlannedRange } | null {
   if (!(q.percentile > 0 && q.percentile <= 100)) throw new QueryError('percentile must be in (0, 100]');
   if (!(Number.isFinite(q.from) && Number.isFinite(q.to)))
     throw new QueryError('from and to must be numbers');
   const step = rollups.settings.stepSeconds;
   const from = Math.floor(q.from / step) * step;
   const to = Math.min(q.to, Math.floor(rollups.doneUntil() / step) * step);
-  return to > from ? { fromUs: from * 1e6, toUs: to * 1e6 } : null;
+  if (to <= from) return null;
+  return {
+    fromUs: from * 1e6,
+    toUs: to * 1e6,
+    plan: planRange({ ...q, from, to, step: 86_400, agg: 'mean' }),
+  };
 }
 
 /** Percentile values by tags, the order both stores answer series in. */
