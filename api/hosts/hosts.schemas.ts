@@ -9,15 +9,28 @@ const nic = {
   properties: { name: { type: 'string', maxLength: 64 }, mac: { type: 'string', maxLength: 32 } },
 } as const;
 
-/** libvirt connection URIs herd speaks: driver[+transport]://[host]/path. */
-const uri = { type: 'string', minLength: 3, maxLength: 1024, pattern: '^[a-z][a-z0-9+]*://' } as const;
+/** libvirt connection URIs herd speaks: driver[+transport]://[user@][host][:port]/path[?params] (host-uri.ts). */
+const uri = {
+  type: 'string',
+  minLength: 3,
+  maxLength: 1024,
+  pattern: '^[A-Za-z][A-Za-z0-9+]*://',
+  description:
+    'libvirt connection URI, driver[+transport]://[user@][host][:port]/path[?params] (docs/host-uris.md). ' +
+    'Pool admins: network transports only, qemu+ssh, qemu+tls or qemu+tcp with a host, path /system or /session, ' +
+    'parameters mode, proxy, no_tty. The super-admin also: qemu+unix:///system?socket=/path, ' +
+    'test+unix:///default?socket=/path, qemu:///system, qemu:///session, test:///default, test:///path/host.xml, ' +
+    'and the parameters socket, keyfile, pkipath, authfile, no_verify, no_sanity, tls_priority. Never: the ext ' +
+    'transport, command, netcat, name or any other parameter (400). herd stores the URI in normal form (lower-case ' +
+    'scheme and host, "//" collapsed, default port dropped, parameters sorted), which is what must be unique.',
+} as const;
 
 export const hostSchema = {
   type: 'object',
   properties: {
     id: { type: 'integer' },
     poolId: { type: 'integer' },
-    uri: { type: 'string' },
+    uri: { type: 'string', description: 'the libvirt URI in normal form (docs/host-uris.md)' },
     hostname: { type: 'string' },
     uuid: nullableString,
     arch: nullableString,

@@ -7,6 +7,7 @@ import { badRequest, conflict, HttpError, notFound } from '../http/errors.js';
 import type { HostConnections, HostInventory } from './driver/index.js';
 import { emitHostState } from './host-events.js';
 import { collectdSilent } from './host-state.js';
+import { checkHostUri, type HostUri, HostUriError } from './host-uri.js';
 import {
   countVmsOnHost,
   deleteHost,
@@ -122,13 +123,37 @@ async function assertHardwarePool(deps: HostDeps, user: AuthUser, poolId: number
   }
 }
 
-/** Reads the inventory through the host's (cached) driver; an unreachable host is the caller's problem. */
-async function readInventory(deps: HostDeps, uri: string): Promise<HostInventory> {
+/**
+ * The URI `user` gave, checked against the rule of docs/host-uris.md and in normal form (what is stored,
+ * connected to and compared): 400 for what no one may use, 403 for what only the super-admin may.
+ */
+export function acceptHostUri(user: Pick<AuthUser, 'isSuperAdmin'>, uri: string): HostUri {
   try {
-    const driver = await deps.hostConnections.get(uri);
+    return checkHostUri(uri, user.isSuperAdmin ? 'super-admin' : 'pool-admin');
+  } catch (err) {
+    if (!(err instanceof HostUriError)) throw err;
+    throw new HttpError(err.status, err.status === 403 ? 'forbidden' : 'bad_request', err.message, {
+      field: 'uri',
+    });
+  }
+}
+
+/**
+ * Reads the inventory through the host's (cached) driver. An unreachable host is the caller's problem, but
+ * libvirt's words may quote a local file or socket: only the super-admin (who may name those) reads them;
+ * everyone else gets the URI and its transport, and the log keeps libvirt's words.
+ */
+async function readInventory(deps: HostDeps, user: AuthUser, uri: HostUri): Promise<HostInventory> {
+  try {
+    const driver = await deps.hostConnections.get(uri.uri);
     return await driver.inventory();
   } catch (err) {
-    throw new HttpError(400, 'host_unreachable', `uri: ${(err as Error).message}`, { field: 'uri' });
+    deps.log.warn({ err, uri: uri.uri, userId: user.id }, 'a host being added could not be read');
+    const how = uri.transport === 'none' ? 'locally' : `over ${uri.transport}`;
+    const message = user.isSuperAdmin
+      ? `uri: ${(err as Error).message}`
+      : `uri: cannot connect to ${uri.uri} ${how}, or read its inventory (the server log says why)`;
+    throw new HttpError(400, 'host_unreachable', message, { field: 'uri' });
   }
 }
 
@@ -138,11 +163,12 @@ export async function addHost(
   body: { uri: string; poolId: number },
 ): Promise<HostAnswer> {
   await assertHardwarePool(deps, user, body.poolId);
-  if (await findHostByUri(deps.db, body.uri))
-    throw conflict('host_exists', `a host with uri ${body.uri} exists`);
-  const inventory = await readInventory(deps, body.uri);
+  const uri = acceptHostUri(user, body.uri);
+  if (await findHostByUri(deps.db, uri.uri))
+    throw conflict('host_exists', `a host with uri ${uri.uri} exists`);
+  const inventory = await readInventory(deps, user, uri);
   const row = await deps.db.transaction().execute(async (trx) => {
-    const host = await insertHost(trx, { poolId: body.poolId, uri: body.uri, enabled: true, inventory });
+    const host = await insertHost(trx, { poolId: body.poolId, uri: uri.uri, enabled: true, inventory });
     await audit(trx, {
       userId: user.id,
       action: 'host.create',
@@ -163,10 +189,11 @@ export async function registerHost(
 ): Promise<{ host: HostAnswer; created: boolean }> {
   // Registering is adding hosts to the default pool: the token's user must be allowed to change it.
   await assertPool(deps.db, user, DEFAULT_HARDWARE_POOL_ID, 'modify');
+  const uri = acceptHostUri(user, body.uri).uri;
   const { row, created } = await deps.db.transaction().execute(async (trx) => {
     const result = await upsertRegisteredHost(trx, {
       poolId: DEFAULT_HARDWARE_POOL_ID,
-      uri: body.uri,
+      uri,
       inventory: body.inventory,
     });
     await audit(trx, {

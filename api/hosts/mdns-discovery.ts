@@ -3,6 +3,7 @@ import type { Database } from '../../lib/db.js';
 import type { Logger } from '../../lib/log.js';
 import { audit } from '../audit/audit.service.js';
 import type { HostConnections } from './driver/index.js';
+import { checkHostUri, HostUriError } from './host-uri.js';
 import { findHostByUri, upsertRegisteredHost } from './hosts.repository.js';
 import { DEFAULT_HARDWARE_POOL_ID } from './hosts.service.js';
 
@@ -10,16 +11,14 @@ import { DEFAULT_HARDWARE_POOL_ID } from './hosts.service.js';
 const LIBVIRT_TLS_PORT = 16514;
 
 /**
- * The libvirt URI to reach an announced service at, or undefined when it says too little:
+ * The libvirt URI an announced service names, as announced, or undefined when it says too little:
  * - `_herd._tcp` (a host announcing itself for herd) carries it in its TXT record `uri`;
  * - `_libvirt._tcp` (libvirtd's advertisement) is reached over TCP, or TLS on 16514.
  */
-export function discoveredUri(
-  service: Pick<Service, 'type' | 'host' | 'port' | 'txt' | 'addresses'>,
-): string | undefined {
+function announcedUri(service: Announced): string | undefined {
   if (service.type === 'herd') {
     const uri = service.txt?.uri;
-    return typeof uri === 'string' && /^[a-z][a-z0-9+]*:\/\//.test(uri) ? uri : undefined;
+    return typeof uri === 'string' ? uri : undefined;
   }
   if (service.type === 'libvirt') {
     const ipv4 = service.addresses?.find((a) => /^\d+\.\d+\.\d+\.\d+$/.test(a));
@@ -30,6 +29,29 @@ export function discoveredUri(
       : `qemu+tcp://${host}:${service.port}/system`;
   }
   return undefined;
+}
+
+type Announced = Pick<Service, 'type' | 'host' | 'port' | 'txt' | 'addresses'>;
+
+/**
+ * The announced URI in normal form when a pool admin could add it (docs/host-uris.md: a network transport,
+ * no parameter that runs a program or reads a local file; anyone on the network can announce); else no URI,
+ * or the reason it is refused.
+ */
+function checkAnnounced(service: Announced): { uri?: string; refused?: string } {
+  const uri = announcedUri(service);
+  if (uri === undefined) return {};
+  try {
+    return { uri: checkHostUri(uri, 'pool-admin').uri };
+  } catch (err) {
+    if (err instanceof HostUriError) return { refused: err.message };
+    throw err;
+  }
+}
+
+/** The URI herd adds for an announced service, in normal form, or undefined (none, or refused). */
+export function discoveredUri(service: Announced): string | undefined {
+  return checkAnnounced(service).uri;
 }
 
 export interface MdnsDiscoveryOptions {
@@ -84,9 +106,14 @@ export class MdnsDiscovery {
 
   private async onService(service: Service): Promise<void> {
     const { db, connections, log } = this.options;
-    const uri = discoveredUri(service);
+    const { uri, refused } = checkAnnounced(service);
+    if (refused) {
+      // Anyone on the network can announce: a URI a pool admin could not add is someone trying.
+      log.warn({ name: service.name, type: service.type, reason: refused }, 'announced host URI refused');
+      return;
+    }
     if (!uri) {
-      log.debug({ name: service.name, type: service.type }, 'mDNS service without a usable libvirt URI');
+      log.debug({ name: service.name, type: service.type }, 'mDNS service without a libvirt URI');
       return;
     }
     if (await findHostByUri(db, uri)) return;
