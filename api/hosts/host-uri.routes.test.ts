@@ -233,3 +233,20 @@ describe('network transports: what a pool admin may add', () => {
     expect(row.uri).toBe('qemu+ssh://root@hv9.example/system?mode=auto&no_tty=1');
   });
 });
+
+describe('the driver: the last gate before libvirt', () => {
+  test('a URI stored before the rule (a row written directly) is never opened; nor a migration destination', async () => {
+    const uri = `qemu+ext:///system?command=${script}`;
+    await t.database.db
+      .insertInto('hosts')
+      .values({ pool_id: rack, uri, hostname: 'planted', cpus: 1, memory_mib: 1024, enabled: true })
+      .execute();
+    await expect(connections.get(uri)).rejects.toThrow(/ext transport/);
+    await expect(connections.get(`qemu+ssh://127.0.0.1/system?Command=${script}`)).rejects.toThrow(
+      /run a program/,
+    );
+    const real = await connections.get(sharedHypervisor().hosts[0].uri);
+    await expect(real.migrateLive(randomUUID(), uri)).rejects.toThrow(/ext transport/);
+    expect(await exists(marker)).toBe(false);
+  });
+});

@@ -24,6 +24,7 @@ import {
   type StorageVolumeInfo,
   UnsupportedByDriverError,
 } from './host-driver.js';
+import { parseHostUri } from '../host-uri.js';
 import { VirshShell } from './virsh-shell.js';
 
 const KiB_PER_MiB = 1024;
@@ -53,6 +54,9 @@ export class LibvirtDriver implements HostDriver {
   }
 
   static async open(uri: string, log: Logger): Promise<LibvirtDriver> {
+    // The last gate before libvirt: a URI no one may add (docs/host-uris.md) is never opened, even one
+    // stored before the rule existed.
+    parseHostUri(uri);
     const hypervisor = new Hypervisor({ uri });
     try {
       await hypervisor.connectOpen();
@@ -159,6 +163,8 @@ export class LibvirtDriver implements HostDriver {
         "live migration not supported by this host's driver (test); use cold migration",
       );
     }
+    // The source libvirtd opens the destination URI (peer to peer): the same gate as for opening one.
+    parseHostUri(destinationUri);
     // Its own virsh process: a migration can take minutes and must not hold up the host's storage shell.
     // With a real hypervisor the state lives in libvirtd, so a second connection sees the same host.
     try {
