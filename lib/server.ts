@@ -171,6 +171,7 @@ export async function startHerd(
         { startQuotaEnforcer },
         { checkSaveDir },
         { CapacitySampler },
+        { normaliseStoredHostUris },
       ] = await Promise.all([
         import('../api/tasks/worker.js'),
         import('../api/vms/vm-task-handler.js'),
@@ -178,7 +179,9 @@ export async function startHerd(
         import('../api/quota-enforcer/quota-enforcer.js'),
         import('../api/vms/save-dir.js'),
         import('../api/forecast/capacity-sampler.js'),
+        import('../api/hosts/stored-uris.js'),
       ]);
+      await normaliseStoredHostUris(database.db, log);
       await checkSaveDir(database.db, config.hosts.saveDir, log);
       const worker = await startWorker({
         db: database.db,

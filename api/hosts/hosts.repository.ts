@@ -64,6 +64,14 @@ export function findHost(db: Database, id: number): Promise<HostRow | undefined>
   return db.selectFrom('hosts').selectAll().where('id', '=', id).executeTakeFirst();
 }
 
+export function listHostUris(db: Database): Promise<Array<{ id: number; uri: string; hostname: string }>> {
+  return db.selectFrom('hosts').select(['id', 'uri', 'hostname']).orderBy('id').execute();
+}
+
+export async function setHostUri(db: Database, id: number, uri: string): Promise<void> {
+  await db.updateTable('hosts').set({ uri }).where('id', '=', id).execute();
+}
+
 export function findHostByUri(db: Database, uri: string): Promise<HostRow | undefined> {
   return db.selectFrom('hosts').selectAll().where('uri', '=', uri).executeTakeFirst();
 }
