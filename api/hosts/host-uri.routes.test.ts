@@ -250,3 +250,12 @@ describe('the driver: the last gate before libvirt', () => {
     expect(await exists(marker)).toBe(false);
   });
 });
+
+test('the OpenAPI document states the rule where it describes uri', async () => {
+  const doc = (await t.app.inject({ method: 'GET', url: '/api/docs/json' })).json();
+  for (const p of ['/api/v1/hosts', '/api/v1/hosts/register']) {
+    const body = doc.paths[p].post.requestBody.content['application/json'].schema;
+    expect(body.properties.uri.description, p).toContain('docs/host-uris.md');
+    expect(body.properties.uri.description, p).toContain('Never: the ext transport, command, netcat');
+  }
+});
