@@ -274,7 +274,8 @@ async function startServer(
   // Logged from now on; the server's own stderr would otherwise fill an unread pipe.
   child.stderr?.on('data', (b: Buffer) => {
     const text = String(b).trim();
-    if (/\b(FATAL|PANIC|ERROR)\b/.test(text)) log.warn({ pg: text }, 'postgres');
+    if (/\b(FATAL|PANIC)\b/.test(text)) log.warn({ pg: text }, 'postgres');
+    else log.debug({ pg: text }, 'postgres');
   });
   return child;
 }
