@@ -25,6 +25,11 @@ export interface PgReplicaPair {
   url: string;
   /** Stops the primary: `fast` (clients cut, WAL sent to the standby first) or `immediate` (like a crash). */
   stopPrimary(mode: 'fast' | 'immediate'): Promise<void>;
+  /**
+   * Stops sending WAL to the standby (the primary's WAL sender stopped with SIGSTOP), as a standby falling behind
+   * on a slow link would; the primary's next stop then loses what was not sent.
+   */
+  pauseReplication(): Promise<void>;
   /** Promotes the standby (pg_ctl promote) and waits until it takes writes. */
   promoteStandby(): Promise<void>;
   /** Stops whatever still runs and removes the directory. */
@@ -178,13 +183,32 @@ export async function startPgReplicaPair(options: { synchronous: boolean }): Pro
     } finally {
       await client.end();
     }
+    let pausedSender: number | undefined;
     return {
       primary,
       standby,
       url: `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${primaryPort},127.0.0.1:${standbyPort}/postgres?target_session_attrs=read-write`,
       async stopPrimary(mode) {
+        // A stopped WAL sender would wait for its SIGCONT: it goes first, with nothing more sent.
+        if (pausedSender) process.kill(pausedSender, 'SIGKILL');
+        pausedSender = undefined;
         await ctl(primaryDir, 'stop', '-m', mode);
         running.delete(primaryDir);
+      },
+      async pauseReplication() {
+        const client = new pg.Client(primary.url);
+        await client.connect();
+        try {
+          const { rows } = await client.query<{ pid: number }>(
+            'SELECT pid FROM pg_stat_replication WHERE application_name = $1',
+            [STANDBY_NAME],
+          );
+          if (!rows[0]) throw new Error('the primary has no WAL sender');
+          pausedSender = rows[0].pid;
+          process.kill(pausedSender, 'SIGSTOP');
+        } finally {
+          await client.end();
+        }
       },
       async promoteStandby() {
         await pgRun('pg_ctl', ['promote', '-D', standbyDir, '-w', '-t', '60']);
