@@ -17,7 +17,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
-import { startPgReplicaPair } from '../lib/testing/pg-replica.js';
+import { herdEnvOnPair, startPgReplicaPair } from '../lib/testing/pg-replica.js';
 import { sleep, startHerd } from './lib/herd-fleet.js';
 
 const { values: args } = parseArgs({
@@ -49,18 +49,7 @@ interface Round {
 
 async function round(synchronous: boolean, behindSeconds: number, dir: string): Promise<Round> {
   const pair = await startPgReplicaPair({ synchronous });
-  const herd = await startHerd(
-    {
-      HERD_DATA_DIR: dir,
-      DATABASE_URL: pair.url,
-      HERD_HTTP_HOST: '127.0.0.1',
-      HERD_HTTP_PORT: '0',
-      HERD_COLLECTD_HOST: '127.0.0.1',
-      HERD_COLLECTD_PORT: '0',
-      HERD_ADMIN_PASSWORD: 'failover-bench-admin',
-    },
-    [],
-  );
+  const herd = await startHerd(herdEnvOnPair(pair, dir, 'failover-bench-admin'), []);
   let running = true;
   try {
     const login = await fetch(`${herd.http}/api/v1/session`, {

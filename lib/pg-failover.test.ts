@@ -5,10 +5,12 @@ import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { loadConfig } from './config.js';
+import { connect, isDatabaseUnavailable } from './db.js';
+import { freePort } from './embedded-postgres.js';
 import { createLogger } from './log.js';
 import { ROLES, type RunningHerd, startHerd } from './server.js';
 import { writeTestHost } from './testing/libvirt-hosts.js';
-import { type PgReplicaPair, startPgReplicaPair } from './testing/pg-replica.js';
+import { herdEnvOnPair, type PgReplicaPair, startPgReplicaPair } from './testing/pg-replica.js';
 import { waitFor } from './testing/wait.js';
 
 /**
@@ -31,14 +33,8 @@ beforeAll(async () => {
   await mkdir(path.join(dir, 'save'));
   const adminPassword = randomBytes(9).toString('hex');
   const config = loadConfig({
-    HERD_DATA_DIR: dir,
-    DATABASE_URL: pair.url,
-    HERD_HTTP_HOST: '127.0.0.1',
-    HERD_HTTP_PORT: '0',
-    HERD_COLLECTD_HOST: '127.0.0.1',
-    HERD_COLLECTD_PORT: '0',
+    ...herdEnvOnPair(pair, dir, adminPassword),
     HERD_SAVE_DIR: path.join(dir, 'save'),
-    HERD_ADMIN_PASSWORD: adminPassword,
   });
   herd = await startHerd(config, createLogger(process.env.HERD_TEST_LOG_LEVEL ?? 'silent'), {
     roles: [...ROLES],
@@ -63,6 +59,49 @@ async function call(method: string, url: string, body?: unknown): Promise<{ stat
   });
   return { status: res.status, body: await res.json() };
 }
+
+test('the host is chosen by target_session_attrs, in the URL order, past a host that does not answer', async () => {
+  const dead = await freePort();
+  const [P, S] = [pair.primary.port, pair.standby.port];
+  const urlOver = (ports: number[], attrs: string) =>
+    pair.url.replace(
+      /@[^/]+\/postgres\?.*$/,
+      `@${ports.map((p) => `127.0.0.1:${p}`).join(',')}/postgres?target_session_attrs=${attrs}`,
+    );
+  const portOf = async (ports: number[], attrs: string) => {
+    const handle = connect(urlOver(ports, attrs), { max: 1 });
+    try {
+      const { rows } = await handle.pool.query<{ port: number }>('SELECT inet_server_port() AS port');
+      return rows[0]!.port;
+    } finally {
+      await handle.close();
+    }
+  };
+  expect(await portOf([dead, S, P], 'read-write')).toBe(P);
+  expect(await portOf([S, P], 'primary')).toBe(P);
+  expect(await portOf([P, S], 'standby')).toBe(S);
+  expect(await portOf([P, S], 'read-only')).toBe(S);
+  expect(await portOf([P, dead, S], 'prefer-standby')).toBe(S);
+  expect(await portOf([dead, P], 'prefer-standby')).toBe(P);
+  expect(await portOf([dead, S, P], 'any')).toBe(S);
+
+  const handle = connect(urlOver([dead, P], 'standby'), { max: 1 });
+  try {
+    const error = await handle.pool.query('SELECT 1').then(
+      () => undefined,
+      (err: Error) => err,
+    );
+    expect(isDatabaseUnavailable(error)).toBe(true);
+    expect(error?.message).toMatch(
+      new RegExp(
+        `fits target_session_attrs=standby \\(127.0.0.1:${dead}: connect ECONNREFUSED.*; 127.0.0.1:${P}: primary\\)`,
+      ),
+    );
+    expect(error?.message).not.toContain(new URL(pair.primary.url).password);
+  } finally {
+    await handle.close();
+  }
+});
 
 const created = (res: { status: number; body: any }, what: string) => {
   if (res.status !== 201 && res.status !== 202)

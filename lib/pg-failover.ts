@@ -145,6 +145,11 @@ export function createFailoverPool(target: PgTarget, options: { max?: number; lo
   const attrs = target.targetSessionAttrs;
 
   class FailoverClient extends pg.Client {
+    constructor(poolConfig: pg.ClientConfig) {
+      // The per-host timeout goes to the client only: pg-pool's own timer would count the look at every host too.
+      super({ ...poolConfig, connectionTimeoutMillis: config.connectionTimeoutMillis });
+    }
+
     // pg-pool calls connect(callback); others await connect().
     override connect(callback?: (err: any, client?: any) => void): any {
       const connected = this.connectToChosenHost();
@@ -187,7 +192,7 @@ export function createFailoverPool(target: PgTarget, options: { max?: number; lo
   }
 
   return new pg.Pool({
-    ...config,
+    connectionString: config.connectionString,
     max: options.max,
     Client: FailoverClient as unknown as new () => pg.ClientBase,
   });

@@ -44,6 +44,23 @@ export interface PgNode {
 
 const STANDBY_NAME = 'herd_standby';
 
+/** The environment of a herd with every role on the pair (the multi-host URL), everything on loopback, free ports. */
+export function herdEnvOnPair(
+  pair: PgReplicaPair,
+  dataDir: string,
+  adminPassword: string,
+): Record<string, string> {
+  return {
+    HERD_DATA_DIR: dataDir,
+    DATABASE_URL: pair.url,
+    HERD_HTTP_HOST: '127.0.0.1',
+    HERD_HTTP_PORT: '0',
+    HERD_COLLECTD_HOST: '127.0.0.1',
+    HERD_COLLECTD_PORT: '0',
+    HERD_ADMIN_PASSWORD: adminPassword,
+  };
+}
+
 function binDir(): string {
   try {
     const require = createRequire(import.meta.url);
