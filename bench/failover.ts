@@ -49,7 +49,10 @@ interface Round {
 
 async function round(synchronous: boolean, behindSeconds: number, dir: string): Promise<Round> {
   const pair = await startPgReplicaPair({ synchronous });
-  const herd = await startHerd(herdEnvOnPair(pair, dir, 'failover-bench-admin'), []);
+  const herd = await startHerd(herdEnvOnPair(pair, dir, 'failover-bench-admin'), []).catch(async (err) => {
+    await pair.close();
+    throw err;
+  });
   let running = true;
   try {
     const login = await fetch(`${herd.http}/api/v1/session`, {
