@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { appendFile, chown, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
@@ -93,14 +94,28 @@ async function runAs(): Promise<{ uid: number; gid: number } | undefined> {
 }
 
 export async function startPgReplicaPair(options: { synchronous: boolean }): Promise<PgReplicaPair> {
-  const bin = binDir();
   const user = await runAs();
   const base = await mkdtemp(path.join(os.tmpdir(), 'herd-pg-replica-'));
   if (user) await chown(base, user.uid, user.gid);
   const asOwner = (file: string, args: string[]) =>
     run(file, args, { cwd: base, ...(user ?? {}), env: { ...process.env, LC_ALL: 'C' } });
+  let bin = binDir();
+  // The postgres user may not reach the binaries where npm put them (a checkout under /root): then it runs a
+  // copy of them in the pair's own directory.
+  if (
+    user &&
+    !(await asOwner(path.join(bin, 'pg_ctl'), ['--version']).then(
+      () => true,
+      () => false,
+    ))
+  ) {
+    const copy = path.join(base, 'pg');
+    await run('cp', ['-a', path.dirname(bin), copy]);
+    await run('chown', ['-R', `${user.uid}:${user.gid}`, copy]);
+    bin = path.join(copy, 'bin');
+  }
   const pgRun = (tool: string, args: string[]) => asOwner(path.join(bin, tool), args);
-  const password = Math.random().toString(36).slice(2) + Math.random().toString(36).slice(2);
+  const password = randomBytes(12).toString('hex');
   const primaryDir = path.join(base, 'primary');
   const standbyDir = path.join(base, 'standby');
   const running = new Set<string>();
