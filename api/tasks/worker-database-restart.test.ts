@@ -1,11 +1,13 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { sql } from 'kysely';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { createLogger } from '../../lib/log.js';
 import { type OwnPostgres, startOwnPostgres } from '../../lib/testing/db.js';
 import { waitFor } from '../../lib/testing/wait.js';
 import { prepareTaskQueue } from './task-queue.js';
+import { queueTaskJobs } from './task-queue-jobs.js';
 import { insertQueuedTask, taskById } from './tasks.repository.js';
 import { startWorker } from './worker.js';
 
@@ -75,4 +77,28 @@ test('a task that ends while PostgreSQL is down is recorded done once it is back
   } finally {
     await worker.stop();
   }
+}, 120_000);
+
+test('the job of a task committed just before PostgreSQL went away is added once it is back, without the sweep', async () => {
+  const { rows } = await sql<{ id: number }>`
+    INSERT INTO tasks (user_id, action, target_type, target_id) VALUES (NULL, 'wait', 'gate', 2) RETURNING id`.execute(
+    pg.handle.db,
+  );
+  const id = rows[0]!.id;
+  await pg.stop();
+  // Resolves at once: the claim that committed the task does not wait for the database.
+  await queueTaskJobs(pg.handle.db, [id], log);
+  await pg.restart();
+  await waitFor(
+    async () => {
+      const { rows: jobs } =
+        await sql`SELECT 1 FROM graphile_worker._private_jobs WHERE key = ${`task:${id}`}`.execute(
+          pg.handle.db,
+        );
+      return jobs.length === 1;
+    },
+    // Well before the sweep for jobless tasks would add it (JOBLESS_AFTER_MS, and no worker runs here).
+    15_000,
+    100,
+  );
 }, 120_000);
