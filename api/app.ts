@@ -10,7 +10,7 @@ import type { MetricsStore } from '../ingest/store/metrics-store.js';
 import { QueryError } from '../ingest/store/range-query.js';
 import type { Rollups } from '../ingest/store/rollups.js';
 import type { Config } from '../lib/config.js';
-import type { Database } from '../lib/db.js';
+import { type Database, isDatabaseUnavailable } from '../lib/db.js';
 import type { Logger } from '../lib/log.js';
 import type { HostConnections } from './hosts/driver/index.js';
 import { HttpError } from './http/errors.js';
@@ -38,20 +38,7 @@ export interface AppDeps {
 
 export type RoutePlugin = (app: FastifyInstance, deps: AppDeps) => Promise<void> | void;
 
-/**
- * Errors that mean PostgreSQL cannot be reached right now (not that the request is wrong): no connection, a
- * connection cut, the server shutting down or starting (SQLSTATE classes 08 and 57P), the pool's connect timeout.
- */
-export function isDatabaseUnavailable(error: unknown): boolean {
-  const e = error as { code?: unknown; message?: unknown };
-  const code = typeof e?.code === 'string' ? e.code : '';
-  if (/^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|ENOTFOUND|EHOSTUNREACH)$/.test(code)) return true;
-  if (/^(08...|57P0[1-4])$/.test(code)) return true;
-  const message = typeof e?.message === 'string' ? e.message : '';
-  return /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error/.test(
-    message,
-  );
-}
+export { isDatabaseUnavailable };
 
 /** On every answer: no MIME sniffing, never framed, no referrer to other sites. */
 const SECURITY_HEADERS = {

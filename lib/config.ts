@@ -3,6 +3,7 @@ import { isIP } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
+import { isMultiHostUrl, PgUrlError, parsePgUrl } from './pg-url.js';
 
 /** Defaults, named once. The README's configuration table lists each with its variable. */
 export const DEFAULTS = {
@@ -46,9 +47,23 @@ const optionalString = z
   .optional()
   .transform((v) => (v === '' ? undefined : v));
 
+/** A URL as before, or a libpq multi-host URL (lib/pg-url.ts) that parses; its error never shows the password. */
+function checkDatabaseUrl(url: string, ctx: z.RefinementCtx): void {
+  if (!isMultiHostUrl(url)) {
+    if (!z.string().url().safeParse(url).success) ctx.addIssue({ code: 'custom', message: 'Invalid URL' });
+    return;
+  }
+  try {
+    parsePgUrl(url);
+  } catch (err) {
+    if (!(err instanceof PgUrlError)) throw err;
+    ctx.addIssue({ code: 'custom', message: err.message });
+  }
+}
+
 const envSchema = z.object({
   HERD_DATA_DIR: z.string().min(1).default(DEFAULTS.dataDir),
-  DATABASE_URL: optionalString.pipe(z.string().url().optional()),
+  DATABASE_URL: optionalString.pipe(z.string().superRefine(checkDatabaseUrl).optional()),
   INFLUX_URL: optionalString.pipe(z.string().url().optional()),
   INFLUX_DB: z.string().min(1).default(DEFAULTS.influxDb),
   INFLUX_USERNAME: optionalString,

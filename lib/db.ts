@@ -20,6 +20,8 @@ import { type DB, migrations } from '../schema/index.js';
 import type { Config } from './config.js';
 import { startEmbeddedPostgres } from './embedded-postgres.js';
 import type { Logger } from './log.js';
+import { createFailoverPool } from './pg-failover.js';
+import { isMultiHostUrl, parsePgUrl } from './pg-url.js';
 
 export type { DB };
 export type Database = Kysely<DB>;
@@ -44,8 +46,15 @@ export interface DatabaseHandle {
  */
 export const DEFAULT_POOL_SIZE = Math.max(8, 4 * os.availableParallelism());
 
+/**
+ * A pool on `url`. A libpq multi-host URL (`postgres://a:5432,b:5432/herd?target_session_attrs=read-write`,
+ * lib/pg-url.ts) connects to the host that fits, and to another one once that one goes (lib/pg-failover.ts).
+ */
 export function connect(url: string, options: { max?: number; log?: Logger } = {}): DatabaseHandle {
-  const pool = new pg.Pool({ connectionString: url, max: options.max ?? DEFAULT_POOL_SIZE });
+  const max = options.max ?? DEFAULT_POOL_SIZE;
+  const pool = isMultiHostUrl(url)
+    ? createFailoverPool(parsePgUrl(url), { max, log: options.log })
+    : new pg.Pool({ connectionString: url, max });
   // Connection errors outside a query (the server went away) are logged, not thrown: for idle clients, and for
   // checked-out ones (which would otherwise throw). pg puts the whole client on the error; only the error is
   // logged. Once the handle closes, the server stopping under clients still ending is expected: nothing to say.
@@ -65,6 +74,22 @@ export function connect(url: string, options: { max?: number; log?: Logger } = {
       return db.destroy();
     },
   };
+}
+
+/**
+ * Errors that mean PostgreSQL cannot be reached right now (not that the request is wrong): no connection, a
+ * connection cut, the server shutting down or starting (SQLSTATE classes 08 and 57P), the pool's connect timeout,
+ * no host of a multi-host URL fitting (08001, lib/pg-failover.ts).
+ */
+export function isDatabaseUnavailable(error: unknown): boolean {
+  const e = error as { code?: unknown; message?: unknown };
+  const code = typeof e?.code === 'string' ? e.code : '';
+  if (/^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|ENOTFOUND|EHOSTUNREACH)$/.test(code)) return true;
+  if (/^(08...|57P0[1-4])$/.test(code)) return true;
+  const message = typeof e?.message === 'string' ? e.message : '';
+  return /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error/.test(
+    message,
+  );
 }
 
 /** The columns an UPDATE sets; undefined for a DELETE (whole rows go). */

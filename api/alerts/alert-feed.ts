@@ -10,6 +10,9 @@ import type { AlertView } from './alert-view.js';
 export const ALERT_CHANNEL = 'herd_alerts';
 /** NOTIFY payloads must stay under 8000 bytes; larger events are sent without labels. */
 const MAX_PAYLOAD = 7900;
+/** Pauses before listening again after the connection was lost: doubling from the first to the last. */
+const RELISTEN_FIRST_MS = 250;
+const RELISTEN_MAX_MS = 5_000;
 
 export type AlertTransition = 'pending' | 'firing' | 'resolved' | 'ok' | 'nodata' | 'error';
 
@@ -66,10 +69,17 @@ export class AlertFeed extends EventEmitter {
     for (const event of events) this.emit(kind, event);
   }
 
-  /** Re-emits what other processes publish; returns the function that stops listening. */
+  /**
+   * Re-emits what other processes publish; returns the function that stops listening. The first LISTEN must
+   * succeed; once its connection is lost (PostgreSQL restarted, a failover to another host) the feed takes a new
+   * connection and listens again, retrying with a growing pause (what was notified meanwhile is not seen).
+   */
   async listen(pool: pg.Pool, log: Logger): Promise<() => Promise<void>> {
-    const client = await pool.connect();
     let stopped = false;
+    /** Lets go of the listening connection: `err` destroys it (lost), without it goes back to the pool. */
+    let letGo: ((err?: Error) => Promise<void>) | undefined;
+    let retry: NodeJS.Timeout | undefined;
+    let pauseMs = RELISTEN_FIRST_MS;
     const onNotification = (msg: pg.Notification) => {
       if (msg.channel !== ALERT_CHANNEL || !msg.payload) return;
       try {
@@ -79,15 +89,58 @@ export class AlertFeed extends EventEmitter {
         log.warn({ err }, 'unreadable alert notification');
       }
     };
-    client.on('notification', onNotification);
-    client.on('error', (err) => log.warn({ err }, 'alert feed connection failed'));
-    await client.query(`LISTEN ${ALERT_CHANNEL}`);
+    const subscribe = async () => {
+      const c = await pool.connect();
+      let released = false;
+      const release = async (err?: Error) => {
+        if (released) return;
+        released = true;
+        c.off('notification', onNotification);
+        if (!err) await c.query(`UNLISTEN ${ALERT_CHANNEL}`).catch(() => undefined);
+        c.release(err);
+      };
+      const onLost = (err?: Error) => {
+        if (released) return;
+        void release(err ?? new Error('connection ended'));
+        letGo = undefined;
+        if (stopped) return;
+        log.warn({ err: err?.message }, 'alert feed connection lost; listening again');
+        relisten();
+      };
+      c.on('notification', onNotification);
+      c.on('error', onLost);
+      c.on('end', () => onLost());
+      try {
+        await c.query(`LISTEN ${ALERT_CHANNEL}`);
+      } catch (err) {
+        await release(err as Error);
+        throw err;
+      }
+      if (stopped) await release();
+      else letGo = release;
+    };
+    const relisten = () => {
+      if (stopped || retry) return;
+      retry = setTimeout(async () => {
+        retry = undefined;
+        if (stopped) return;
+        try {
+          await subscribe();
+          pauseMs = RELISTEN_FIRST_MS;
+          log.info('alert feed listening again');
+        } catch {
+          pauseMs = Math.min(pauseMs * 2, RELISTEN_MAX_MS);
+          relisten();
+        }
+      }, pauseMs);
+    };
+    await subscribe();
     return async () => {
       if (stopped) return;
       stopped = true;
-      client.off('notification', onNotification);
-      await client.query(`UNLISTEN ${ALERT_CHANNEL}`).catch(() => undefined);
-      client.release();
+      clearTimeout(retry);
+      await letGo?.();
+      letGo = undefined;
     };
   }
 }

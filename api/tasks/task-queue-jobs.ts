@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import type { Database } from '../../lib/db.js';
+import { type Database, isDatabaseUnavailable } from '../../lib/db.js';
 import { createLogger, type Logger } from '../../lib/log.js';
 import { taskJobs } from './tasks.repository.js';
 
@@ -40,18 +40,43 @@ class TaskJobQueue {
         const taskIds = this.pending.splice(0);
         await taskJobs(sql<number[]>`${taskIds}::int[]`)
           .execute(this.db)
-          .catch((err) =>
-            this.log.error(
-              { err, taskIds },
-              'adding task jobs failed: the sweep for jobless tasks adds them later',
-            ),
-          );
+          .catch((err) => {
+            if (isDatabaseUnavailable(err)) this.retryLater(taskIds, Date.now());
+            else
+              this.log.error(
+                { err, taskIds },
+                'adding task jobs failed: the sweep for jobless tasks adds them later',
+              );
+          });
       }
     } finally {
       this.draining = undefined;
     }
   }
+
+  /**
+   * PostgreSQL unreachable (restarting, a failover under way): the jobs are tried again in the background, the
+   * callers not held, until the sweep for jobless tasks would add them anyway.
+   */
+  private retryLater(taskIds: number[], since: number, pauseMs = RETRY_FIRST_MS): void {
+    if (Date.now() - since > JOBLESS_AFTER_MS) {
+      this.log.warn({ taskIds }, 'adding task jobs failed: the sweep for jobless tasks adds them later');
+      return;
+    }
+    setTimeout(() => {
+      taskJobs(sql<number[]>`${taskIds}::int[]`)
+        .execute(this.db)
+        .then(
+          () => this.log.info({ taskIds }, 'task jobs added once the database was back'),
+          () => this.retryLater(taskIds, since, Math.min(pauseMs * 2, RETRY_MAX_MS)),
+        );
+    }, pauseMs).unref();
+  }
 }
+
+/** Pauses between tries while the database is unreachable: doubling from the first to the last. */
+const RETRY_FIRST_MS = 250;
+const RETRY_MAX_MS = 5_000;
 
 const queues = new WeakMap<Database, TaskJobQueue>();
 

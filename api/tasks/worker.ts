@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { type Runner, run, type Task } from 'graphile-worker';
 import type pg from 'pg';
-import type { Database } from '../../lib/db.js';
+import { type Database, isDatabaseUnavailable } from '../../lib/db.js';
 import type { Logger } from '../../lib/log.js';
 import { Counter, Gauge, type Registry } from '../../lib/metrics.js';
 import type { TaskContext, TaskHandler, TaskHandlers } from './task-handler.js';
@@ -24,6 +24,9 @@ export const DEFAULT_WORKER_CONCURRENCY = 8;
 export const DEFAULT_HEARTBEAT_MS = 5_000;
 /** A running task whose worker has not said it is alive for this long was left by a dead worker. */
 export const DEFAULT_LEASE_MS = 30_000;
+/** Pauses between tries while PostgreSQL cannot be reached: doubling from the first to the last. */
+const RETRY_FIRST_MS = 250;
+const RETRY_MAX_MS = 5_000;
 
 export interface WorkerOptions {
   db: Database;
@@ -72,8 +75,29 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     progress: (fraction, detail) => setProgress(db, task.id, fraction, detail),
   });
 
+  let stopping: Promise<void> | undefined;
+  /**
+   * Runs `step` again while PostgreSQL cannot be reached (restarting, a failover to a standby under way): a task's
+   * start and its outcome wait for the database rather than fail, and the job then ends normally (graphile-worker
+   * stops a whole pool when it cannot record a job's end). Gives up once the worker stops.
+   */
+  const untilReachable = async <T>(what: string, step: () => Promise<T>): Promise<T> => {
+    for (let pauseMs = RETRY_FIRST_MS; ; pauseMs = Math.min(pauseMs * 2, RETRY_MAX_MS)) {
+      try {
+        return await step();
+      } catch (err) {
+        if (!isDatabaseUnavailable(err) || stopping) throw err;
+        log.warn(
+          { err: (err as Error).message, retryInMs: pauseMs },
+          `${what}: database unavailable, waiting`,
+        );
+        await new Promise((resolve) => setTimeout(resolve, pauseMs));
+      }
+    }
+  };
+
   const finish = async (task: TaskRow, outcome: Parameters<typeof finishTask>[3]) => {
-    if (await finishTask(db, task.id, workerId, outcome))
+    if (await untilReachable('recording a task outcome', () => finishTask(db, task.id, workerId, outcome)))
       metrics?.finished.inc({ action: task.action, state: outcome.state });
     else
       log.warn({ taskId: task.id }, 'task was resolved by another worker meanwhile (this one looked dead)');
@@ -113,7 +137,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       log.warn({ payload }, 'job without a task id, dropped');
       return;
     }
-    const task = await startTask(db, taskId, workerId);
+    const task = await untilReachable('starting a task', () => startTask(db, taskId, workerId));
     if (task) await execute(task);
   };
 
@@ -154,14 +178,42 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     return sweeping;
   };
 
-  const runner: Runner = await run({
-    pgPool: options.pgPool,
-    taskList: { [TASK_JOB]: job },
-    concurrency: options.concurrency ?? DEFAULT_WORKER_CONCURRENCY,
-    noHandleSignals: true,
-    pollInterval: 2_000,
-    logger: graphileLogger(log),
-  });
+  const startRunner = () =>
+    run({
+      pgPool: options.pgPool,
+      taskList: { [TASK_JOB]: job },
+      concurrency: options.concurrency ?? DEFAULT_WORKER_CONCURRENCY,
+      noHandleSignals: true,
+      pollInterval: 2_000,
+      logger: graphileLogger(log),
+    });
+  let runner: Runner = await startRunner();
+  // graphile-worker shuts its whole pool down when it cannot record a job's end (the connection cut under it, as
+  // in a failover): then it is started again, as often as needed, until the worker stops.
+  let restarting: NodeJS.Timeout | undefined;
+  const restartWhenItEnds = (r: Runner) => {
+    const ended = () => {
+      if (stopping || r !== runner) return;
+      log.error('graphile-worker stopped on its own; starting it again');
+      const again = (pauseMs: number) => {
+        restarting = setTimeout(async () => {
+          restarting = undefined;
+          if (stopping) return;
+          try {
+            runner = await startRunner();
+            if (stopping) await runner.stop();
+            else restartWhenItEnds(runner);
+          } catch (err) {
+            log.warn({ err: (err as Error).message }, 'graphile-worker did not start; trying again');
+            again(Math.min(pauseMs * 2, RETRY_MAX_MS));
+          }
+        }, pauseMs);
+      };
+      again(RETRY_FIRST_MS);
+    };
+    r.promise.then(ended, ended);
+  };
+  restartWhenItEnds(runner);
   await sweep();
 
   const timer = setInterval(() => {
@@ -171,14 +223,14 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   timer.unref();
   log.info({ concurrency: options.concurrency ?? DEFAULT_WORKER_CONCURRENCY }, 'task worker started');
 
-  let stopping: Promise<void> | undefined;
   return {
     workerId,
     sweep,
     stop() {
       stopping ??= (async () => {
         clearInterval(timer);
-        await runner.stop();
+        clearTimeout(restarting);
+        await runner.stop().catch((err) => log.warn({ err }, 'graphile-worker stop'));
         await sweeping;
         log.info('task worker stopped');
       })();
