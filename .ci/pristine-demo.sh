@@ -11,6 +11,7 @@ repo="$(cd "$(dirname "$0")/.." && pwd)"
 command -v debootstrap >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null; }
 
 root="$(mktemp -d /var/tmp/herd-pristine.XXXXXX)"
+chmod 755 "$root"  # a root directory is 0755, as on a real machine (mktemp made it 0700)
 cleanup() {
   if [ "${KEEP:-0}" = 1 ]; then echo "kept: $root"; else rm -rf --one-file-system "$root"; fi
 }
