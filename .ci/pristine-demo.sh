@@ -11,6 +11,7 @@ repo="$(cd "$(dirname "$0")/.." && pwd)"
 command -v debootstrap >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null; }
 
 root="$(mktemp -d /var/tmp/herd-pristine.XXXXXX)"
+chmod 755 "$root"  # a root directory is 0755, as on a real machine (mktemp made it 0700)
 cleanup() {
   if [ "${KEEP:-0}" = 1 ]; then echo "kept: $root"; else rm -rf --one-file-system "$root"; fi
 }
@@ -25,7 +26,7 @@ debootstrap --variant=minbase bookworm "$root" "$mirror" >"$root.debootstrap.log
 rm -f "$root.debootstrap.log"
 cp /etc/resolv.conf "$root/etc/resolv.conf"
 
-# This machine's node and npm, as a person would have installed them.
+# This machine's node and npm (with its headers and settings), as the machine has them.
 node_bin="$(readlink -f "$(command -v node)")"
 npm_dir="$(dirname "$(dirname "$(readlink -f "$(command -v npm)")")")"
 mkdir -p "$root/usr/bin" "$root$(dirname "$npm_dir")"
@@ -34,8 +35,10 @@ cp -a "$npm_dir" "$root$npm_dir"
 ln -sf "$npm_dir/bin/npm-cli.js" "$root/usr/bin/npm"
 ln -sf "$npm_dir/bin/npx-cli.js" "$root/usr/bin/npx"
 [ -d /usr/include/node ] && mkdir -p "$root/usr/include" && cp -a /usr/include/node "$root/usr/include/node"
-global_npmrc="$(npm config get globalconfig)"
-[ -f "$global_npmrc" ] && mkdir -p "$root$(dirname "$global_npmrc")" && cp "$global_npmrc" "$root$global_npmrc"
+# npm's own settings on this machine (registry, CA file, nodedir: the headers node-gyp builds against).
+for rc in "$(npm config get globalconfig)" "$(npm config get userconfig)"; do
+  [ -f "$rc" ] && mkdir -p "$root$(dirname "$rc")" && cp "$rc" "$root$rc"
+done
 if [ -n "${NODE_EXTRA_CA_CERTS:-}" ] && [ -f "$NODE_EXTRA_CA_CERTS" ]; then
   mkdir -p "$root$(dirname "$NODE_EXTRA_CA_CERTS")"
   cp "$NODE_EXTRA_CA_CERTS" "$root$NODE_EXTRA_CA_CERTS.machine"
