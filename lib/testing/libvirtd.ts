@@ -35,8 +35,8 @@ const STATE_DIRS = {
  * The socket directory is outside the bind mounts, so every process reaches it. Guests get distinct VNC and
  * migration port ranges per instance (`index`). No virtlogd (qemu writes its log itself), no security driver,
  * no firewall: guests use qemu's user-mode network, which touches only loopback. Without `kvm` (the machine's
- * /dev/kvm did not boot a guest), /dev/null is bound over /dev/kvm inside the namespace, so this libvirtd offers
- * only TCG, as on a machine without KVM.
+ * /dev/kvm did not boot a guest), an empty read-only file is bound over /dev/kvm inside the namespace, so this
+ * libvirtd offers only TCG, as on a machine without KVM.
  */
 export async function startLibvirtd(
   dir: string,
@@ -82,7 +82,13 @@ export async function startLibvirtd(
   const mounts = Object.entries(STATE_DIRS)
     .map(([name, target]) => `mount --bind '${path.join(dir, name)}' '${target}'`)
     .join(' && ');
-  const hideKvm = options.kvm ? '' : '{ [ ! -e /dev/kvm ] || mount --bind /dev/null /dev/kvm; } && ';
+  // A read-only empty file over /dev/kvm: libvirt then finds it unusable (EROFS, even for root) and keeps its
+  // capabilities cache (/dev/null would open, and its ctime moves with every write: a re-probe at every call).
+  const noKvm = path.join(dir, 'no-kvm');
+  if (!options.kvm) await writeFile(noKvm, '');
+  const hideKvm = options.kvm
+    ? ''
+    : `{ [ ! -e /dev/kvm ] || { mount --bind '${noKvm}' /dev/kvm && mount -o remount,bind,ro /dev/kvm; }; } && `;
   const script = `mount --make-rprivate / && ${mounts} && ${hideKvm}exec /usr/sbin/libvirtd -f /etc/libvirt/libvirtd.conf -p '${path.join(dir, 'libvirtd.pid')}'`;
   const child: ChildProcess = spawn('unshare', ['-m', 'sh', '-c', script], {
     stdio: ['ignore', 'pipe', 'pipe'],
