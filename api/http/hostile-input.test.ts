@@ -147,6 +147,36 @@ describe('numbers that are not finite', () => {
   });
 });
 
+test("PostgreSQL's error text never reaches a client: a 400 in herd's words, naming the field", async () => {
+  const inAnHour = new Date(Date.now() + 3_600_000).toISOString();
+  for (const [url, payload, field] of [
+    [
+      '/api/v1/silences',
+      { matchers: [{ name: 'a', value: 'b' }], endsAt: inAnHour, comment: 'nul\u0000here' },
+      'comment',
+    ],
+    [
+      '/api/v1/silences',
+      { matchers: [{ name: 'a', value: 'b\u0000' }], endsAt: inAnHour, comment: 'x' },
+      'matchers.0.value',
+    ],
+    ['/api/v1/pools', { name: 'nul\u0000pool', kind: 'vm', parentId: pool }, 'name'],
+  ] as Array<[string, object, string]>) {
+    const res = await send('POST', url, payload);
+    expect(res.status, `${url}: ${JSON.stringify(res.body)}`).toBe(400);
+    expect(res.body).toMatchObject({ error: 'bad_value', field });
+    expect(res.body.message).toMatch(
+      new RegExp(`^${field.replaceAll('.', '\\.')}: a value the database cannot store`),
+    );
+    expect(JSON.stringify(res.body)).not.toMatch(
+      /UTF8|0x00|byte sequence|Unicode escape|jsonb|silences|pools/i,
+    );
+  }
+  // The log keeps PostgreSQL's words for the operator, as a warning.
+  expect(lines.some((l) => l.includes('request refused by PostgreSQL') && /0x00|escape/.test(l))).toBe(true);
+  expect(errorsLogged()).toEqual([]);
+});
+
 test('every route of the OpenAPI document: ids, query integers and body integers past their columns are never a 500', async () => {
   const spec = t.app.swagger() as {
     paths: Record<string, Record<string, OpenApiOperation>>;
