@@ -190,7 +190,9 @@ describe('filters and explanations', () => {
 
   test('a host without room is refused with the reason, and the refusal is kept to explain', async () => {
     await startAndWait(vms[1]);
-    const res = await f.request(user, 'POST', `/api/v1/vms/${vms[2]}/actions`, { action: 'start' });
+    // The admin sees each host's reason; the pool's user, who may not list the hardware pool's hosts, sees none
+    // of them (no name, no figure).
+    const res = await f.request(f.admin, 'POST', `/api/v1/vms/${vms[2]}/actions`, { action: 'start' });
     expect(res.status).toBe(409);
     expect(res.body.error).toBe('no_host_available');
     expect(res.body.message).toContain(
@@ -198,6 +200,16 @@ describe('filters and explanations', () => {
         r.hosts[2] +
         '): no room for vCPUs: 4 allocated + 2 requested > 4 capacity ((4 − 0 reserved) × 1)',
     );
+    expect(res.body.candidates).toBe(3);
+    const refused = await f.request(user, 'POST', `/api/v1/vms/${vms[2]}/actions`, { action: 'start' });
+    expect(refused.status).toBe(409);
+    expect(refused.body).toMatchObject({
+      error: 'no_host_available',
+      message:
+        "no host can take 2 vCPUs and 2048 MiB now (the reasons per host are shown to those who may list the hardware pool's hosts)",
+    });
+    expect(refused.body.candidates).toBeUndefined();
+    expect(JSON.stringify(refused.body)).not.toMatch(/small-|MiB free|allocated|capacity/);
     const vm = (await f.request(user, 'GET', `/api/v1/vms/${vms[2]}`)).body;
     expect(vm).toMatchObject({ state: 'defined', hostId: null });
     const { body } = await f.request(user, 'GET', `/api/v1/vms/${vms[2]}/placement`);

@@ -24,15 +24,36 @@ export interface PlacementInput {
   live?: LiveSummarySource;
 }
 
-/** 409 `no_host_available`: nothing in the hardware pool can take the VM now; the message says why per host. */
+/**
+ * 409 `no_host_available`: nothing in the hardware pool can take the VM now. To a caller who may list the hardware
+ * pool's hosts (`showsHosts`) the message says why per host; to anyone else it names no host and gives no figure
+ * of theirs (allocations, live free memory), nor how many hosts there are.
+ */
 export class NoHostError extends HttpError {
-  constructor(readonly decision: PlacementDecision) {
-    super(409, 'no_host_available', decision.message ?? 'no host available', {
-      policy: decision.policy,
-      requestedHostId: decision.requestedHostId,
-      candidates: decision.candidates.length,
-    });
+  constructor(
+    readonly decision: PlacementDecision,
+    showsHosts: boolean,
+  ) {
+    super(
+      409,
+      'no_host_available',
+      showsHosts ? (decision.message ?? 'no host available') : hostlessMessage(decision),
+      {
+        policy: decision.policy,
+        requestedHostId: decision.requestedHostId,
+        ...(showsHosts ? { candidates: decision.candidates.length } : {}),
+      },
+    );
   }
+}
+
+function hostlessMessage(decision: PlacementDecision): string {
+  const want = `${decision.request.vcpus} vCPUs and ${decision.request.memoryMiB} MiB`;
+  const which =
+    decision.requestedHostId !== null
+      ? `the requested host cannot take ${want}`
+      : `no host can take ${want} now`;
+  return `${which} (the reasons per host are shown to those who may list the hardware pool's hosts)`;
 }
 
 /** The decision placement would make now, without claiming anything (GET /api/v1/vms/:id/placement). */

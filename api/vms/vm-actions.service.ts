@@ -1,6 +1,6 @@
 import type { Database } from '../../lib/db.js';
 import type { Logger } from '../../lib/log.js';
-import { type Need, type PoolRole, seesVm } from '../access/access.service.js';
+import { effectiveRole, type Need, type PoolRole, roleAllows, seesVm } from '../access/access.service.js';
 import type { AuthUser } from '../auth/auth-user.js';
 import type { HostConnections } from '../hosts/driver/index.js';
 import { conflict, forbidden, notFound } from '../http/errors.js';
@@ -235,7 +235,8 @@ async function claimPlacingAction(
       await updateVm(deps.db, vm.id, {
         placement: JSON.stringify(storedDecision(failed, { action: request.action, decidedAt: new Date() })),
       });
-      throw new NoHostError(failed);
+      const role = user.isSuperAdmin ? 'super' : await effectiveRole(deps.db, user, vm.hardware_pool_id);
+      throw new NoHostError(failed, roleAllows(role, 'view'));
     }
   }
 }
