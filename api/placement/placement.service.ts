@@ -1,5 +1,7 @@
 import type { Database } from '../../lib/db.js';
 import type { PlacementPolicy } from '../../schema/index.js';
+import { effectiveRole, roleAllows } from '../access/access.service.js';
+import type { AuthUser } from '../auth/auth-user.js';
 import { HttpError } from '../http/errors.js';
 import { DEFAULT_PLACEMENT_POLICY, type ResourceInventory } from './inventory.js';
 import { type LiveSummarySource, liveUsageFrom } from './live-usage.js';
@@ -47,7 +49,26 @@ export class NoHostError extends HttpError {
   }
 }
 
-function hostlessMessage(decision: PlacementDecision): string {
+/** Whether `user` may list the hosts of the hardware pool (those placement chooses from, and so explain). */
+export async function showsHosts(db: Database, user: AuthUser, hardwarePoolId: number): Promise<boolean> {
+  return roleAllows(user.isSuperAdmin ? 'super' : await effectiveRole(db, user, hardwarePoolId), 'view');
+}
+
+/**
+ * A decision as shown to a caller who may not list the hardware pool's hosts: the request, the policy and the
+ * outcome, without the candidates (names, reasons, allocations, live figures); a refusal says so in general.
+ */
+export function withoutHosts<
+  T extends { candidates: unknown[]; chosenHostId: number | null; message?: string },
+>(decision: T & { request: PlacementRequest; requestedHostId: number | null }): T {
+  return {
+    ...decision,
+    candidates: [],
+    ...(decision.message !== undefined ? { message: hostlessMessage(decision) } : {}),
+  };
+}
+
+function hostlessMessage(decision: { request: PlacementRequest; requestedHostId: number | null }): string {
   const want = `${decision.request.vcpus} vCPUs and ${decision.request.memoryMiB} MiB`;
   const which =
     decision.requestedHostId !== null

@@ -1,6 +1,6 @@
 import type { Database } from '../../lib/db.js';
 import type { Logger } from '../../lib/log.js';
-import { effectiveRole, type Need, type PoolRole, roleAllows, seesVm } from '../access/access.service.js';
+import { type Need, type PoolRole, seesVm } from '../access/access.service.js';
 import type { AuthUser } from '../auth/auth-user.js';
 import type { HostConnections } from '../hosts/driver/index.js';
 import { conflict, forbidden, notFound } from '../http/errors.js';
@@ -18,6 +18,7 @@ import {
   type HostClaim,
   hostClaims,
   NoHostError,
+  showsHosts,
   unclaimedDecision,
 } from '../placement/placement.service.js';
 import { quotaRefusal } from '../quota/quota.service.js';
@@ -235,8 +236,7 @@ async function claimPlacingAction(
       await updateVm(deps.db, vm.id, {
         placement: JSON.stringify(storedDecision(failed, { action: request.action, decidedAt: new Date() })),
       });
-      const role = user.isSuperAdmin ? 'super' : await effectiveRole(deps.db, user, vm.hardware_pool_id);
-      throw new NoHostError(failed, roleAllows(role, 'view'));
+      throw new NoHostError(failed, await showsHosts(deps.db, user, vm.hardware_pool_id));
     }
   }
 }
