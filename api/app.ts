@@ -3,7 +3,12 @@ import type { ValidatorFactory } from '@fastify/ajv-compiler';
 import fastifyCookie from '@fastify/cookie';
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
-import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyRequest,
+} from 'fastify';
 import type { Registry } from 'prom-client';
 import type { LiveReader } from '../ingest/live-view.js';
 import type { MetricsStore } from '../ingest/store/metrics-store.js';
@@ -13,7 +18,7 @@ import type { Config } from '../lib/config.js';
 import { type Database, isDatabaseUnavailable } from '../lib/db.js';
 import type { Logger } from '../lib/log.js';
 import type { HostConnections } from './hosts/driver/index.js';
-import { HttpError } from './http/errors.js';
+import { HttpError, isPostgresError } from './http/errors.js';
 import { buildValidator, typeMessage } from './http/validation.js';
 
 /** What the HTTP app needs from the rest of herd. Optional parts are absent when their role is not running. */
@@ -39,6 +44,27 @@ export interface AppDeps {
 export type RoutePlugin = (app: FastifyInstance, deps: AppDeps) => Promise<void> | void;
 
 export { isDatabaseUnavailable };
+
+/**
+ * The request field PostgreSQL refused, when it can be told: text with a NUL character (SQLSTATE 22021 in a
+ * text column, 22P05 in a jsonb one), which PostgreSQL cannot store, is found in the body or query string.
+ */
+function fieldOf(request: FastifyRequest, sqlstate: string): string | undefined {
+  if (sqlstate !== '22021' && sqlstate !== '22P05') return undefined;
+  for (const [part, data] of [
+    ['body', request.body],
+    ['querystring', request.query],
+  ] as const) {
+    const stack: Array<[unknown, string]> = [[data, '']];
+    while (stack.length) {
+      const [value, path] = stack.pop()!;
+      if (typeof value === 'string' && value.includes('\0')) return path ? path.slice(1) : part;
+      if (value !== null && typeof value === 'object')
+        for (const [key, child] of Object.entries(value)) stack.push([child, `${path}.${key}`]);
+    }
+  }
+  return undefined;
+}
 
 /** On every answer: no MIME sniffing, never framed, no referrer to other sites. */
 const SECURITY_HEADERS = {
@@ -127,16 +153,21 @@ export async function buildApp(deps: AppDeps, routes: RoutePlugin[] = []): Promi
         .status(503)
         .send({ error: 'unavailable', message: 'the database is unavailable; try again shortly' });
     }
-    const sqlstate = (error as { code?: unknown }).code;
-    if (typeof sqlstate === 'string' && /^22[0-9A-Z]{3}$/.test(sqlstate)) {
-      // PostgreSQL's data exceptions (a number past its column, text that is no number): the request's fault.
+    if (isPostgresError(error) && /^22/.test(error.code)) {
+      // PostgreSQL's data exceptions (a number past its column, text that is no number, a NUL character): the
+      // request's fault. Its text (tables, columns, types, the value) stays in the log.
       request.log.warn(
-        { sqlstate, url: request.url, method: request.method },
+        { sqlstate: error.code, err: error.message, url: request.url, method: request.method },
         'request refused by PostgreSQL',
       );
-      return reply.status(400).send({ error: 'bad_value', message: error.message });
+      const field = fieldOf(request, error.code);
+      return reply.status(400).send({
+        error: 'bad_value',
+        message: `${field ? `${field}: ` : ''}a value the database cannot store (too long, out of range, or holding a NUL character)`,
+        ...(field ? { field } : {}),
+      });
     }
-    const status = error.statusCode ?? 500;
+    const status = isPostgresError(error) ? 500 : ((error as FastifyError).statusCode ?? 500);
     if (status < 500) {
       return reply.status(status).send({ error: error.code ?? 'bad_request', message: error.message });
     }

@@ -1,3 +1,4 @@
+import net, { type AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { createTestApp, type TestApp } from '../../lib/testing/app.js';
 import { insertHost } from '../../lib/testing/fleet.js';
@@ -282,6 +283,15 @@ describe('silences', () => {
     });
     expect(bad.statusCode).toBe(400);
     expect(bad.json().message).toMatch(/^matchers\.0\.value/);
+    const backreference = await call('POST', '/api/v1/silences', operator, {
+      ...base,
+      matchers: [
+        { name: 'alertname', value: 'x' },
+        { name: 'host', op: '!~', value: '(a)\\1' },
+      ],
+    });
+    expect(backreference.statusCode).toBe(400);
+    expect(backreference.json()).toMatchObject({ field: 'matchers.1.value' });
     const past = await call('POST', '/api/v1/silences', operator, {
       ...base,
       matchers: [{ name: 'a', value: 'b' }],
@@ -295,9 +305,12 @@ describe('silences', () => {
 });
 
 describe('notification channels', () => {
-  test('a webhook to loopback, link-local or a metadata address is refused when made or changed', async () => {
+  test('a webhook to loopback, private, link-local or a metadata address is refused when made or changed', async () => {
     for (const url of [
       'http://169.254.169.254/latest/meta-data/',
+      'http://10.1.2.3/hook',
+      'http://localhost./',
+      'http://LOCALHOST:8080/',
       'http://127.0.0.1:8080/api/v1/pools',
       'http://localhost/',
       'http://[::1]:25826/',
@@ -312,19 +325,64 @@ describe('notification channels', () => {
         config: { url },
       });
       expect(res.statusCode, url).toBe(400);
-      expect(res.json().message, url).toContain('refused for webhooks');
+      expect(res.json().message, url).toContain('refused as a target');
     }
     const made = await call('POST', '/api/v1/notification-channels', operator, {
-      name: 'inside',
+      name: 'outside',
       type: 'webhook',
       poolId: poolA,
-      config: { url: 'http://10.1.2.3/hook' },
+      config: { url: 'http://203.0.113.7/hook' },
     });
     expect(made.statusCode, made.body).toBe(201);
     const moved = await call('PATCH', `/api/v1/notification-channels/${made.json().id}`, operator, {
       config: { url: 'http://169.254.169.254/' },
     });
     expect(moved.statusCode).toBe(400);
+  });
+
+  test('an e-mail channel whose SMTP server is loopback, private or link-local is refused when made or changed', async () => {
+    const listener = net.createServer((socket) => {
+      connections++;
+      socket.destroy();
+    });
+    let connections = 0;
+    await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
+    const port = (listener.address() as AddressInfo).port;
+    try {
+      for (const host of [
+        '127.0.0.1',
+        'localhost.',
+        'LOCALHOST',
+        '[::1]',
+        '::ffff:127.0.0.1',
+        '10.0.0.5',
+        '169.254.169.254',
+      ]) {
+        const res = await call('POST', '/api/v1/notification-channels', operator, {
+          name: 'scan',
+          type: 'email',
+          poolId: poolA,
+          config: { to: ['ops@example.test'], smtp: { host, port } },
+        });
+        expect(res.statusCode, host).toBe(400);
+        expect(res.json(), host).toMatchObject({ field: 'config.smtp.host' });
+        expect(res.json().message, host).toContain('refused as a target');
+      }
+      const made = await call('POST', '/api/v1/notification-channels', operator, {
+        name: 'mail',
+        type: 'email',
+        poolId: poolA,
+        config: { to: ['ops@example.test'], smtp: { host: 'smtp.example.test', port } },
+      });
+      expect(made.statusCode, made.body).toBe(201);
+      const moved = await call('PATCH', `/api/v1/notification-channels/${made.json().id}`, operator, {
+        config: { to: ['ops@example.test'], smtp: { host: '127.0.0.1', port } },
+      });
+      expect(moved.statusCode).toBe(400);
+      expect(connections).toBe(0);
+    } finally {
+      await new Promise((resolve) => listener.close(resolve));
+    }
   });
 
   test('pool admins manage their channels; secrets are shown once, never again', async () => {
@@ -359,7 +417,7 @@ describe('notification channels', () => {
       name: 'a-mail',
       type: 'email',
       poolId: poolA,
-      config: { to: ['ops@example.test'], smtp: { host: '127.0.0.1', port: 2525, user: 'herd' } },
+      config: { to: ['ops@example.test'], smtp: { host: 'smtp.example.test', port: 2525, user: 'herd' } },
       secret: 'smtp-password',
     });
     expect(email.statusCode).toBe(201);

@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import { OutboundGuard } from '../../lib/outbound-guard.js';
 import type { AppDeps } from '../app.js';
 import { errorResponses, idParam, listOf, listQuery } from '../http/schemas.js';
 import {
@@ -38,7 +39,6 @@ import {
   patchChannel,
   removeChannel,
 } from './channels.service.js';
-import { WebhookTargets } from './notify/webhook-targets.js';
 import {
   createSilence,
   getSilence,
@@ -53,7 +53,7 @@ const noContent = { 204: { type: 'null' }, ...errorResponses } as const;
 
 /** /api/v1/alert-rules, /api/v1/alerts, /api/v1/silences, /api/v1/notification-channels, /api/v1/notifications. */
 export function alertRoutes(app: FastifyInstance, { db, config }: AppDeps): void {
-  const targets = new WebhookTargets(config.alerting.webhookAllow);
+  const targets = new OutboundGuard(config.alerting.webhookAllow);
   const tags = ['alerts'];
 
   app.get<{

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Database } from '../../lib/db.js';
+import { OutboundGuard } from '../../lib/outbound-guard.js';
 import type { AlertSeverity } from '../../schema/index.js';
 import { assertPool, visiblePoolRoles } from '../access/access.service.js';
 import { audit } from '../audit/audit.service.js';
@@ -13,7 +14,6 @@ import {
   listChannels,
   updateChannel,
 } from './alerts.repository.js';
-import { WebhookTargets } from './notify/webhook-targets.js';
 
 export interface ChannelBody {
   name: string;
@@ -58,7 +58,7 @@ export async function createChannel(
   db: Database,
   user: AuthUser,
   body: ChannelBody,
-  targets = new WebhookTargets(),
+  targets = new OutboundGuard(),
 ) {
   if (body.poolId === undefined && !user.isSuperAdmin)
     throw forbidden('global channels are made by the super-admin');
@@ -94,7 +94,7 @@ export async function patchChannel(
   user: AuthUser,
   id: number,
   body: Partial<Omit<ChannelBody, 'type' | 'poolId'>>,
-  targets = new WebhookTargets(),
+  targets = new OutboundGuard(),
 ) {
   const row = await channelById(db, id);
   if (!row) throw notFound('notification channel');
@@ -138,15 +138,19 @@ export async function removeChannel(db: Database, user: AuthUser, id: number): P
   });
 }
 
-function checkConfig(type: ChannelBody['type'], config: Record<string, unknown>, targets: WebhookTargets) {
+function checkConfig(type: ChannelBody['type'], config: Record<string, unknown>, targets: OutboundGuard) {
   if (type === 'webhook') {
     const url = typeof config.url === 'string' ? config.url : '';
     if (!/^https?:\/\//.test(url))
       throw badRequest('config.url: an http(s) URL is required for a webhook', { field: 'config.url' });
     const refused = targets.refusedUrl(url);
     if (refused) throw badRequest(`config.url: ${refused}`, { field: 'config.url' });
-  } else if (!Array.isArray(config.to) || config.to.length === 0) {
-    throw badRequest('config.to: at least one address is required for e-mail', { field: 'config.to' });
+  } else {
+    if (!Array.isArray(config.to) || config.to.length === 0)
+      throw badRequest('config.to: at least one address is required for e-mail', { field: 'config.to' });
+    const smtp = config.smtp as { host?: unknown } | undefined;
+    const refused = smtp && targets.refusedHost(String(smtp.host ?? ''));
+    if (refused) throw badRequest(`config.smtp.host: ${refused}`, { field: 'config.smtp.host' });
   }
 }
 

@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import type { Database } from '../../lib/db.js';
 import type { Logger } from '../../lib/log.js';
+import { OutboundGuard } from '../../lib/outbound-guard.js';
 import { countEventsByHost, pruneEvents } from '../events/events.repository.js';
 import type { ForecastSource } from '../forecast/forecast-source.js';
 import { AlertEvaluator, type EvaluationResult } from './alert-evaluator.js';
@@ -14,7 +15,6 @@ import { type DispatchResult, NotificationDispatcher, type RetryPolicy } from '.
 import { emailSender, type SmtpDefaults } from './notify/email-sender.js';
 import type { Sender } from './notify/sender.js';
 import { createWebhookSender } from './notify/webhook-sender.js';
-import { WebhookTargets } from './notify/webhook-targets.js';
 
 const DAY_MS = 86_400_000;
 const DEFAULT_HISTORY_DAYS = 30;
@@ -44,7 +44,8 @@ export interface AlertingOptions {
   historyDays?: number;
   /** false: no timers, the caller runs `evaluate()` and `dispatch()` (tests). Default true. */
   autoRun?: boolean;
-  /** Addresses or CIDRs webhooks may reach although loopback, link-local or metadata (HERD_WEBHOOK_ALLOW). */
+  /** Addresses or CIDRs webhooks and channels' SMTP servers may reach although refused by default
+   * (HERD_WEBHOOK_ALLOW; lib/outbound-guard.ts). */
   webhookAllow?: readonly string[];
   /** Replaces a channel type's sender. */
   senders?: Partial<Record<'webhook' | 'email', Sender>>;
@@ -81,14 +82,15 @@ export async function startAlerting(o: AlertingOptions): Promise<Alerting> {
     clock,
   );
   const evaluator = new AlertEvaluator({ db: o.db, log, reader, clock, feed });
+  const guard = new OutboundGuard(o.webhookAllow);
   const dispatcher = new NotificationDispatcher({
     db: o.db,
     log,
     clock,
     retry: o.retry,
     senders: {
-      webhook: createWebhookSender(new WebhookTargets(o.webhookAllow)),
-      email: emailSender(o.smtp),
+      webhook: createWebhookSender(guard),
+      email: emailSender(o.smtp, guard),
       ...o.senders,
     },
   });

@@ -11,6 +11,28 @@ export class HttpError extends Error {
   }
 }
 
+/**
+ * Whether `err` is PostgreSQL's (node-pg's DatabaseError: a SQLSTATE and a severity). Its text names tables,
+ * columns, constraints and types and quotes values, so it is logged and never shown to a client.
+ */
+export function isPostgresError(
+  err: unknown,
+): err is Error & { code: string; column?: string; constraint?: string } {
+  const e = err as { code?: unknown; severity?: unknown };
+  return (
+    err instanceof Error &&
+    typeof e.code === 'string' &&
+    /^[0-9A-Z]{5}$/.test(e.code) &&
+    typeof e.severity === 'string'
+  );
+}
+
+/** What a client may be told about `err`: its message, unless PostgreSQL wrote it. */
+export function publicMessage(err: unknown): string {
+  if (isPostgresError(err)) return `the database refused the change (SQLSTATE ${err.code})`;
+  return err instanceof Error ? err.message : String(err);
+}
+
 export const badRequest = (message: string, details?: Record<string, unknown>) =>
   new HttpError(400, 'bad_request', message, details);
 export const unauthorized = (message = 'authentication required') =>

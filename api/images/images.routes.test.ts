@@ -1,10 +1,11 @@
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { createTestApp, type TestApp } from '../../lib/testing/app.js';
 import { authHeader, createPool, createUserWithToken, grantRole } from '../../lib/testing/users.js';
+import { PXE_MISSES_PER_ADDRESS_PER_MINUTE } from './images.routes.js';
 import { normalizeMac } from './images.service.js';
 
 let t: TestApp;
@@ -23,6 +24,7 @@ async function insertVm(
   mac: string,
   imageId: number | null,
   bootNetwork: boolean,
+  state: 'defined' | 'starting' | 'running' = 'starting',
 ): Promise<number> {
   const { id } = await t.database.db
     .insertInto('vms')
@@ -35,6 +37,7 @@ async function insertVm(
       memory_mib: 512,
       image_id: imageId,
       boot_network: bootNetwork,
+      state,
     })
     .returning('id')
     .executeTakeFirstOrThrow();
@@ -189,11 +192,38 @@ describe('PXE boot', () => {
     expect((await pxe('52:54:00:00:00:0c')).body).toBe('#!ipxe\nexit\n');
   });
 
-  test('unknown MACs boot from disk; malformed ones answer 400', async () => {
-    expect((await pxe('52:54:00:ff:ff:ff')).body).toBe('#!ipxe\nexit\n');
+  test('a VM not starting or running is unknown to PXE: its command line is not given to whoever has its MAC', async () => {
+    const vmId = await insertVm('later', '52:54:00:00:00:0d', images['debian-12'], true, 'defined');
+    const defined = await pxe('52:54:00:00:00:0d');
+    expect(defined.statusCode).toBe(404);
+    expect(defined.body).not.toContain('preseed');
+    expect(defined.body).not.toContain('later');
+    await t.database.db.updateTable('vms').set({ state: 'running' }).where('id', '=', vmId).execute();
+    expect((await pxe('52:54:00:00:00:0d')).body).toContain('hostname=later');
+  });
+
+  test('unknown MACs answer 404, malformed ones 400; past the limit, misses from one address answer 429', async () => {
+    expect((await pxe('52:54:00:ff:ff:ff')).statusCode).toBe(404);
     const bad = await pxe('not-a-mac');
     expect(bad.statusCode).toBe(400);
     expect((await t.app.inject({ method: 'GET', url: '/pxe/boot' })).statusCode).toBe(400);
+
+    await insertVm('booting', '52:54:00:00:00:0e', images['debian-12'], true);
+    const guess = (remoteAddress: string, mac: string) =>
+      t.app.inject({ method: 'GET', url: `/pxe/boot?mac=${mac}`, remoteAddress });
+    const random = () => `52:54:00:${randomBytes(3).toString('hex').match(/../g)!.join(':')}`;
+    const statuses: number[] = [];
+    for (let i = 0; i < PXE_MISSES_PER_ADDRESS_PER_MINUTE + 10; i++)
+      statuses.push((await guess('192.0.2.66', random())).statusCode);
+    expect(statuses.slice(0, PXE_MISSES_PER_ADDRESS_PER_MINUTE).every((s) => s === 404 || s === 200)).toBe(
+      true,
+    );
+    expect(statuses.slice(PXE_MISSES_PER_ADDRESS_PER_MINUTE)).toEqual(new Array(10).fill(429));
+    // Even a MAC that would be answered, from that address; another address is not held up.
+    const held = await guess('192.0.2.66', '52:54:00:00:00:0e');
+    expect(held.statusCode).toBe(429);
+    expect(Number(held.headers['retry-after'])).toBeGreaterThan(0);
+    expect((await guess('192.0.2.67', '52:54:00:00:00:0e')).body).toContain('hostname=booting');
     expect(normalizeMac('AA:BB:CC:DD:EE:FF')).toBe('aa:bb:cc:dd:ee:ff');
     expect(normalizeMac('aabb.ccdd.eeff')).toBeNull();
   });

@@ -1,5 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { AppDeps } from '../app.js';
+import { LoginFailures } from '../auth/login-failures.js';
+import { HttpError } from '../http/errors.js';
 import { errorResponses, errorSchema, idParam, listOf, listQuery } from '../http/schemas.js';
 import {
   createImage,
@@ -15,6 +17,8 @@ import {
 } from './images.service.js';
 
 const tags = ['images'];
+/** `GET /pxe/boot` misses (a MAC of no VM starting or running, or no MAC) per client address per minute. */
+export const PXE_MISSES_PER_ADDRESS_PER_MINUTE = 30;
 /** A URL iPXE fetches: no whitespace (a script line), http(s) or tftp. */
 const bootUrl = { type: 'string', maxLength: 2048, pattern: '^(https?|tftp)://[^\\s]+$' } as const;
 /** A kernel or initrd: a URL as above, or a file on herd's machine that herd serves (super-admin only). */
@@ -187,31 +191,61 @@ export async function imageRoutes(app: FastifyInstance, deps: AppDeps): Promise<
     );
   });
 
+  // Only misses count (the same fixed windows as failed logins): a host whose guests boot many times is never
+  // held up, while guessing MACs to find one being installed is.
+  const pxeMisses = new LoginFailures(PXE_MISSES_PER_ADDRESS_PER_MINUTE, 60_000);
+  const miss = (address: string, error: HttpError) => {
+    pxeMisses.record(address);
+    return error;
+  };
   app.get<{ Querystring: { mac: string } }>(
     '/pxe/boot',
     {
       schema: {
         tags: ['pxe'],
         summary: "iPXE script for the VM with this MAC (asked by the guest's firmware; no authentication)",
+        description:
+          'Answered only while the VM owning the MAC is starting or running; any other MAC is a 404, and too many ' +
+          'of those from one address a 429 (docs/pxe.md).',
         security: [],
         querystring: {
           type: 'object',
           required: ['mac'],
           properties: { mac: { type: 'string', maxLength: 32 } },
         },
-        response: { 200: { type: 'string' }, 400: errorSchema },
+        response: { 200: { type: 'string' }, 400: errorSchema, 404: errorSchema, 429: errorSchema },
+      },
+      // Before validation, so that malformed requests count and are held back too.
+      onRequest: async (request, reply) => {
+        const wait = pxeMisses.blockedFor(request.ip);
+        if (wait <= 0) return;
+        reply.header('retry-after', Math.ceil(wait / 1000));
+        throw new HttpError(
+          429,
+          'rate_limited',
+          `too many unknown MACs from this address: retry in ${Math.ceil(wait / 1000)} s`,
+        );
+      },
+      preValidation: async (request) => {
+        if (typeof (request.query as { mac?: unknown }).mac !== 'string')
+          throw miss(
+            request.ip,
+            new HttpError(400, 'bad_request', 'querystring.mac: required', { field: 'mac' }),
+          );
       },
     },
     async (request, reply) => {
       const mac = normalizeMac(request.query.mac);
-      if (!mac) {
-        return reply.status(400).send({
-          error: 'bad_request',
-          message: `querystring.mac: not a MAC address: ${request.query.mac}`,
-        });
-      }
+      if (!mac)
+        throw miss(
+          request.ip,
+          new HttpError(400, 'bad_request', 'querystring.mac: not a MAC address', { field: 'mac' }),
+        );
+      const script = await pxeScript(deps, mac);
+      if (script === null)
+        throw miss(request.ip, new HttpError(404, 'not_found', 'no VM with this MAC is booting'));
       reply.header('content-type', 'text/plain; charset=utf-8').header('cache-control', 'no-store');
-      return pxeScript(deps, mac);
+      return script;
     },
   );
 }

@@ -252,15 +252,23 @@ export function normalizeMac(input: string): string | null {
 /** iPXE's "boot from the next device": the firmware goes on to the disk. */
 const BOOT_FROM_DISK = '#!ipxe\nexit\n';
 
+/** The states in which a VM's firmware asks for its script: only then is it answered (docs/pxe.md). */
+const BOOTING_STATES: readonly string[] = ['starting', 'running'];
+
 /**
  * The iPXE script for the VM owning `mac`: its install image while it is not installed yet (kernel, initrd
  * and command line, or a chain to the image's own iPXE script), else `exit` so it boots from disk. An ISO
  * image is attached as a CD-ROM by the VM's definition, so the network boot steps aside for it as well.
  * `{{name}}`, `{{uuid}}` and `{{mac}}` in the command line are the VM's.
+ *
+ * No one logs in to ask, so a VM is answered only while it is starting or running (its firmware is the one
+ * asking): a MAC of no VM, or of one that is defined, shut off, saved…, is a miss (null), and the command line
+ * and install token of a VM not yet started are not handed to whoever guesses its MAC.
  */
-export async function pxeScript(deps: PxeDeps, mac: string): Promise<string> {
+export async function pxeScript(deps: PxeDeps, mac: string): Promise<string | null> {
   const target = await bootTargetByMac(deps.db, mac);
-  if (!target?.boot_network || !target.image) return BOOT_FROM_DISK;
+  if (!target || !BOOTING_STATES.includes(target.vm_state)) return null;
+  if (!target.boot_network || !target.image) return BOOT_FROM_DISK;
   const image = target.image;
   const base = deps.config.pxe.baseUrl;
   const installedUrl = image.cmdline?.includes(INSTALLED_URL)

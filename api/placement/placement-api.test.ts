@@ -100,7 +100,7 @@ describe('policies', () => {
     feed('loaded-2', { load1: 0.2, freeMiB: 6000 });
     const [vm] = await createVms(loaded.vmPool, 1, undefined, 'l');
     expect(await startAndWait(vm)).toBe(loaded.hosts[1]);
-    const explained = (await f.request(user, 'GET', `/api/v1/vms/${vm}/placement`)).body;
+    const explained = (await f.request(f.admin, 'GET', `/api/v1/vms/${vm}/placement`)).body;
     expect(explained.last.policy).toBe('load');
     expect(explained.last.candidates[0]).toMatchObject({ hostname: 'loaded-2', rank: 1 });
     expect(
@@ -155,7 +155,7 @@ describe('filters and explanations', () => {
     feed('small-2', { load1: 0.1, freeMiB: 1000 });
     const host = await startAndWait(vms[0]);
     expect(host).toBe(r.hosts[2]);
-    const { body } = await f.request(user, 'GET', `/api/v1/vms/${vms[0]}/placement`);
+    const { body } = await f.request(f.admin, 'GET', `/api/v1/vms/${vms[0]}/placement`);
     expect(body.policy).toBe('spread');
     expect(body.last).toMatchObject({
       action: 'start',
@@ -190,7 +190,9 @@ describe('filters and explanations', () => {
 
   test('a host without room is refused with the reason, and the refusal is kept to explain', async () => {
     await startAndWait(vms[1]);
-    const res = await f.request(user, 'POST', `/api/v1/vms/${vms[2]}/actions`, { action: 'start' });
+    // The admin sees each host's reason; the pool's user, who may not list the hardware pool's hosts, sees none
+    // of them (no name, no figure).
+    const res = await f.request(f.admin, 'POST', `/api/v1/vms/${vms[2]}/actions`, { action: 'start' });
     expect(res.status).toBe(409);
     expect(res.body.error).toBe('no_host_available');
     expect(res.body.message).toContain(
@@ -198,11 +200,31 @@ describe('filters and explanations', () => {
         r.hosts[2] +
         '): no room for vCPUs: 4 allocated + 2 requested > 4 capacity ((4 − 0 reserved) × 1)',
     );
+    expect(res.body.candidates).toBe(3);
+    const refused = await f.request(user, 'POST', `/api/v1/vms/${vms[2]}/actions`, { action: 'start' });
+    expect(refused.status).toBe(409);
+    expect(refused.body).toMatchObject({
+      error: 'no_host_available',
+      message:
+        "no host can take 2 vCPUs and 2048 MiB now (the reasons per host are shown to those who may list the hardware pool's hosts)",
+    });
+    expect(refused.body.candidates).toBeUndefined();
+    expect(JSON.stringify(refused.body)).not.toMatch(/small-|MiB free|allocated|capacity/);
     const vm = (await f.request(user, 'GET', `/api/v1/vms/${vms[2]}`)).body;
     expect(vm).toMatchObject({ state: 'defined', hostId: null });
-    const { body } = await f.request(user, 'GET', `/api/v1/vms/${vms[2]}/placement`);
+    const { body } = await f.request(f.admin, 'GET', `/api/v1/vms/${vms[2]}/placement`);
     expect(body.last).toMatchObject({ chosenHostId: null, action: 'start' });
     expect(body.last.message).toContain('no room for memory');
+    // The VM's owner sees the outcome of both decisions, not the hosts behind them.
+    const own = (await f.request(user, 'GET', `/api/v1/vms/${vms[2]}/placement`)).body;
+    expect(own.last).toMatchObject({
+      chosenHostId: null,
+      action: 'start',
+      candidates: [],
+      message: refused.body.message,
+    });
+    expect(own.hypothetical).toMatchObject({ candidates: [], request: { vcpus: 2, memoryMiB: 2048 } });
+    expect(JSON.stringify(own)).not.toMatch(/small-|MiB free|allocated|capacity|memoryFreeMiB/);
   });
 
   test('manual placement gets the checks', async () => {

@@ -1,5 +1,7 @@
 import type { Database } from '../../lib/db.js';
 import type { PlacementPolicy } from '../../schema/index.js';
+import { effectiveRole, roleAllows } from '../access/access.service.js';
+import type { AuthUser } from '../auth/auth-user.js';
 import { HttpError } from '../http/errors.js';
 import { DEFAULT_PLACEMENT_POLICY, type ResourceInventory } from './inventory.js';
 import { type LiveSummarySource, liveUsageFrom } from './live-usage.js';
@@ -24,15 +26,55 @@ export interface PlacementInput {
   live?: LiveSummarySource;
 }
 
-/** 409 `no_host_available`: nothing in the hardware pool can take the VM now; the message says why per host. */
+/**
+ * 409 `no_host_available`: nothing in the hardware pool can take the VM now. To a caller who may list the hardware
+ * pool's hosts (`showsHosts`) the message says why per host; to anyone else it names no host and gives no figure
+ * of theirs (allocations, live free memory), nor how many hosts there are.
+ */
 export class NoHostError extends HttpError {
-  constructor(readonly decision: PlacementDecision) {
-    super(409, 'no_host_available', decision.message ?? 'no host available', {
-      policy: decision.policy,
-      requestedHostId: decision.requestedHostId,
-      candidates: decision.candidates.length,
-    });
+  constructor(
+    readonly decision: PlacementDecision,
+    showsHosts: boolean,
+  ) {
+    super(
+      409,
+      'no_host_available',
+      showsHosts ? (decision.message ?? 'no host available') : hostlessMessage(decision),
+      {
+        policy: decision.policy,
+        requestedHostId: decision.requestedHostId,
+        ...(showsHosts ? { candidates: decision.candidates.length } : {}),
+      },
+    );
   }
+}
+
+/** Whether `user` may list the hosts of the hardware pool (those placement chooses from, and so explain). */
+export async function showsHosts(db: Database, user: AuthUser, hardwarePoolId: number): Promise<boolean> {
+  return roleAllows(user.isSuperAdmin ? 'super' : await effectiveRole(db, user, hardwarePoolId), 'view');
+}
+
+/**
+ * A decision as shown to a caller who may not list the hardware pool's hosts: the request, the policy and the
+ * outcome, without the candidates (names, reasons, allocations, live figures); a refusal says so in general.
+ */
+export function withoutHosts<
+  T extends { candidates: unknown[]; chosenHostId: number | null; message?: string },
+>(decision: T & { request: PlacementRequest; requestedHostId: number | null }): T {
+  return {
+    ...decision,
+    candidates: [],
+    ...(decision.message !== undefined ? { message: hostlessMessage(decision) } : {}),
+  };
+}
+
+function hostlessMessage(decision: { request: PlacementRequest; requestedHostId: number | null }): string {
+  const want = `${decision.request.vcpus} vCPUs and ${decision.request.memoryMiB} MiB`;
+  const which =
+    decision.requestedHostId !== null
+      ? `the requested host cannot take ${want}`
+      : `no host can take ${want} now`;
+  return `${which} (the reasons per host are shown to those who may list the hardware pool's hosts)`;
 }
 
 /** The decision placement would make now, without claiming anything (GET /api/v1/vms/:id/placement). */

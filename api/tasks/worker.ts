@@ -4,6 +4,7 @@ import type pg from 'pg';
 import { type Database, isDatabaseUnavailable } from '../../lib/db.js';
 import type { Logger } from '../../lib/log.js';
 import { Counter, Gauge, type Registry } from '../../lib/metrics.js';
+import { publicMessage } from '../http/errors.js';
 import type { TaskContext, TaskHandler, TaskHandlers } from './task-handler.js';
 import { graphileLogger } from './task-queue.js';
 import { JOBLESS_AFTER_MS, queueJoblessTasks } from './task-queue-jobs.js';
@@ -109,7 +110,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       return await handler.recover(task, context(task));
     } catch (err) {
       log.error({ err, taskId: task.id }, 'could not read the target back after a failed task');
-      return `reading the target's state back failed too: ${messageOf(err)}`;
+      return `reading the target's state back failed too: ${publicMessage(err)}`;
     }
   };
 
@@ -122,9 +123,12 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       const result = await handler.run(task, context(task));
       await finish(task, { state: 'done', result: result ?? undefined });
     } catch (err) {
-      log.info({ err, taskId: task.id }, 'task failed');
+      log.info({ err, taskId: task.id }, 'task failed'); // the task's error is publicMessage: no PostgreSQL text
       const note = await recover(handler, task);
-      await finish(task, { state: 'failed', error: note ? `${messageOf(err)} (${note})` : messageOf(err) });
+      await finish(task, {
+        state: 'failed',
+        error: note ? `${publicMessage(err)} (${note})` : publicMessage(err),
+      });
     } finally {
       running.delete(task.id);
       metrics?.running.dec();
@@ -237,10 +241,6 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       return stopping;
     },
   };
-}
-
-function messageOf(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }
 
 function workerMetrics(registry: Registry | undefined) {

@@ -18,6 +18,7 @@ import {
   type HostClaim,
   hostClaims,
   NoHostError,
+  showsHosts,
   unclaimedDecision,
 } from '../placement/placement.service.js';
 import { quotaRefusal } from '../quota/quota.service.js';
@@ -235,7 +236,7 @@ async function claimPlacingAction(
       await updateVm(deps.db, vm.id, {
         placement: JSON.stringify(storedDecision(failed, { action: request.action, decidedAt: new Date() })),
       });
-      throw new NoHostError(failed);
+      throw new NoHostError(failed, await showsHosts(deps.db, user, vm.hardware_pool_id));
     }
   }
 }

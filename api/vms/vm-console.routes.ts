@@ -6,6 +6,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { type WebSocket, WebSocketServer } from 'ws';
 import type { AppDeps } from '../app.js';
 import { HttpError } from '../http/errors.js';
+import { isSameOrigin } from '../http/same-origin.js';
 import { errorResponses, errorSchema, idParam } from '../http/schemas.js';
 import { consoleTarget, type VncTarget } from './vm-console.service.js';
 
@@ -80,12 +81,7 @@ export async function vmConsoleRoutes(app: FastifyInstance, deps: AppDeps): Prom
 /** A browser sends its Origin with every WebSocket; only herd's own pages may use the session cookie. */
 function assertSameOrigin(request: FastifyRequest): void {
   const origin = request.headers.origin;
-  if (origin === undefined) return;
-  let host: string | null = null;
-  try {
-    host = new URL(origin).host;
-  } catch {}
-  if (host !== request.headers.host) {
+  if (origin !== undefined && !isSameOrigin(origin, request.headers.host)) {
     throw new HttpError(
       403,
       'origin_refused',

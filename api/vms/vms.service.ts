@@ -5,7 +5,7 @@ import type { AuthUser } from '../auth/auth-user.js';
 import { badRequest, conflict, forbidden, notFound } from '../http/errors.js';
 import { DEFAULT_PLACEMENT_POLICY } from '../placement/inventory.js';
 import { expandDecision, type StoredDecision } from '../placement/placement.js';
-import { explainPlacement } from '../placement/placement.service.js';
+import { explainPlacement, showsHosts, withoutHosts } from '../placement/placement.service.js';
 import { assertFitsLargestHost, claim } from '../quota/quota.service.js';
 import { applyVmCpuLimit } from './cpu-limit.js';
 import { invalidState, requestVmAction, type VmActionDeps } from './vm-actions.service.js';
@@ -385,7 +385,8 @@ export async function deleteVm(
 
 /**
  * The last placement decision for the VM (kept when it was made) and the one placement would make now for
- * it, each explaining every candidate host.
+ * it, each explaining every candidate host — to those who may list the hardware pool's hosts; others get the
+ * outcomes without the candidates (withoutHosts).
  */
 export async function vmPlacement(deps: VmActionDeps, user: AuthUser, id: number) {
   const vm = await vmWithPools(deps.db, id);
@@ -397,13 +398,16 @@ export async function vmPlacement(deps: VmActionDeps, user: AuthUser, id: number
     excludeHostIds: isActive(vm.state) && vm.host_id !== null ? [vm.host_id] : undefined,
     live: deps.liveView,
   });
-  const last = vm.placement as StoredDecision | null;
+  const stored = vm.placement as StoredDecision | null;
   const names = new Map(hypothetical.candidates.map((c) => [c.hostId, c.hostname]));
+  const last = stored ? expandDecision(stored, names) : null;
+  const now = { ...hypothetical, action: isActive(vm.state) ? 'migrate' : 'start' };
+  const shown = await showsHosts(deps.db, user, vm.hardware_pool_id);
   return {
     vmId: vm.id,
     hardwarePoolId: vm.hardware_pool_id,
     policy: vm.placement_policy ?? DEFAULT_PLACEMENT_POLICY,
-    last: last ? expandDecision(last, names) : null,
-    hypothetical: { ...hypothetical, action: isActive(vm.state) ? 'migrate' : 'start' },
+    last: last && !shown ? withoutHosts(last) : last,
+    hypothetical: shown ? now : withoutHosts(now),
   };
 }

@@ -112,6 +112,20 @@ describe('authentication', () => {
     const cookie = `herd_session=${users.owner.token}`;
     expect((await open({ cookie, origin: url })).outcome).toBe('ready');
     expect((await open({ cookie, origin: 'https://evil.example' })).outcome).toBe('unauthorized');
+    // Origin: null (a sandboxed frame, a file: page) and what is no URL are foreign too: a clean refusal, no
+    // unhandled rejection, and the server goes on serving.
+    const unhandled: unknown[] = [];
+    const record = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', record);
+    try {
+      for (const origin of ['null', 'not a url', 'https://evil.example'])
+        expect((await open({ cookie, origin })).outcome, origin).toBe('unauthorized');
+      expect((await open({ token: users.owner.token, origin: 'null' })).outcome).toBe('ready');
+      expect((await open({ cookie, origin: url })).outcome).toBe('ready');
+    } finally {
+      process.off('unhandledRejection', record);
+    }
+    expect(unhandled).toEqual([]);
   });
 
   test('a revoked credential is disconnected', async () => {

@@ -10,6 +10,7 @@ import {
   VM_STATE_EVENT,
   type VmStateEvent,
 } from '../../api/hosts/host-events.js';
+import { isSameOrigin } from '../../api/http/same-origin.js';
 import type { LiveReader } from '../../ingest/live-view.js';
 import type { Database } from '../../lib/db.js';
 import type { Logger } from '../../lib/log.js';
@@ -79,20 +80,28 @@ export function attachLive(app: FastifyInstance, o: LiveOptions): LiveServer {
   const send = (event: string, to: string[], data: unknown) => io.to([...to, rooms.all]).emit(event, data);
   const watcher = new ChangeWatcher(o.db, send, log, o.watchMs);
 
+  // socket.io does not catch what an async middleware throws: every failure here must reach `next`, or the
+  // client waits for ever and the process sees an unhandled rejection.
   io.use(async (socket, next) => {
-    const bearer = socket.handshake.auth?.token;
-    let token = typeof bearer === 'string' ? bearer : undefined;
-    if (!token) {
-      const cookie = socket.handshake.headers.cookie;
-      token = cookie ? app.parseCookie(cookie)[SESSION_COOKIE] : undefined;
-      // A cookie is sent by the browser whoever opens the socket: only this origin's pages may use it.
-      const origin = socket.handshake.headers.origin;
-      if (token && origin && new URL(origin).host !== socket.handshake.headers.host) token = undefined;
+    try {
+      const bearer = socket.handshake.auth?.token;
+      let token = typeof bearer === 'string' ? bearer : undefined;
+      if (!token) {
+        const cookie = socket.handshake.headers.cookie;
+        token = cookie ? app.parseCookie(cookie)[SESSION_COOKIE] : undefined;
+        // A cookie is sent by the browser whoever opens the socket: only this origin's pages may use it.
+        const origin = socket.handshake.headers.origin;
+        if (token && origin !== undefined && !isSameOrigin(origin, socket.handshake.headers.host))
+          token = undefined;
+      }
+      const auth = token ? await authenticate(o.db, token).catch(() => null) : null;
+      if (!auth || !token) return next(new Error('unauthorized'));
+      socket.data = { user: auth.user, token };
+      next();
+    } catch (err) {
+      log.warn({ err: (err as Error).message }, 'live: could not authenticate a socket');
+      next(new Error('unauthorized'));
     }
-    const auth = token ? await authenticate(o.db, token).catch(() => null) : null;
-    if (!auth || !token) return next(new Error('unauthorized'));
-    socket.data = { user: auth.user, token };
-    next();
   });
 
   io.on('connection', (socket) => {

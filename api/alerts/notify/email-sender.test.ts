@@ -15,6 +15,7 @@ import { ManualClock } from '../test-support.js';
 let database: DatabaseHandle;
 let smtp: SMTPServer;
 let smtpPort: number;
+let smtpConnections = 0;
 const mails: Array<{ from: string; to: string[]; data: string; user?: string }> = [];
 
 beforeAll(async () => {
@@ -23,6 +24,10 @@ beforeAll(async () => {
     secure: false,
     disabledCommands: ['STARTTLS'],
     authOptional: true,
+    onConnect(_session, callback) {
+      smtpConnections++;
+      callback();
+    },
     allowInsecureAuth: true,
     onAuth(auth, _session, callback) {
       if (auth.username === 'herd' && auth.password === 'smtp-pass') callback(null, { user: auth.username });
@@ -50,12 +55,38 @@ afterAll(async () => {
   await database.close();
 });
 
+/** A pool whose owner uses all of a vCPU quota, so the built-in quota rule fires for it. */
+async function poolAtQuota(name: string, owner: string): Promise<number> {
+  const db = database.db;
+  const user = await createUserWithToken(db, { username: owner });
+  const poolId = await createPool(db, { name, kind: 'vm', parentId: 1 });
+  await db.insertInto('quotas').values({ pool_id: poolId, user_id: user.id, vcpus: 4 }).execute();
+  await insertVm(db, { poolId, ownerId: user.id, state: 'running', vcpus: 4 });
+  return poolId;
+}
+
+/** One evaluation round, then the notifications due after the built-in rule's group wait are sent. */
+async function evaluateAndDispatch(webhookAllow: string[]) {
+  const clock = new ManualClock();
+  const alerting = await startAlerting({
+    db: database.db,
+    log: createLogger('silent'),
+    clock: clock.read,
+    autoRun: false,
+    webhookAllow,
+  });
+  try {
+    await alerting.evaluate();
+    clock.advance(30);
+    return await alerting.dispatch();
+  } finally {
+    await alerting.stop();
+  }
+}
+
 test('an alert is mailed over SMTP (with authentication) to the channel recipients', async () => {
   const db = database.db;
-  const owner = await createUserWithToken(db, { username: 'mailer-owner' });
-  const poolId = await createPool(db, { name: 'mail-pool', kind: 'vm', parentId: 1 });
-  await db.insertInto('quotas').values({ pool_id: poolId, user_id: owner.id, vcpus: 4 }).execute();
-  await insertVm(db, { poolId, ownerId: owner.id, state: 'running', vcpus: 4 });
+  const poolId = await poolAtQuota('mail-pool', 'mailer-owner');
   await insertChannel(db, {
     name: 'ops-mail',
     type: 'email',
@@ -68,20 +99,8 @@ test('an alert is mailed over SMTP (with authentication) to the channel recipien
     secret: 'smtp-pass',
   });
 
-  const clock = new ManualClock();
-  const alerting = await startAlerting({
-    db,
-    log: createLogger('silent'),
-    clock: clock.read,
-    autoRun: false,
-  });
-  try {
-    await alerting.evaluate();
-    clock.advance(30); // the built-in rule's group wait
-    expect(await alerting.dispatch()).toMatchObject({ delivered: 1 });
-  } finally {
-    await alerting.stop();
-  }
+  // The test's SMTP server is on loopback, which channels may not reach unless allowed.
+  expect(await evaluateAndDispatch(['127.0.0.1'])).toMatchObject({ delivered: 1 });
 
   expect(mails).toHaveLength(1);
   const [mail] = mails;
@@ -98,4 +117,36 @@ test('an alert is mailed over SMTP (with authentication) to the channel recipien
   const row = await db.selectFrom('notifications').select(['status', 'history']).executeTakeFirstOrThrow();
   expect(row.status).toBe('delivered');
   expect((row.history as any[])[0]).toMatchObject({ outcome: 'delivered' });
+});
+
+test('a channel whose SMTP server resolves to loopback gets no connection: the notification fails, saying why', async () => {
+  const db = database.db;
+  const poolId = await poolAtQuota('scan-pool', 'scanner-owner');
+  // Written past the API's checks (as a row made before them would be): a literal address and names that
+  // resolve to loopback (2130706433 is 127.0.0.1 to getaddrinfo).
+  const channels: number[] = [];
+  for (const host of ['127.0.0.1', 'LOCALHOST', '2130706433'])
+    channels.push(
+      await insertChannel(db, {
+        name: `scan-${host}`,
+        type: 'email',
+        pool_id: poolId,
+        config: JSON.stringify({ to: ['ops@example.test'], smtp: { host, port: smtpPort, ignoreTLS: true } }),
+      }),
+    );
+  const before = smtpConnections;
+  await evaluateAndDispatch([]);
+  expect(smtpConnections).toBe(before);
+  const rows = await db
+    .selectFrom('notifications')
+    .select(['channel_id', 'status', 'last_error'])
+    .where('channel_id', 'in', channels)
+    .execute();
+  expect(rows).toHaveLength(3);
+  for (const row of rows) {
+    expect(row.status).toBe('failed');
+    expect(row.last_error).toMatch(
+      /^smtp: 127\.0\.0\.1 is a loopback, private, link-local, multicast or reserved address, refused as a target/,
+    );
+  }
 });

@@ -1,5 +1,6 @@
 import nodemailer from 'nodemailer';
 import type SMTPTransport from 'nodemailer/lib/smtp-transport/index.js';
+import { OutboundGuard } from '../../../lib/outbound-guard.js';
 import type { ChannelRow } from '../alerts.repository.js';
 import { type NotificationPayload, title } from './payload.js';
 import { DeliveryError, type Sender } from './sender.js';
@@ -27,12 +28,17 @@ export interface EmailConfig {
 
 const TIMEOUT_MS = 15_000;
 
-/** Sends through nodemailer over SMTP; a 5xx SMTP reply is permanent, anything else is retried. */
-export function emailSender(defaults: SmtpDefaults = {}): Sender {
+/**
+ * Sends through nodemailer over SMTP; a 5xx SMTP reply or a refused server is permanent, anything else is
+ * retried. A channel's own server (set by a pool admin) is reached through `guard` only: herd resolves the
+ * name, checks every address and hands nodemailer a socket already connected to the checked one (TLS still
+ * verifies the name). The operator's HERD_SMTP_URL is trusted as it is.
+ */
+export function emailSender(defaults: SmtpDefaults = {}, guard = new OutboundGuard()): Sender {
   return {
     async send(channel: ChannelRow, payload: NotificationPayload) {
       const config = channel.config as unknown as EmailConfig;
-      const transport = transportFor(config, channel.secret, defaults);
+      const transport = transportFor(config, channel.secret, defaults, guard);
       const from = config.from ?? defaults.from ?? 'herd@localhost';
       try {
         const info = await transport.sendMail({
@@ -45,9 +51,10 @@ export function emailSender(defaults: SmtpDefaults = {}): Sender {
         return { detail: info.response };
       } catch (err) {
         const code = (err as { responseCode?: number }).responseCode;
+        const refused = (err as { code?: string }).code === 'EREFUSEDTARGET';
         throw new DeliveryError(
           `smtp: ${(err as Error).message}`,
-          !(code !== undefined && code >= 500),
+          !refused && !(code !== undefined && code >= 500),
           code,
         );
       } finally {
@@ -57,13 +64,24 @@ export function emailSender(defaults: SmtpDefaults = {}): Sender {
   };
 }
 
-function transportFor(config: EmailConfig, password: string | null, defaults: SmtpDefaults) {
+function transportFor(
+  config: EmailConfig,
+  password: string | null,
+  defaults: SmtpDefaults,
+  guard: OutboundGuard,
+) {
   const timeouts = { connectionTimeout: TIMEOUT_MS, greetingTimeout: TIMEOUT_MS, socketTimeout: TIMEOUT_MS };
   if (config.smtp) {
     const s = config.smtp;
+    const port = s.port ?? (s.secure ? 465 : 587);
     const options: SMTPTransport.Options = {
-      host: s.host,
-      port: s.port ?? (s.secure ? 465 : 587),
+      host: s.host, // the name TLS verifies; the socket comes from getSocket
+      port,
+      getSocket: (_options, callback) =>
+        guard.connect(s.host, port, TIMEOUT_MS).then(
+          (connection) => callback(null, { connection }),
+          (err: Error) => callback(err, undefined),
+        ),
       secure: s.secure ?? false,
       ignoreTLS: s.ignoreTLS,
       requireTLS: s.requireTLS,

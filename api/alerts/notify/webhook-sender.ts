@@ -2,10 +2,10 @@ import { createHmac } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
 import type { LookupFunction } from 'node:net';
+import { OutboundGuard } from '../../../lib/outbound-guard.js';
 import type { ChannelRow } from '../alerts.repository.js';
 import type { NotificationPayload } from './payload.js';
 import { DeliveryError, type Sender } from './sender.js';
-import { WebhookTargets } from './webhook-targets.js';
 
 export const SIGNATURE_HEADER = 'x-herd-signature';
 const TIMEOUT_MS = 10_000;
@@ -16,10 +16,10 @@ export function sign(secret: string, body: string): string {
 }
 
 /**
- * POSTs the payload as JSON, to allowed targets only (webhook-targets.ts). 2xx is delivered; network errors,
+ * POSTs the payload as JSON, to allowed targets only (lib/outbound-guard.ts). 2xx is delivered; network errors,
  * timeouts, 408, 429 and 5xx are retried; a refused target, a redirect or any other answer is final.
  */
-export function createWebhookSender(targets = new WebhookTargets()): Sender {
+export function createWebhookSender(targets = new OutboundGuard()): Sender {
   return {
     async send(channel: ChannelRow, payload: NotificationPayload, meta) {
       const url = String(channel.config.url ?? '');
