@@ -212,27 +212,31 @@ export class XdrWriter {
   int(v: number): this {
     if (!Number.isInteger(v) || v < -0x80000000 || v > 0x7fffffff)
       throw new XdrError(`int out of range: ${v}`);
-    this.buf.writeInt32BE(v, this.room(4));
+    const at = this.room(4);
+    this.buf.writeInt32BE(v, at);
     return this;
   }
 
   uint(v: number): this {
     if (!Number.isInteger(v) || v < 0 || v > 0xffffffff)
       throw new XdrError(`unsigned int out of range: ${v}`);
-    this.buf.writeUInt32BE(v, this.room(4));
+    const at = this.room(4);
+    this.buf.writeUInt32BE(v, at);
     return this;
   }
 
   hyper(v: bigint): this {
     if (v < -(1n << 63n) || v >= 1n << 63n) throw new XdrError(`hyper out of range: ${v}`);
-    this.buf.writeBigInt64BE(v, this.room(8));
+    const at = this.room(8);
+    this.buf.writeBigInt64BE(v, at);
     return this;
   }
 
   uhyper(v: bigint | number): this {
     const b = BigInt(v);
     if (b < 0n || b >= 1n << 64n) throw new XdrError(`unsigned hyper out of range: ${v}`);
-    this.buf.writeBigUInt64BE(b, this.room(8));
+    const at = this.room(8);
+    this.buf.writeBigUInt64BE(b, at);
     return this;
   }
 
@@ -241,7 +245,8 @@ export class XdrWriter {
   }
 
   double(v: number): this {
-    this.buf.writeDoubleBE(v, this.room(8));
+    const at = this.room(8);
+    this.buf.writeDoubleBE(v, at);
     return this;
   }
 
