@@ -92,6 +92,17 @@ export const DEFAULT_CALL_TIMEOUT_MS = 60_000;
 const CONNECT_TIMEOUT_MS = 15_000;
 const CLOSE_TIMEOUT_MS = 2000;
 
+/** The C library's text for the socket errors a peer causes, as libvirt prints them. */
+function strerror(err: NodeJS.ErrnoException): string {
+  const texts: Record<string, string> = {
+    ECONNRESET: 'Connection reset by peer',
+    EPIPE: 'Broken pipe',
+    ETIMEDOUT: 'Connection timed out',
+    EHOSTUNREACH: 'No route to host',
+  };
+  return (err.code && texts[err.code]) || err.message;
+}
+
 function rpcError(code: number, message: string): LibvirtError {
   return new LibvirtError({ code, domain: ErrorDomain.RPC, message, local: true });
 }
@@ -127,11 +138,16 @@ export class LibvirtClient extends EventEmitter<{ event: [DomainEvent]; close: [
     this.callTimeoutMs = options.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS;
     const stream: Duplex = dialed.stream;
     stream.on('data', (chunk: Buffer) => this.onData(chunk));
-    stream.on('error', (err: Error) =>
-      this.fail(rpcError(ErrorCode.SYSTEM_ERROR, this.eofMessage(err.message))),
+    stream.on('error', (err: NodeJS.ErrnoException) =>
+      this.fail(rpcError(ErrorCode.SYSTEM_ERROR, this.withDiagnostics(`Cannot recv data: ${strerror(err)}`))),
     );
     stream.on('close', () =>
-      this.fail(rpcError(ErrorCode.SYSTEM_ERROR, this.eofMessage('End of file while reading data'))),
+      this.fail(
+        rpcError(
+          ErrorCode.SYSTEM_ERROR,
+          this.withDiagnostics('End of file while reading data: Input/output error'),
+        ),
+      ),
     );
   }
 
@@ -299,9 +315,9 @@ export class LibvirtClient extends EventEmitter<{ event: [DomainEvent]; close: [
     this.destroy(err);
   }
 
-  private eofMessage(what: string): string {
+  private withDiagnostics(message: string): string {
     const extra = this.dialed.diagnostics?.();
-    return `${what}: Input/output error${extra ? ` (${extra})` : ''}`;
+    return extra ? `${message}: ${extra}` : message;
   }
 
   private send(header: Packet['header'], body?: Uint8Array): void {

@@ -25,7 +25,9 @@ describe('framing', () => {
   it('writes the length (counting itself) and the six header words', () => {
     const p = encodePacket(header(), new Uint8Array([1, 2, 3, 4]));
     expect(p.toString('hex')).toBe(
-      ['00000020', '20008086', '00000001', '0000003b', '00000001', '00000007', '00000000', '01020304'].join(''),
+      ['00000020', '20008086', '00000001', '0000003b', '00000001', '00000007', '00000000', '01020304'].join(
+        '',
+      ),
     );
   });
 
@@ -42,21 +44,27 @@ describe('framing', () => {
       body: fc.uint8Array({ maxLength: 300 }),
     });
     fc.assert(
-      fc.property(fc.array(packetArb, { maxLength: 8 }), fc.array(fc.nat(), { maxLength: 20 }), (packets, cuts) => {
-        const stream = Buffer.concat(packets.map((p) => encodePacket(p.header, p.body)));
-        const points = [...new Set(cuts.map((c) => (stream.length ? c % stream.length : 0)))].sort((a, b) => a - b);
-        const decoder = new PacketDecoder();
-        const out = [];
-        let from = 0;
-        for (const at of [...points, stream.length]) {
-          out.push(...decoder.push(stream.subarray(from, at)));
-          from = at;
-        }
-        expect(out.map((p) => ({ header: p.header, body: Buffer.from(p.body) }))).toEqual(
-          packets.map((p) => ({ header: p.header, body: Buffer.from(p.body) })),
-        );
-        expect(decoder.pending).toBe(0);
-      }),
+      fc.property(
+        fc.array(packetArb, { maxLength: 8 }),
+        fc.array(fc.nat(), { maxLength: 20 }),
+        (packets, cuts) => {
+          const stream = Buffer.concat(packets.map((p) => encodePacket(p.header, p.body)));
+          const points = [...new Set(cuts.map((c) => (stream.length ? c % stream.length : 0)))].sort(
+            (a, b) => a - b,
+          );
+          const decoder = new PacketDecoder();
+          const out = [];
+          let from = 0;
+          for (const at of [...points, stream.length]) {
+            out.push(...decoder.push(stream.subarray(from, at)));
+            from = at;
+          }
+          expect(out.map((p) => ({ header: p.header, body: Buffer.from(p.body) }))).toEqual(
+            packets.map((p) => ({ header: p.header, body: Buffer.from(p.body) })),
+          );
+          expect(decoder.pending).toBe(0);
+        },
+      ),
     );
   });
 
@@ -98,7 +106,11 @@ describe('framing', () => {
 describe('remote_error', () => {
   it('decodes code, domain, level and the message virsh prints', () => {
     const err = decodeRemoteError(
-      encodeRemoteError({ code: 42, domain: 10, message: "Domain not found: no domain with matching uuid 'x'" }),
+      encodeRemoteError({
+        code: 42,
+        domain: 10,
+        message: "Domain not found: no domain with matching uuid 'x'",
+      }),
     );
     expect(err).toBeInstanceOf(LibvirtError);
     expect([err.code, err.domain, err.level, err.message, err.local]).toEqual([

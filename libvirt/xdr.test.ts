@@ -8,8 +8,15 @@ const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 describe('XDR primitives', () => {
   it('encodes as RFC 4506 does: big-endian, 4-byte units, padded strings and opaque', () => {
     const w = new XdrWriter(4);
-    w.int(-2).uint(0xfffffffe).hyper(-3n).uhyper(2n ** 64n - 1n).bool(true).double(1.5);
-    w.string('abcde').opaque(new Uint8Array([1, 2]), 8).opaqueFixed(new Uint8Array([9]));
+    w.int(-2)
+      .uint(0xfffffffe)
+      .hyper(-3n)
+      .uhyper(2n ** 64n - 1n)
+      .bool(true)
+      .double(1.5);
+    w.string('abcde')
+      .opaque(new Uint8Array([1, 2]), 8)
+      .opaqueFixed(new Uint8Array([9]));
     w.optional(null, (x, v: number) => x.int(v)).optional(7, (x, v) => x.int(v));
     expect(hex(w.bytes())).toBe(
       [
@@ -102,10 +109,22 @@ describe('XDR property tests', () => {
       type: fc.constant('llong' as const),
       value: fc.bigInt(-(2n ** 63n), 2n ** 63n - 1n),
     }),
-    fc.record({ field: fc.string(), type: fc.constant('ullong' as const), value: fc.bigInt(0n, 2n ** 64n - 1n) }),
-    fc.record({ field: fc.string(), type: fc.constant('double' as const), value: fc.double({ noNaN: true }) }),
+    fc.record({
+      field: fc.string(),
+      type: fc.constant('ullong' as const),
+      value: fc.bigInt(0n, 2n ** 64n - 1n),
+    }),
+    fc.record({
+      field: fc.string(),
+      type: fc.constant('double' as const),
+      value: fc.double({ noNaN: true }),
+    }),
     fc.record({ field: fc.string(), type: fc.constant('boolean' as const), value: fc.boolean() }),
-    fc.record({ field: fc.string(), type: fc.constant('string' as const), value: fc.string({ unit: 'grapheme' }) }),
+    fc.record({
+      field: fc.string(),
+      type: fc.constant('string' as const),
+      value: fc.string({ unit: 'grapheme' }),
+    }),
   );
 
   it('decode(encode(params)) is the identity', () => {
@@ -147,13 +166,18 @@ describe('XDR property tests', () => {
 
   it('domain references round-trip', () => {
     fc.assert(
-      fc.property(fc.string(), fc.uint8Array({ minLength: 16, maxLength: 16 }), fc.integer(), (name, u, id) => {
-        const dom = { name, uuid: uuidToString(u), id };
-        const bytes = encodeArgs(P.domainSuspend, dom);
-        const r = new XdrReader(bytes);
-        expect(readDomain(r)).toEqual(dom);
-        r.end();
-      }),
+      fc.property(
+        fc.string(),
+        fc.uint8Array({ minLength: 16, maxLength: 16 }),
+        fc.integer(),
+        (name, u, id) => {
+          const dom = { name, uuid: uuidToString(u), id };
+          const bytes = encodeArgs(P.domainSuspend, dom);
+          const r = new XdrReader(bytes);
+          expect(readDomain(r)).toEqual(dom);
+          r.end();
+        },
+      ),
     );
   });
 });
@@ -170,12 +194,15 @@ describe('hostile lengths', () => {
   });
 
   it('an array count above its maximum, or beyond what the bytes can hold, fails at once', () => {
-    expect(() => new XdrReader(new XdrWriter().uint(Limits.DOMAIN_LIST + 1).bytes()).array(Limits.DOMAIN_LIST, readDomain)).toThrow(
-      /exceeds its maximum 16384/,
-    );
-    expect(() => new XdrReader(new XdrWriter().uint(1000).bytes()).array(Limits.DOMAIN_LIST, readDomain)).toThrow(
-      /cannot fit/,
-    );
+    expect(() =>
+      new XdrReader(new XdrWriter().uint(Limits.DOMAIN_LIST + 1).bytes()).array(
+        Limits.DOMAIN_LIST,
+        readDomain,
+      ),
+    ).toThrow(/exceeds its maximum 16384/);
+    expect(() =>
+      new XdrReader(new XdrWriter().uint(1000).bytes()).array(Limits.DOMAIN_LIST, readDomain),
+    ).toThrow(/cannot fit/);
   });
 
   it('an unknown typed-parameter type and a bool that is not 0/1 are errors', () => {
