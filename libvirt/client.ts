@@ -127,6 +127,8 @@ export class LibvirtClient extends EventEmitter<{ event: [DomainEvent]; close: [
   private keepaliveTimer: NodeJS.Timeout | null = null;
   private keepalive: KeepaliveOptions | null = null;
   private readonly callTimeoutMs: number;
+  private readonly writeQueue: Buffer[] = [];
+  private writing = false;
   /** The daemon handles callback-based domain events (libvirt ≥ 1.2.1). */
   eventCallbacks = false;
 
@@ -138,6 +140,8 @@ export class LibvirtClient extends EventEmitter<{ event: [DomainEvent]; close: [
     this.callTimeoutMs = options.callTimeoutMs ?? DEFAULT_CALL_TIMEOUT_MS;
     const stream: Duplex = dialed.stream;
     stream.on('data', (chunk: Buffer) => this.onData(chunk));
+    // A dialer may have paused the stream (TLS reads its check byte first).
+    stream.resume();
     stream.on('error', (err: NodeJS.ErrnoException) =>
       this.fail(rpcError(ErrorCode.SYSTEM_ERROR, this.withDiagnostics(`Cannot recv data: ${strerror(err)}`))),
     );
@@ -321,7 +325,24 @@ export class LibvirtClient extends EventEmitter<{ event: [DomainEvent]; close: [
   }
 
   private send(header: Packet['header'], body?: Uint8Array): void {
-    this.dialed.stream.write(encodePacket(header, body));
+    const packet = encodePacket(header, body);
+    if (!this.dialed.oneMessagePerWrite) {
+      this.dialed.stream.write(packet);
+      return;
+    }
+    this.writeQueue.push(packet);
+    this.flushOneByOne();
+  }
+
+  private flushOneByOne(): void {
+    if (this.writing || this.closedWith !== undefined) return;
+    const next = this.writeQueue.shift();
+    if (!next) return;
+    this.writing = true;
+    this.dialed.stream.write(next, () => {
+      this.writing = false;
+      this.flushOneByOne();
+    });
   }
 
   private onData(chunk: Buffer): void {

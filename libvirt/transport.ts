@@ -20,6 +20,12 @@ export interface Dialed {
   peer: string;
   /** Extra text for errors when the stream ends early (e.g. ssh's stderr). */
   diagnostics?: () => string;
+  /**
+   * Write each message on its own (never coalesced with the next one into one write). libvirtd's TLS reader
+   * leaves a second message that arrived in the same TLS record unread until more bytes arrive (seen with
+   * libvirt 9.0: three concurrent calls took 5 s, until a keepalive ping came).
+   */
+  oneMessagePerWrite?: boolean;
 }
 
 /** Opens one byte stream to a daemon; aborting the signal abandons the attempt. */
@@ -164,13 +170,44 @@ export function dialerFor(parsed: ParsedUri, options: TransportOptions = {}): Di
             signal,
           );
           sock.setNoDelay(true);
-          return { stream: sock, peer: `tls:${parsed.host}:${port}` };
+          await tlsCheckByte(sock, `${parsed.host}:${port}`, signal);
+          return { stream: sock, peer: `tls:${parsed.host}:${port}`, oneMessagePerWrite: true };
         },
       };
     }
     case 'ssh':
       return sshDialer(parsed, options);
   }
+}
+
+/**
+ * After the TLS handshake libvirtd sends one byte before any RPC: 1 when it accepted our certificate (and
+ * address), 0 when not (virnetserverclient.c / virnetclient.c).
+ */
+function tlsCheckByte(sock: net.Socket, describe: string, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const failed = () =>
+      systemError(`server verification (of our certificate or IP address) failed: ${describe}`);
+    const done = (err?: LibvirtError) => {
+      sock.off('data', onData);
+      sock.off('close', onClose);
+      signal.removeEventListener('abort', onAbort);
+      if (err) {
+        sock.destroy();
+        reject(err);
+      } else resolve();
+    };
+    const onData = (chunk: Buffer) => {
+      sock.pause();
+      if (chunk.length > 1) sock.unshift(chunk.subarray(1));
+      done(chunk[0] === 1 ? undefined : failed());
+    };
+    const onClose = () => done(failed());
+    const onAbort = () => done(systemError(`Failed to connect to ${describe}: timed out`));
+    sock.on('data', onData);
+    sock.once('close', onClose);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
 }
 
 function sshDialer(parsed: ParsedUri, options: TransportOptions): Dialer {
