@@ -156,7 +156,7 @@ describe('the test driver through libvirtd', () => {
     }
   });
 
-  it('defines, starts, suspends, resumes, destroys and undefines a domain; lists and stats follow', async () => {
+  it('defines, starts, suspends, resumes, saves, restores, destroys and undefines a domain', async () => {
     const client = await LibvirtClient.connect(defaultUri);
     try {
       const uuid = '0b5c2f1e-9a7d-4c3b-8e6f-1a2b3c4d5e6f';
@@ -172,6 +172,11 @@ describe('the test driver through libvirtd', () => {
       await client.call(P.domainSuspend, running);
       expect(await virsh(defaultUri, 'domstate', uuid)).toBe('paused');
       await client.call(P.domainResume, running);
+      const saved = path.join(dir, 'rpc-life.save');
+      await client.call(P.domainSave, { dom: running, to: saved });
+      expect(await virsh(defaultUri, 'domstate', uuid)).toBe('shut off');
+      await client.call(P.domainRestore, saved);
+      expect(await virsh(defaultUri, 'domstate', uuid)).toBe('running');
       await client.call(P.domainDestroy, running);
       expect(await virsh(defaultUri, 'domstate', uuid)).toBe('shut off');
       await client.call(P.domainUndefine, dom);
