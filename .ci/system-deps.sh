@@ -3,7 +3,7 @@
 set -euo pipefail
 packages=(influxdb collectd-core libvirt-dev libvirt-clients pkg-config slapd ldap-utils chromium
   libvirt-daemon-system qemu-system-x86 ipxe-qemu busybox-static linux-image-amd64
-  krb5-kdc krb5-admin-server krb5-user libkrb5-dev)
+  krb5-kdc krb5-admin-server krb5-user libkrb5-dev openssh-server netcat-openbsd)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
