@@ -73,6 +73,7 @@ export const Proc = {
   CONNECT_LIST_ALL_DOMAINS: 273,
   CONNECT_LIST_ALL_STORAGE_POOLS: 281,
   STORAGE_POOL_LIST_ALL_VOLUMES: 282,
+  CONNECT_LIST_ALL_INTERFACES: 284,
   DOMAIN_GET_JOB_STATS: 298,
   DOMAIN_MIGRATE_PERFORM3_PARAMS: 305,
   CONNECT_DOMAIN_EVENT_CALLBACK_REGISTER_ANY: 316,
@@ -90,6 +91,7 @@ export const Limits = {
   DOMAIN_LIST: 16_384,
   STORAGE_POOL_LIST: 4_096,
   STORAGE_VOL_LIST: 16_384,
+  INTERFACE_LIST: 16_384,
   SCHEDULER_PARAMETERS: 16,
   JOB_STATS: 64,
   MIGRATE_PARAM_LIST: 64,
@@ -556,6 +558,17 @@ export const P = {
     Proc.STORAGE_VOL_GET_XML_DESC,
     (w, a) => writeVol(w, a.vol).uint(a.flags ?? 0),
     string,
+  ),
+
+  connectListAllInterfaces: def<{ flags?: number } | undefined, Array<{ name: string; mac: string }>>(
+    'ConnectListAllInterfaces',
+    Proc.CONNECT_LIST_ALL_INTERFACES,
+    (w, a) => w.int(1).uint(a?.flags ?? 0),
+    (r) => {
+      const ifaces = r.array(Limits.INTERFACE_LIST, (x) => ({ name: x.string(), mac: x.string() }));
+      r.uint();
+      return ifaces;
+    },
   ),
 
   secretDefineXml: def<{ xml: string; flags?: number }, SecretRef>(
