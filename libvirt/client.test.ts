@@ -468,6 +468,25 @@ describe('a host that misbehaves', () => {
     }
   });
 
+  it('an event listener that throws is counted; the connection and the other listeners carry on', async () => {
+    const client = await LibvirtClient.connect(uri);
+    try {
+      await client.registerDomainEvent(DomainEventId.LIFECYCLE);
+      client.on('event', () => {
+        throw new Error('subscriber bug');
+      });
+      const seen = nextEvent(client, (e) => e.kind === 'lifecycle' && e.eventName === 'resumed');
+      await virsh(defaultUri, 'suspend', 'test');
+      await virsh(defaultUri, 'resume', 'test');
+      await seen;
+      expect(client.stats.listenerErrors).toBeGreaterThan(0);
+      expect((client.lastListenerError as Error).message).toBe('subscriber bug');
+      expect(typeof (await client.call(P.connectGetHostname, undefined))).toBe('string');
+    } finally {
+      await client.close();
+    }
+  });
+
   it('a truncated reply fails that call with an RPC error; the connection carries on', async () => {
     const client = await LibvirtClient.connect(uri, { keepalive: false });
     try {

@@ -76,6 +76,8 @@ export interface ClientStats {
   unknownMessages: number;
   /** Event messages whose body did not decode. */
   malformedEvents: number;
+  /** Events an 'event' listener threw on (the error is kept in `lastListenerError`). */
+  listenerErrors: number;
   pingsSent: number;
   pingsAnswered: number;
 }
@@ -115,6 +117,7 @@ export class LibvirtClient extends EventEmitter<{ event: [DomainEvent]; close: [
     eventsReceived: 0,
     unknownMessages: 0,
     malformedEvents: 0,
+    listenerErrors: 0,
     pingsSent: 0,
     pingsAnswered: 0,
   };
@@ -129,6 +132,8 @@ export class LibvirtClient extends EventEmitter<{ event: [DomainEvent]; close: [
   private readonly callTimeoutMs: number;
   private readonly writeQueue: Buffer[] = [];
   private writing = false;
+  /** What the last throwing 'event' listener threw. */
+  lastListenerError: unknown = null;
   /** The daemon handles callback-based domain events (libvirt ≥ 1.2.1). */
   eventCallbacks = false;
 
@@ -410,7 +415,15 @@ export class LibvirtClient extends EventEmitter<{ event: [DomainEvent]; close: [
         return;
       }
       this.stats.eventsReceived++;
-      this.emit('event', event);
+      // Each listener on its own: a subscriber's bug must not take the connection, or the others, down with it.
+      for (const listener of this.listeners('event')) {
+        try {
+          listener(event);
+        } catch (err) {
+          this.stats.listenerErrors++;
+          this.lastListenerError = err;
+        }
+      }
       return;
     }
     this.stats.unknownMessages++;

@@ -141,7 +141,17 @@ export class LibvirtConnection extends EventEmitter<{
           return;
         }
         client.on('event', (ev) => {
-          for (const sub of this.subscriptions) if (sub.callbackId === ev.callbackId) sub.handler(ev);
+          // Every subscriber gets the event; the first error is thrown on to the client, which counts it.
+          let failure: unknown = null;
+          for (const sub of this.subscriptions) {
+            if (sub.callbackId !== ev.callbackId) continue;
+            try {
+              sub.handler(ev);
+            } catch (err) {
+              failure ??= err;
+            }
+          }
+          if (failure) throw failure;
         });
         client.once('close', (err) => this.onClosed(client, err));
         for (const sub of this.subscriptions) sub.callbackId = null;
