@@ -68,6 +68,20 @@ describe('framing', () => {
     );
   });
 
+  it('random byte streams give packets or a ProtocolError, nothing else (property)', () => {
+    fc.assert(
+      fc.property(fc.array(fc.uint8Array({ maxLength: 64 }), { maxLength: 10 }), (chunks) => {
+        const d = new PacketDecoder();
+        try {
+          for (const c of chunks) for (const p of d.push(c)) expect(p.body.length).toBeGreaterThanOrEqual(0);
+        } catch (err) {
+          expect(err).toBeInstanceOf(ProtocolError);
+        }
+        expect(d.pending).toBeLessThanOrEqual(MESSAGE_MAX + 4);
+      }),
+    );
+  });
+
   it('holds a partial packet without answering anything', () => {
     const p = encodePacket(header(), new Uint8Array(100));
     const d = new PacketDecoder();

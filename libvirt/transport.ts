@@ -106,9 +106,10 @@ export function dialerFor(parsed: ParsedUri, options: TransportOptions = {}): Di
             'test+unix:///default?socket=/path/to/libvirt-sock',
         });
       }
-      const path = parsed.socket ?? defaultSocketPath(parsed, existsSync);
       return {
         async dial(signal) {
+          // Chosen at each dial: after a restart the machine may run the other daemon.
+          const path = parsed.socket ?? defaultSocketPath(parsed, existsSync);
           const sock = await socketDial(
             () => net.createConnection({ path }),
             'connect',

@@ -30,59 +30,44 @@ async function openssl(cwd: string, ...args: string[]): Promise<void> {
   await run('openssl', args, { cwd });
 }
 
-/** A CA and certificates signed by it, with the extensions libvirt's TLS sanity checks require. */
-async function makeCa(dir: string, name: string): Promise<{ key: string; cert: string }> {
-  await mkdir(dir, { recursive: true });
+/** A new RSA key (mode 0600) and, per `args`, a request or a self-signed certificate for CN=name. */
+async function newKey(dir: string, name: string, args: string[]): Promise<string> {
   const key = path.join(dir, `${name}.key`);
-  const cert = path.join(dir, `${name}.pem`);
   await openssl(
     dir,
-    'req',
-    '-x509',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-keyout',
+    ...'req -newkey rsa:2048 -nodes -keyout'.split(' '),
     key,
-    '-out',
-    cert,
-    '-days',
-    '3650',
     '-subj',
     `/CN=${name}`,
-    '-addext',
-    'basicConstraints=critical,CA:TRUE',
-    '-addext',
-    'keyUsage=critical,keyCertSign,cRLSign',
+    ...args,
   );
   await chmod(key, 0o600);
+  return key;
+}
+
+/** A CA, with the extensions libvirt's TLS sanity checks require. */
+async function makeCa(dir: string, name: string): Promise<{ key: string; cert: string }> {
+  await mkdir(dir, { recursive: true });
+  const cert = path.join(dir, `${name}.pem`);
+  const key = await newKey(dir, name, [
+    ...'-x509 -days 3650 -addext basicConstraints=critical,CA:TRUE'.split(' '),
+    ...'-addext keyUsage=critical,keyCertSign,cRLSign -out'.split(' '),
+    cert,
+  ]);
   return { key, cert };
 }
 
+/** A server or client certificate signed by `ca`. */
 async function issue(
   dir: string,
   ca: { key: string; cert: string },
   name: string,
   usage: 'serverAuth' | 'clientAuth',
 ): Promise<{ key: string; cert: string }> {
-  const key = path.join(dir, `${name}.key`);
   const csr = path.join(dir, `${name}.csr`);
   const cert = path.join(dir, `${name}.pem`);
   const ext = path.join(dir, `${name}.ext`);
-  await openssl(
-    dir,
-    'req',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-keyout',
-    key,
-    '-out',
-    csr,
-    '-subj',
-    `/CN=${name}`,
-  );
-  await chmod(key, 0o600);
+  const key = await newKey(dir, name, ['-out', csr]);
   await writeFile(
     ext,
     [
@@ -95,21 +80,8 @@ async function issue(
   );
   await openssl(
     dir,
-    'x509',
-    '-req',
-    '-in',
-    csr,
-    '-CA',
-    ca.cert,
-    '-CAkey',
-    ca.key,
-    '-CAcreateserial',
-    '-out',
-    cert,
-    '-days',
-    '3650',
-    '-extfile',
-    ext,
+    ...['x509', '-req', '-in', csr, '-CA', ca.cert, '-CAkey', ca.key, '-CAcreateserial', '-days', '3650'],
+    ...['-extfile', ext, '-out', cert],
   );
   return { key, cert };
 }
