@@ -182,6 +182,66 @@ describe('XDR property tests', () => {
   });
 });
 
+describe('domain event messages (remote_domain_event_callback_*_msg)', () => {
+  const dom = { name: 'web1', uuid: '11111111-2222-4333-8444-555555555555', id: 7 };
+  const withDom = (callbackId: number) => {
+    const w = new XdrWriter().int(callbackId);
+    w.string(dom.name).uuid(dom.uuid).int(dom.id);
+    return w;
+  };
+
+  it('decodes lifecycle, reboot, migration iteration and job completed', () => {
+    expect(decodeDomainEvent(Proc.DOMAIN_EVENT_CALLBACK_LIFECYCLE, withDom(3).int(5).int(1).bytes())).toEqual(
+      {
+        kind: 'lifecycle',
+        callbackId: 3,
+        domain: dom,
+        event: 5,
+        eventName: 'stopped',
+        detail: 1,
+      },
+    );
+    expect(decodeDomainEvent(Proc.DOMAIN_EVENT_CALLBACK_REBOOT, withDom(4).bytes())).toEqual({
+      kind: 'reboot',
+      callbackId: 4,
+      domain: dom,
+    });
+    expect(
+      decodeDomainEvent(Proc.DOMAIN_EVENT_CALLBACK_MIGRATION_ITERATION, withDom(5).int(2).bytes()),
+    ).toEqual({
+      kind: 'migration-iteration',
+      callbackId: 5,
+      domain: dom,
+      iteration: 2,
+    });
+    const params: TypedParam[] = [
+      { field: 'operation', type: 'int', value: 5 },
+      { field: 'data_total', type: 'ullong', value: 1n << 33n },
+    ];
+    const done = withDom(6).typedParams(params, 64).bytes();
+    expect(decodeDomainEvent(Proc.DOMAIN_EVENT_CALLBACK_JOB_COMPLETED, done)).toEqual({
+      kind: 'job-completed',
+      callbackId: 6,
+      domain: dom,
+      params,
+    });
+  });
+
+  it('refuses a message with bytes after its last field, or with more job parameters than allowed', () => {
+    expect(() => decodeDomainEvent(Proc.DOMAIN_EVENT_CALLBACK_REBOOT, withDom(1).int(0).bytes())).toThrow(
+      XdrError,
+    );
+    const many = Array.from(
+      { length: 65 },
+      (_, i): TypedParam => ({ field: `f${i}`, type: 'int', value: i }),
+    );
+    const body = withDom(1).typedParams(many, 100).bytes();
+    expect(() => decodeDomainEvent(Proc.DOMAIN_EVENT_CALLBACK_JOB_COMPLETED, body)).toThrow(
+      /exceeds its maximum 64/,
+    );
+  });
+});
+
 describe('hostile lengths', () => {
   it('a string whose length runs past the buffer fails before allocating', () => {
     const w = new XdrWriter().uint(0x7fffffff);
