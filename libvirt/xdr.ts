@@ -40,9 +40,11 @@ export const REMOTE_STRING_MAX = 4_194_304;
 export class XdrReader {
   private pos = 0;
   private readonly view: DataView;
+  private readonly buf: Buffer;
 
-  constructor(private readonly buf: Uint8Array) {
-    this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  constructor(bytes: Uint8Array) {
+    this.buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   }
 
   get offset(): number {
@@ -116,12 +118,14 @@ export class XdrReader {
   string(max = REMOTE_STRING_MAX): string {
     const n = this.length(max, 'string');
     const at = this.need(n + pad4(n), 'string');
-    return Buffer.from(this.buf.buffer, this.buf.byteOffset + at, n).toString('utf8');
+    return this.buf.toString('utf8', at, at + n);
   }
 
   /** `remote_uuid`: 16 bytes, in libvirt's text form. */
   uuid(): string {
-    return uuidToString(this.opaqueFixed(16));
+    const at = this.need(16, 'uuid');
+    const h = this.buf.toString('hex', at, at + 16);
+    return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20, 32)}`;
   }
 
   /** An optional (`T *`): a 4-byte flag, then the value when it is 1. */
