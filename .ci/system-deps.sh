@@ -1,20 +1,61 @@
 #!/usr/bin/env bash
-# Installs the Debian packages herd's tests need, when missing. Idempotent; needs root (or sudo).
+# Installs the Debian packages herd needs, when missing. Idempotent; needs root (or sudo) only when something is
+# missing. `system-deps.sh demo`: what `npm run demo` needs; no argument: everything the test suite uses.
+# Daemons that a package installed here starts are stopped and disabled again (herd's tests and demo start their
+# own on free ports); services of packages that were already installed are never touched.
 set -euo pipefail
-packages=(influxdb collectd-core libvirt-dev libvirt-clients pkg-config slapd ldap-utils chromium
+
+# What `npm install` needs to build the libvirt addon, virsh for the demo's test-driver hosts, and collectd to send
+# the demo hosts' traffic.
+demo=(python3 make g++ pkg-config libvirt-dev libvirt-clients collectd-core)
+tests=("${demo[@]}" influxdb slapd ldap-utils chromium
   libvirt-daemon-system qemu-system-x86 ipxe-qemu busybox-static linux-image-amd64
   krb5-kdc krb5-admin-server krb5-user libkrb5-dev openssh-server netcat-openbsd)
+
+case "${1:-tests}" in
+  demo) packages=("${demo[@]}") ;;
+  tests) packages=("${tests[@]}") ;;
+  *) echo "usage: $0 [demo|tests]" >&2; exit 2 ;;
+esac
+
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
-SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { echo "herd: missing Debian packages (${missing[*]}); run this as root or install sudo" >&2; exit 1; }
+  SUDO="sudo"
+fi
 echo "installing Debian packages: ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
+if ! $SUDO apt-get update -qq; then
+  echo "herd: apt-get update failed (see above): the Debian package lists could not be read, so nothing was installed" >&2
+  exit 1
+fi
 # INITRD=No: the kernel is for test guests, which bring their own initramfs (no update-initramfs run).
 $SUDO env INITRD=No apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-# The Debian packages start their daemons; herd's tests start their own on free ports.
-for svc in influxdb slapd libvirtd virtlogd krb5-kdc krb5-admin-server; do $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || true; done
-for d in influxd slapd libvirtd virtlogd krb5kdc kadmind; do $SUDO pkill -x "$d" >/dev/null 2>&1 || true; done
+
+# The daemons of the packages installed just now, which their maintainer scripts started.
+services=()
+for p in "${missing[@]}"; do
+  case "$p" in
+    influxdb) services+=(influxdb) ;;
+    slapd) services+=(slapd) ;;
+    libvirt-daemon-system) services+=(libvirtd virtlogd virtlockd) ;;
+    krb5-kdc) services+=(krb5-kdc) ;;
+    krb5-admin-server) services+=(krb5-admin-server) ;;
+    openssh-server) services+=(ssh) ;;
+  esac
+done
+for svc in "${services[@]}"; do
+  if [ -d /run/systemd/system ]; then
+    $SUDO systemctl disable --now "$svc" "$svc.socket" "$svc-ro.socket" "$svc-admin.socket" >/dev/null 2>&1 || true
+  else
+    $SUDO service "$svc" stop >/dev/null 2>&1 || true
+    $SUDO update-rc.d "$svc" disable >/dev/null 2>&1 || true
+  fi
+done
+[ ${#services[@]} -eq 0 ] || echo "stopped and disabled the services just installed: ${services[*]}"

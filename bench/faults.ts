@@ -14,7 +14,7 @@
  * - fuzz: `--fuzz` mutated captured packets through the ingest pipeline in this process: no throw, each counted
  *   by reason, RSS bounded.
  */
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -28,6 +28,7 @@ import { startEmbeddedPostgres } from '../lib/embedded-postgres.js';
 import { createLogger } from '../lib/log.js';
 import { createRegistry } from '../lib/metrics.js';
 import { createInflux, type InfluxServer } from '../lib/testing/influxd.js';
+import { sharedTempDir } from '../lib/testing/temp-dir.js';
 import { Fleet, influxCount, settle, sleep, startHerd } from './lib/herd-fleet.js';
 import { buildReplay } from './lib/replay.js';
 
@@ -292,7 +293,7 @@ async function fuzzFault(): Promise<Fault> {
 
 async function main() {
   const only = new Set(args.only!.split(','));
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'herd-bench-faults-'));
+  const dir = await sharedTempDir('herd-bench-faults-');
   const faults: Fault[] = [];
   try {
     if (only.has('influx')) {

@@ -9,7 +9,7 @@
  *
  *   npm run bench:graphs [-- --runs 30 --hosts 100 --store influx|postgres]
  */
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -26,6 +26,7 @@ import { createLogger } from '../lib/log.js';
 import { createRegistry } from '../lib/metrics.js';
 import { insertHost } from '../lib/testing/fleet.js';
 import { createInflux } from '../lib/testing/influxd.js';
+import { sharedTempDir } from '../lib/testing/temp-dir.js';
 import { createPool, createUserWithToken } from '../lib/testing/users.js';
 
 const { values: args } = parseArgs({
@@ -51,7 +52,7 @@ function recordedPoints(host: SimulatedHost, from: number, to: number) {
 }
 
 async function main(): Promise<void> {
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'herd-bench-graphs-'));
+  const dir = await sharedTempDir('herd-bench-graphs-');
   const pg = await startEmbeddedPostgres(path.join(dir, 'postgres'), log, { fast: true, password: 'bench' });
   const influx = await createInflux(path.join(dir, 'influx'));
   await influx.start();

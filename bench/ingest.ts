@@ -22,13 +22,14 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import dgram from 'node:dgram';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { type EmbeddedDatabase, freePort, startEmbeddedPostgres } from '../lib/embedded-postgres.js';
 import { createLogger } from '../lib/log.js';
 import { createInflux, type InfluxServer } from '../lib/testing/influxd.js';
+import { sharedTempDir } from '../lib/testing/temp-dir.js';
 import {
   CLOCK_TICKS,
   cpuTicks,
@@ -106,7 +107,7 @@ interface StepResult {
 }
 
 async function main() {
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'herd-bench-ingest-'));
+  const dir = await sharedTempDir('herd-bench-ingest-');
   const children: ChildProcess[] = [];
   const influxes: InfluxServer[] = [];
   let sender: Sender | undefined;

@@ -5,7 +5,7 @@
  * points that landed. Bounded to well under a minute. Figures go to bench/results/metrics-store.json.
  * Run with `npx tsx bench/metrics-store.ts`.
  */
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { InfluxStore } from '../ingest/store/influx-store.js';
@@ -14,6 +14,7 @@ import { PointRules } from '../ingest/store/point-rules.js';
 import type { Point } from '../ingest/types.js';
 import { createLogger } from '../lib/log.js';
 import { createInflux } from '../lib/testing/influxd.js';
+import { sharedTempDir } from '../lib/testing/temp-dir.js';
 
 const HOSTS = 2000;
 const PLUGINS = ['cpu_value', 'memory_value', 'interface_rx', 'interface_tx', 'disk_read', 'load_shortterm'];
@@ -51,7 +52,7 @@ function encodeScenario(freshTags: boolean): { pointsPerSecond: number; nsPerPoi
 }
 
 async function endToEnd(): Promise<Record<string, number>> {
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'herd-bench-store-'));
+  const dir = await sharedTempDir('herd-bench-store-');
   const influx = await createInflux(path.join(dir, 'influxd'));
   await influx.start();
   const store = new InfluxStore({

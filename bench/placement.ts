@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { pbkdf2Sync } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
@@ -12,6 +12,7 @@ import { prepareTaskQueue } from '../api/tasks/task-queue.js';
 import { connect, DEFAULT_POOL_SIZE, migrateToLatest } from '../lib/db.js';
 import { startEmbeddedPostgres } from '../lib/embedded-postgres.js';
 import { createLogger } from '../lib/log.js';
+import { sharedTempDir } from '../lib/testing/temp-dir.js';
 import { CLOCK_TICKS, cpuTicks, runAndWaitMs, treeCpuTicks } from './lib/proc.js';
 
 /**
@@ -52,7 +53,7 @@ const log = createLogger(process.env.HERD_LOG_LEVEL ?? 'warn', 'bench');
 async function main() {
   if (Math.max(DECISIONS + ROUND_WARMUP, WARMUP + SEQUENTIAL) > VMS / 2)
     throw new Error(`at most ${VMS / 2} decisions per round (the stopped VMs)`);
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'herd-bench-placement-'));
+  const dir = await sharedTempDir('herd-bench-placement-');
   const cluster = path.join(dir, 'postgres');
   let pg = await startEmbeddedPostgres(cluster, log, { fast: FAST, password: 'bench' });
   const server: { kill?: () => void; pid?: number } = {};

@@ -21,7 +21,7 @@
  * and last values, event-loop p99 (median and max of the samples), values sent and stored (counted in InfluxDB),
  * API answers by status and errors.
  */
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { sql } from 'kysely';
@@ -30,6 +30,7 @@ import { startEmbeddedPostgres } from '../lib/embedded-postgres.js';
 import { createLogger } from '../lib/log.js';
 import { createInflux } from '../lib/testing/influxd.js';
 import { writeTestHost } from '../lib/testing/libvirt-hosts.js';
+import { sharedTempDir } from '../lib/testing/temp-dir.js';
 import { Fleet, influxCount, settle, sleep, startHerd, stopHerd } from './lib/herd-fleet.js';
 import { machineBusyTicks } from './lib/proc.js';
 import { buildReplay } from './lib/replay.js';
@@ -187,7 +188,7 @@ async function seed(dir: string, databaseUrl: string) {
 }
 
 async function main() {
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'herd-bench-soak-'));
+  const dir = await sharedTempDir('herd-bench-soak-');
   const pg = await startEmbeddedPostgres(path.join(dir, 'pg'), log, { password: 'soak' });
   const influx = await createInflux(path.join(dir, 'influx'));
   await influx.start();

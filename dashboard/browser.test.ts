@@ -295,6 +295,10 @@ describe('graphs and live updates', () => {
     expect(await carol.locator('figure[data-metric="network"] svg .mark-line path').count()).toBeGreaterThan(
       0,
     );
+    // What guests get on the host, and why (a test-driver host of the demo).
+    expect(await carol.locator('.virt-type').textContent()).toBe(
+      "test — libvirt's test driver: no guest really runs",
+    );
     await shot(carol, 'host');
     await carol.close();
   });

@@ -1,11 +1,12 @@
 // herd's command line (lib/cli.ts loads it once the process is set up).
 import { Command, Option } from 'commander';
 import type { SecurityLevel } from '../ingest/protocol/parts.js';
-import { ConfigError, loadConfig } from './config.js';
+import { loadConfig } from './config.js';
 import { migrateOrThrow, openDatabase } from './db.js';
 import { createLogger } from './log.js';
 import { registerManageCommands } from './manage/commands.js';
 import { ROLES, type Role, startHerd } from './server.js';
+import { startupErrorLine } from './startup-error.js';
 
 const program = new Command('herd').description('Watches and governs a fleet of libvirt hosts.');
 
@@ -123,10 +124,7 @@ function stopOnSignal(stop: () => Promise<void>, log: ReturnType<typeof createLo
 }
 
 program.parseAsync().catch((err) => {
-  if (err instanceof ConfigError) {
-    process.stderr.write(`herd: ${err.message}\n`);
-    process.exit(2);
-  }
-  process.stderr.write(`herd: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.stderr.write(`herd: ${startupErrorLine(err)}\n`);
+  if (process.env.HERD_LOG_LEVEL === 'debug' && err instanceof Error) process.stderr.write(`${err.stack}\n`);
   process.exit(1);
 });

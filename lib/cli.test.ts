@@ -2,6 +2,7 @@ import { type ChildProcessWithoutNullStreams, spawn, spawnSync } from 'node:chil
 import dgram from 'node:dgram';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { get as httpGet, type IncomingMessage } from 'node:http';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
@@ -36,14 +37,56 @@ test('herd decode prints one JSON object per value list and fails on a bad file'
   expect(failed.stderr).toContain('bad.bin');
 });
 
-test('herd with a bad variable exits 2 listing it', () => {
+test('herd with a bad variable exits 1 listing it on one line', () => {
   const r = spawnSync(process.execPath, [CLI, 'migrate'], {
     encoding: 'utf8',
     env: { ...process.env, HERD_HTTP_PORT: 'x', HERD_COLLECTD_SECURITY_LEVEL: 'weird' },
   });
-  expect(r.status).toBe(2);
+  expect(r.status).toBe(1);
+  expect(r.stderr.trim().split('\n')).toHaveLength(1);
   expect(r.stderr).toContain('HERD_HTTP_PORT');
   expect(r.stderr).toContain('HERD_COLLECTD_SECURITY_LEVEL');
+});
+
+test('herd serve on a port in use, or with a types.db that is not there: one line saying what to do, exit 1', async () => {
+  const database: DatabaseHandle = await createTestDatabase();
+  const busy = net.createServer();
+  await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve));
+  const port = (busy.address() as net.AddressInfo).port;
+  const serve = (env: Record<string, string>) =>
+    spawnSync(process.execPath, [CLI, 'serve'], {
+      encoding: 'utf8',
+      timeout: 60_000,
+      env: {
+        ...process.env,
+        HERD_DATA_DIR: path.join(dir, 'data-fail'),
+        DATABASE_URL: database.url,
+        HERD_HTTP_HOST: '127.0.0.1',
+        HERD_HTTP_PORT: '0',
+        HERD_COLLECTD_HOST: '127.0.0.1',
+        HERD_COLLECTD_PORT: '0',
+        HERD_LOG_LEVEL: 'warn',
+        ...env,
+      },
+    });
+  try {
+    const inUse = serve({ HERD_HTTP_PORT: String(port) });
+    expect(inUse.status).toBe(1);
+    const lines = inUse.stderr.trim().split('\n');
+    expect(lines.at(-1)).toBe(
+      `herd: 127.0.0.1:${port} is already in use: stop what listens there, or choose another port (HERD_HTTP_PORT, HERD_COLLECTD_PORT)`,
+    );
+    expect(inUse.stderr).not.toMatch(/\n\s+at /);
+    const noTypes = serve({ HERD_COLLECTD_TYPES_DB: path.join(dir, 'no-such-types.db') });
+    expect(noTypes.status).toBe(1);
+    expect(noTypes.stderr.trim().split('\n').at(-1)).toMatch(
+      /^herd: cannot read types.db .*no-such-types.db: ENOENT/,
+    );
+    expect(noTypes.stderr).not.toMatch(/\n\s+at /);
+  } finally {
+    busy.close();
+    await database.close();
+  }
 });
 
 test('herd serve: health, login, collectd packets into InfluxDB, clean stop', async () => {

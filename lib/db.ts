@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
 import {
@@ -106,10 +107,21 @@ function notifyWrite(target: OperationNode, columns: readonly string[] | undefin
     listener(columns);
 }
 
+/**
+ * Where the embedded cluster goes when herd runs as root and the postgres user cannot reach the data directory
+ * (a checkout under /root, say): one directory per data directory under /var/lib/herd, which herd creates.
+ */
+export function embeddedFallbackDir(dataDir: string): string {
+  const id = createHash('sha256').update(path.resolve(dataDir)).digest('hex').slice(0, 12);
+  return path.join('/var/lib/herd', `postgres-${id}`, 'postgres');
+}
+
 /** Connects to DATABASE_URL, or starts the embedded PostgreSQL under the data directory. */
 export async function openDatabase(config: Config, log: Logger): Promise<DatabaseHandle> {
   if (config.databaseUrl) return connect(config.databaseUrl, { log });
-  const embedded = await startEmbeddedPostgres(path.join(config.dataDir, 'postgres'), log);
+  const embedded = await startEmbeddedPostgres(path.join(config.dataDir, 'postgres'), log, {
+    fallbackDir: embeddedFallbackDir(config.dataDir),
+  });
   const handle = connect(embedded.url, { log });
   return {
     ...handle,

@@ -47,6 +47,7 @@ beforeAll(async () => {
   daemon = await startLibvirtd(path.join(dir, 'libvirtd'), {
     index: 12,
     hostUuid: '5e0f3c1a-4d2b-4e8f-9a6c-0000000000c1',
+    kvm: false,
     // The read-only socket asks for SASL (the client must refuse clearly); the daemon pings idle clients every
     // second and drops one after 2 unanswered pings (the client must answer them).
     conf: ['auth_unix_ro = "sasl"', 'keepalive_interval = 1', 'keepalive_count = 2'],

@@ -110,6 +110,7 @@ beforeAll(async () => {
   daemon = await startLibvirtd(path.join(dir, 'libvirtd'), {
     index: 13,
     hostUuid: '5e0f3c1a-4d2b-4e8f-9a6c-0000000000c2',
+    kvm: false,
     listen: true,
     conf: [
       'listen_tcp = 1',

@@ -18,6 +18,7 @@ import * as vmLinuxBoot from './2026-12-07T21-vm-linux-boot.js';
 import * as taskProgressDetail from './2026-12-07T22-task-progress-detail.js';
 import * as cpuLimits from './2026-12-07T23-cpu-limits.js';
 import * as pxeInstallToken from './2026-12-07T24-pxe-install-token.js';
+import * as virtType from './2026-12-08T00-virt-type.js';
 
 /**
  * Every migration, in order. Names are frozen once released; append new ones at the end.
@@ -43,6 +44,7 @@ export const migrations: Record<string, Migration> = {
   '2026-12-07T22-task-progress-detail': taskProgressDetail,
   '2026-12-07T23-cpu-limits': cpuLimits,
   '2026-12-07T24-pxe-install-token': pxeInstallToken,
+  '2026-12-08T00-virt-type': virtType,
 };
 
 type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
@@ -159,7 +161,15 @@ export interface HostsTable {
   created_at: GeneratedTimestamp;
   /** Bumped by a trigger whenever what placement reads of the host changes (migration T80). */
   inventory_version: Generated<number>;
+  /** `auto`, `kvm` or `qemu` (migration 2026-12-08T00). */
+  virt_type: ColumnType<VirtTypeSetting, VirtTypeSetting | undefined, VirtTypeSetting>;
+  /** The domain types libvirt offers on the host (capabilities); NULL until read. */
+  virt_domain_types: string[] | null;
+  /** The host CPU's virtualization features (vmx, svm) from libvirt's capabilities; NULL until read. */
+  cpu_virt_features: string[] | null;
 }
+
+export type VirtTypeSetting = 'auto' | 'kvm' | 'qemu';
 
 export interface StoragePoolsTable {
   id: Generated<number>;
@@ -204,6 +214,8 @@ export interface VmsTable {
   install_token: ColumnType<string | null, string | null | undefined, string | null>;
   /** CPU hard limit, % of each vCPU; the pool's may be lower (migration 2026-12-07T23). */
   cpu_limit_percent: ColumnType<number | null, number | null | undefined, number | null>;
+  /** `kvm` or `qemu` overriding the host's setting; NULL: the host's (migration 2026-12-08T00). */
+  virt_type: ColumnType<'kvm' | 'qemu' | null, 'kvm' | 'qemu' | null | undefined, 'kvm' | 'qemu' | null>;
   started_at: NullableTimestamp;
   state_changed_at: GeneratedTimestamp;
   created_at: GeneratedTimestamp;

@@ -16,6 +16,9 @@ export function inventoryColumns(inv: HostInventory) {
     mhz: inv.mhz,
     memory_mib: inv.memoryMiB,
     nics: JSON.stringify(inv.nics),
+    ...(inv.virt
+      ? { virt_domain_types: inv.virt.domainTypes, cpu_virt_features: inv.virt.cpuVirtFeatures }
+      : {}),
   };
 }
 
@@ -140,6 +143,7 @@ export type HostPatch = Partial<
     | 'reserved_memory_mib'
     | 'cpu_allocation_ratio'
     | 'ram_allocation_ratio'
+    | 'virt_type'
   >
 >;
 

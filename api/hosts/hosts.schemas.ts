@@ -35,6 +35,18 @@ export const hostSchema = {
     reservedMemoryMiB: { type: 'integer' },
     cpuAllocationRatio: nullableNumber,
     ramAllocationRatio: nullableNumber,
+    virtType: {
+      type: 'string',
+      enum: ['auto', 'kvm', 'qemu'],
+      description:
+        'the setting: auto (KVM only where libvirt offers it and the CPU shows vmx/svm), kvm, or qemu (TCG)',
+    },
+    effectiveVirtType: {
+      type: ['string', 'null'],
+      enum: ['kvm', 'qemu', 'test', null],
+      description: 'what guests defined on this host get now (null: none can be, see virtTypeReason)',
+    },
+    virtTypeReason: { type: 'string', description: 'why, in words' },
     collectd: {
       type: 'object',
       properties: {
@@ -120,6 +132,7 @@ export const patchHostBody = {
     reservedMemoryMiB: { type: 'integer', minimum: 0, maximum: MAX_BIGINT_SAFE },
     cpuAllocationRatio: { type: ['number', 'null'], exclusiveMinimum: 0, maximum: 64 },
     ramAllocationRatio: { type: ['number', 'null'], exclusiveMinimum: 0, maximum: 64 },
+    virtType: { type: 'string', enum: ['auto', 'kvm', 'qemu'] },
   },
 } as const;
 

@@ -4,7 +4,12 @@ import type { AppDeps } from '../app.js';
 import { audit } from '../audit/audit.service.js';
 import type { AuthUser } from '../auth/auth-user.js';
 import { badRequest, conflict, HttpError, notFound } from '../http/errors.js';
-import type { HostConnections, HostInventory } from './driver/index.js';
+import {
+  chooseVirtType,
+  type HostConnections,
+  type HostInventory,
+  type VirtTypeSetting,
+} from './driver/index.js';
 import { emitHostState } from './host-events.js';
 import { collectdSilent } from './host-state.js';
 import {
@@ -52,6 +57,9 @@ export interface HostAnswer {
   reservedMemoryMiB: number;
   cpuAllocationRatio: number | null;
   ramAllocationRatio: number | null;
+  virtType: VirtTypeSetting;
+  effectiveVirtType: 'kvm' | 'qemu' | 'test' | null;
+  virtTypeReason: string;
   collectd: { lastSeen: string | null; interval: number | null; silent: boolean };
   live: Omit<HostLiveSummary, 'lastSeen'> | null;
   vms: Array<{ id: number; name: string; state: string }>;
@@ -72,6 +80,12 @@ export function toHostAnswer(
     const { lastSeen: _seen, ...rest } = live;
     figures = rest;
   }
+  const virt = chooseVirtType(
+    row.virt_domain_types
+      ? { domainTypes: row.virt_domain_types, cpuVirtFeatures: row.cpu_virt_features ?? [] }
+      : null,
+    row.virt_type,
+  );
   return {
     id: row.id,
     poolId: row.pool_id,
@@ -93,6 +107,9 @@ export function toHostAnswer(
     reservedMemoryMiB: Number(row.reserved_memory_mib),
     cpuAllocationRatio: row.cpu_allocation_ratio,
     ramAllocationRatio: row.ram_allocation_ratio,
+    virtType: row.virt_type,
+    effectiveVirtType: virt.type,
+    virtTypeReason: virt.reason,
     collectd: {
       lastSeen: lastSeen ? new Date(lastSeen).toISOString() : null,
       interval,
@@ -218,6 +235,7 @@ export interface HostPatchBody {
   reservedMemoryMiB?: number;
   cpuAllocationRatio?: number | null;
   ramAllocationRatio?: number | null;
+  virtType?: VirtTypeSetting;
 }
 
 export async function patchHost(
@@ -256,6 +274,7 @@ export async function patchHost(
   if (body.reservedMemoryMiB !== undefined) patch.reserved_memory_mib = body.reservedMemoryMiB;
   if (body.cpuAllocationRatio !== undefined) patch.cpu_allocation_ratio = body.cpuAllocationRatio;
   if (body.ramAllocationRatio !== undefined) patch.ram_allocation_ratio = body.ramAllocationRatio;
+  if (body.virtType !== undefined) patch.virt_type = body.virtType;
   if (Object.keys(patch).length === 0) return getHost(deps, user, id);
   const after = await deps.db.transaction().execute(async (trx) => {
     const row = await updateHost(trx, id, patch);

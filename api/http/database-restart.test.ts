@@ -1,6 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
+import { rm } from 'node:fs/promises';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { loadConfig } from '../../lib/config.js';
 import type { DatabaseHandle } from '../../lib/db.js';
@@ -8,6 +6,7 @@ import { createLogger } from '../../lib/log.js';
 import { createRegistry } from '../../lib/metrics.js';
 import { capturingLogger } from '../../lib/testing/capture-log.js';
 import { type OwnPostgres, startOwnPostgres } from '../../lib/testing/db.js';
+import { sharedTempDir } from '../../lib/testing/temp-dir.js';
 import { createUserWithToken } from '../../lib/testing/users.js';
 import { waitFor } from '../../lib/testing/wait.js';
 import { buildApp } from '../app.js';
@@ -24,7 +23,7 @@ let pg: OwnPostgres;
 let handle: DatabaseHandle;
 
 beforeAll(async () => {
-  dir = await mkdtemp(path.join(tmpdir(), 'herd-pg-restart-'));
+  dir = await sharedTempDir('herd-pg-restart-');
   pg = await startOwnPostgres(dir, log);
   handle = pg.handle;
 }, 120_000);

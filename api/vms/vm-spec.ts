@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { USER_NETWORK } from '../hosts/driver/domain-xml.js';
-import type { DomainSpec } from '../hosts/driver/index.js';
+import type { DomainSpec, VirtTypeSetting } from '../hosts/driver/index.js';
 
 /** KVM's locally administered prefix: herd's MACs are 52:54:00 and three random bytes. */
 export const MAC_PREFIX = '52:54:00';
@@ -25,6 +25,7 @@ export interface VmRecordForSpec {
   boot_initrd?: string | null;
   boot_cmdline?: string | null;
   cpu_limit_percent?: number | null;
+  virt_type?: 'kvm' | 'qemu' | null;
 }
 
 /** A VM's CPU hard limit: the lower of its own and its VM pool's (null: neither has one). */
@@ -58,6 +59,8 @@ export function buildDomainSpec(
     nics: Array<{ mac: string; network: string }>;
     /** The CPU limit of the VM's pool. */
     poolCpuLimitPercent?: number | null;
+    /** The setting of the host it is defined on; the VM's own `virt_type` wins. */
+    hostVirtType?: VirtTypeSetting;
   },
   image: ImageForSpec | undefined,
   name = domainName(vm),
@@ -99,6 +102,7 @@ export function buildDomainSpec(
         }
       : {}),
     ...(cpuLimitPercent !== null ? { cpuLimitPercent } : {}),
+    virtType: vm.virt_type ?? parts.hostVirtType ?? 'auto',
   };
 }
 

@@ -1,7 +1,7 @@
 import { access } from 'node:fs/promises';
 import path from 'node:path';
 import type { Database } from '../../lib/db.js';
-import type { DomainInfo, HostConnections, HostDriver } from '../hosts/driver/index.js';
+import type { DomainInfo, HostConnections, HostDriver, VirtTypeSetting } from '../hosts/driver/index.js';
 import type { TaskContext, TaskHandler } from '../tasks/task-handler.js';
 import type { TaskRow } from '../tasks/tasks.repository.js';
 import { saveDirProblem } from './save-dir.js';
@@ -61,16 +61,23 @@ export function createVmTaskHandler(options: VmTaskHandlerOptions): TaskHandler 
         return options.hosts.get(host.uri);
       },
       name: (id: number) => byId.get(id)?.hostname ?? `host ${id}`,
+      virtType: (uri: string) => rows.find((r) => r.uri === uri)?.virt_type,
     };
   };
 
   /** Defines the domain from herd's record, keeping the name the host already knows it by. */
-  const defineOn = async (db: Database, driver: HostDriver, vm: VmRow, knownAs?: DomainInfo | null) => {
+  const defineOn = async (
+    db: Database,
+    driver: HostDriver,
+    vm: VmRow,
+    hostVirtType: VirtTypeSetting | undefined,
+    knownAs?: DomainInfo | null,
+  ) => {
     const parts = await vmParts(db, [vm.id]);
     const existing = knownAs === undefined ? await driver.domain(vm.uuid) : knownAs;
     const spec = buildDomainSpec(
       vm,
-      { ...parts, poolCpuLimitPercent: parts.poolCpuLimits.get(vm.id) },
+      { ...parts, poolCpuLimitPercent: parts.poolCpuLimits.get(vm.id), hostVirtType },
       parts.images[0],
       existing?.name,
       options.pxeBaseUrl,
@@ -106,10 +113,12 @@ export function createVmTaskHandler(options: VmTaskHandlerOptions): TaskHandler 
         const existing = await target.domain(vm.uuid);
         // A crashed domain is kept (on_crash preserve) for inspection: power it off before starting afresh.
         if (existing?.state === 'crashed') await target.destroy(vm.uuid);
-        await defineOn(db, target, vm, existing);
+        await defineOn(db, target, vm, hosts.virtType(target.uri), existing);
         const moved = await undefineElsewhere(vm, args.from.hostId, vm.host_id!, hosts, ctx);
         await ctx.progress(0.5);
-        await target.start(vm.uuid);
+        await target.start(vm.uuid).catch((err: Error) => {
+          throw kvmStartError(err, vm, hosts.virtType(target.uri));
+        });
         await settle({ state: await stateOn(target), startedAt: 'now' });
         return { hostId: vm.host_id, ...moved };
       }
@@ -164,7 +173,13 @@ export function createVmTaskHandler(options: VmTaskHandlerOptions): TaskHandler 
         const target = await onHost();
         const moved = args.from.hostId !== vm.host_id;
         if (moved) {
-          await defineOn(db, target, vm, await domainOn(hosts, args.from.hostId, vm.uuid));
+          await defineOn(
+            db,
+            target,
+            vm,
+            hosts.virtType(target.uri),
+            await domainOn(hosts, args.from.hostId, vm.uuid),
+          );
           await undefineElsewhere(vm, args.from.hostId, vm.host_id!, hosts, ctx);
         }
         await ctx.progress(0.3);
@@ -183,7 +198,7 @@ export function createVmTaskHandler(options: VmTaskHandlerOptions): TaskHandler 
         }
         // Cold: the definition moves, and with it the saved image (on storage both hosts share).
         const known = await source.domain(vm.uuid);
-        await defineOn(db, destination, vm, known);
+        await defineOn(db, destination, vm, hosts.virtType(destination.uri), known);
         await ctx.progress(0.5);
         if (known) await source.undefine(vm.uuid);
         await settle({ state: args.from.state, hostId: destinationId });
@@ -333,4 +348,21 @@ async function undefineElsewhere(
     ctx.log.warn({ err, hostId: oldHostId }, 'could not remove the old definition');
     return { movedFrom: oldHostId, staleDefinitionOn: hosts.name(oldHostId) };
   }
+}
+
+/**
+ * A start that failed on KVM (no /dev/kvm in the guest's namespace, the kvm module gone, nested virtualization
+ * refused) names the setting that chose KVM, so the operator knows what to change.
+ */
+export function kvmStartError(
+  err: Error,
+  vm: Pick<VmRow, 'id' | 'virt_type'>,
+  hostVirtType?: VirtTypeSetting,
+) {
+  if (!/\bkvm\b/i.test(err.message)) return err;
+  const where =
+    vm.virt_type === 'kvm'
+      ? `the VM's virtType is kvm: set it to qemu (PATCH /api/v1/vms/${vm.id} {"virtType":"qemu"})`
+      : `the host's virtType (${hostVirtType ?? 'auto'}) chose KVM: set it to qemu on the host (PATCH /api/v1/hosts/:id {"virtType":"qemu"}) or on the VM (PATCH /api/v1/vms/${vm.id} {"virtType":"qemu"})`;
+  return new Error(`${err.message}; ${where} to run it emulated`, { cause: err });
 }

@@ -1,6 +1,6 @@
 import { type Selectable, sql, type Updateable } from 'kysely';
 import type { Database } from '../../lib/db.js';
-import type { PlacementPolicy, VmsTable } from '../../schema/index.js';
+import type { PlacementPolicy, VirtTypeSetting, VmsTable } from '../../schema/index.js';
 import { type VmVisibility, vmVisibleWhere } from '../access/access.service.js';
 import { type NewTask, TASK_COLUMNS, taskJob, taskValues } from '../tasks/tasks.repository.js';
 
@@ -52,7 +52,9 @@ export async function insertVm(
     memoryMiB: number;
     imageId: number | null;
     bootNetwork: boolean;
-  } & Partial<Pick<VmRow, 'boot_kernel' | 'boot_initrd' | 'boot_cmdline' | 'cpu_limit_percent'>>,
+  } & Partial<
+    Pick<VmRow, 'boot_kernel' | 'boot_initrd' | 'boot_cmdline' | 'cpu_limit_percent' | 'virt_type'>
+  >,
 ): Promise<number> {
   const { id } = await db
     .insertInto('vms')
@@ -69,6 +71,7 @@ export async function insertVm(
       boot_initrd: values.boot_initrd,
       boot_cmdline: values.boot_cmdline,
       cpu_limit_percent: values.cpu_limit_percent,
+      virt_type: values.virt_type,
       state: 'defined',
     })
     .returning('id')
@@ -325,8 +328,15 @@ export async function deleteVmRow(db: Database, vmId: number, taskId?: number): 
 }
 
 export function hostUris(db: Database, ids: number[]) {
-  if (!ids.length) return Promise.resolve([] as Array<{ id: number; uri: string; hostname: string }>);
-  return db.selectFrom('hosts').select(['id', 'uri', 'hostname']).where('id', 'in', ids).execute();
+  if (!ids.length)
+    return Promise.resolve(
+      [] as Array<{ id: number; uri: string; hostname: string; virt_type: VirtTypeSetting }>,
+    );
+  return db
+    .selectFrom('hosts')
+    .select(['id', 'uri', 'hostname', 'virt_type'])
+    .where('id', 'in', ids)
+    .execute();
 }
 
 /** VMs on a host in a state whose CPU limit applies live (running, paused), with their own and pool's limits. */

@@ -42,6 +42,13 @@ const cpuLimitPercent = {
     "CPU hard limit: the share of one host CPU each vCPU may use (libvirt cputune quota/period); null: none. Applied live to a running VM; its VM pool's limit, when lower, wins",
 } as const;
 
+const virtType = {
+  type: ['string', 'null'],
+  enum: ['kvm', 'qemu', null],
+  description:
+    "overrides the host's virtType for this VM (Proxmox's per-VM KVM switch): kvm, or qemu (TCG emulation); null: the host's. Takes effect at the next start",
+} as const;
+
 export const vmSchema = {
   type: 'object',
   properties: {
@@ -61,6 +68,7 @@ export const vmSchema = {
       ...nullableInteger,
       description: "the limit the host applies: the lower of the VM's and its VM pool's",
     },
+    virtType,
     linuxBoot: {
       type: ['object', 'null'],
       properties: { kernel: { type: 'string' }, initrd: nullableString, cmdline: nullableString },
@@ -127,6 +135,7 @@ export const createVmBody = {
     imageId: { type: 'integer', minimum: 1, description: 'install image: the VM boots from it first' },
     linuxBoot,
     cpuLimitPercent,
+    virtType,
   },
 } as const;
 
@@ -147,6 +156,7 @@ export const patchVmBody = {
     bootNetwork: { type: 'boolean' },
     linuxBoot,
     cpuLimitPercent,
+    virtType,
   },
 } as const;
 

@@ -43,6 +43,8 @@ export interface CreateVmInput {
   linuxBoot?: LinuxBoot | null;
   /** CPU hard limit, % of each vCPU (null: none); the VM pool's, when lower, wins. */
   cpuLimitPercent?: number | null;
+  /** Overrides the host's virtualization type (null: the host's). */
+  virtType?: 'kvm' | 'qemu' | null;
 }
 
 /** Direct Linux boot from files on the host (oVirt's "Linux boot options"). */
@@ -63,6 +65,8 @@ export interface PatchVmInput {
   linuxBoot?: LinuxBoot | null;
   /** Applied at once to a running or paused VM (live and in its definition on the host). */
   cpuLimitPercent?: number | null;
+  /** Overrides the host's virtualization type from the next start (null: the host's). */
+  virtType?: 'kvm' | 'qemu' | null;
 }
 
 /** The paths name files on the host, which qemu reads as root: only the super-admin sets them. */
@@ -95,6 +99,7 @@ export function toVmAnswer(vm: VmRow, parts: Parts) {
     bootNetwork: vm.boot_network,
     cpuLimitPercent: vm.cpu_limit_percent,
     effectiveCpuLimitPercent: effectiveCpuLimit(vm.cpu_limit_percent, parts.poolCpuLimits.get(vm.id)),
+    virtType: vm.virt_type,
     linuxBoot: vm.boot_kernel
       ? { kernel: vm.boot_kernel, initrd: vm.boot_initrd, cmdline: vm.boot_cmdline }
       : null,
@@ -190,6 +195,7 @@ export async function createVm(
       bootNetwork: image !== undefined,
       ...boot,
       cpu_limit_percent: input.cpuLimitPercent ?? null,
+      virt_type: input.virtType ?? null,
     }).catch(nameTaken(input.name));
     await attachOrConflict(trx, id, volumeIds);
     await addNics(trx, id, nics);
@@ -312,6 +318,7 @@ export async function patchVm(
       ...(input.bootNetwork !== undefined ? { boot_network: input.bootNetwork } : {}),
       ...linuxBootColumns(user, input.linuxBoot),
       ...(input.cpuLimitPercent !== undefined ? { cpu_limit_percent: input.cpuLimitPercent } : {}),
+      ...(input.virtType !== undefined ? { virt_type: input.virtType } : {}),
     };
     if (Object.keys(patch).length) {
       let update = trx.updateTable('vms').set(patch).where('id', '=', vm.id);

@@ -43,6 +43,9 @@ export interface Host {
   heartbeatError?: string | null;
   live?: { cpuBusyPercent?: number; load1?: number; memoryUsedMiB?: number; memoryFreeMiB?: number } | null;
   vms?: Array<{ id: number; name: string; state: string }>;
+  virtType: 'auto' | 'kvm' | 'qemu';
+  effectiveVirtType: 'kvm' | 'qemu' | 'test' | null;
+  virtTypeReason: string;
 }
 
 export interface Vm {

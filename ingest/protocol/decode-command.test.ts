@@ -12,6 +12,7 @@ import {
   type FixtureFolder,
   fixturePackets,
 } from './test-fixtures.js';
+import { BUNDLED_TYPES_DB, loadTypesDb } from './types-db.js';
 
 async function decode(files: string[], opts: DecodeCommandOptions = {}) {
   let stdout = '';
@@ -151,13 +152,24 @@ describe('herd decode', () => {
     );
   });
 
-  it('adds --types-db files, and works from them alone without collectd installed', async () => {
+  it("without collectd installed, decodes with herd's own copy of types.db (and --types-db files)", async () => {
     const [packet] = fixturePackets('notifications').slice(-1);
-    const { code, stderr } = await decode([packet.path], {
-      baseTypesDb: join(scratch, 'no-collectd-here.db'),
-      typesDb: [FIXTURE_TYPES_DB],
-    });
-    expect(code).toBe(0);
-    expect(stderr).toMatch(/not found; using only the --types-db files/);
+    for (const typesDb of [[], [FIXTURE_TYPES_DB]]) {
+      const { code, lines, stderr } = await decode([packet.path], {
+        baseTypesDb: join(scratch, 'no-collectd-here.db'),
+        typesDb,
+      });
+      expect(code).toBe(0);
+      expect(stderr).toMatch(/not found; using herd's own copy of collectd's types.db/);
+      expect(lines.join('\n')).toContain('"type":"load"');
+    }
+  });
+
+  it("herd's own types.db is collectd's", async () => {
+    const ours = await loadTypesDb([BUNDLED_TYPES_DB]);
+    const collectds = await loadTypesDb([FIXTURE_TYPES_DB]);
+    for (const type of ['load', 'cpu', 'if_octets', 'memory', 'virt_cpu_total', 'disk_octets']) {
+      expect(ours.get(type), type).toEqual(collectds.get(type));
+    }
   });
 });

@@ -18,7 +18,7 @@ import { AuthFile } from './auth-file.js';
 import { DecodeError } from './decode-error.js';
 import { PacketDecoder } from './decoder.js';
 import type { SecurityLevel } from './parts.js';
-import { DEFAULT_TYPES_DB, loadTypesDb, type TypesDb } from './types-db.js';
+import { BUNDLED_TYPES_DB, DEFAULT_TYPES_DB, loadTypesDb, type TypesDb } from './types-db.js';
 
 export interface DecodeCommandOptions {
   authFile?: string;
@@ -91,10 +91,9 @@ export async function runDecode(
 async function loadTypes(opts: DecodeCommandOptions, err: TextSink): Promise<TypesDb> {
   const base = opts.baseTypesDb ?? DEFAULT_TYPES_DB;
   const extra = opts.typesDb ?? [];
-  // Without collectd installed, the --types-db files alone are enough.
-  if (extra.length > 0 && !existsSync(base)) {
-    err.write(`herd decode: ${base} not found; using only the --types-db files\n`);
-    return loadTypesDb(extra);
+  if (!existsSync(base)) {
+    err.write(`herd decode: ${base} not found; using herd's own copy of collectd's types.db\n`);
+    return loadTypesDb([BUNDLED_TYPES_DB, ...extra]);
   }
   return loadTypesDb([base, ...extra]);
 }

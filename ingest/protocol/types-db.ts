@@ -8,12 +8,23 @@
  * comments, a line collectd cannot parse is skipped, and a type defined again replaces the earlier
  * definition (so later files override earlier ones).
  */
+import { existsSync } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { DsType, ValueList } from '../types.js';
 
 /** Where Debian's collectd-core puts the file; collectd's own default as well. */
-export const DEFAULT_TYPES_DB = '/usr/share/collectd/types.db';
+export const SYSTEM_TYPES_DB = '/usr/share/collectd/types.db';
+
+/** collectd 5.12's types.db as data, shipped with herd (next to this module, also in dist/). */
+export const BUNDLED_TYPES_DB = join(dirname(fileURLToPath(import.meta.url)), 'types.db');
+
+/**
+ * The base definitions: the machine's collectd's where it is installed (it matches the collectd sending), else
+ * herd's copy. HERD_COLLECTD_TYPES_DB / --types-db add to it or replace types.
+ */
+export const DEFAULT_TYPES_DB = existsSync(SYSTEM_TYPES_DB) ? SYSTEM_TYPES_DB : BUNDLED_TYPES_DB;
 
 export interface DataSource {
   name: string;

@@ -1,10 +1,10 @@
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
-import os from 'node:os';
+import { readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import type { DatabaseHandle } from '../../lib/db.js';
 import { createLogger } from '../../lib/log.js';
 import { type OwnPostgres, startOwnPostgres } from '../../lib/testing/db.js';
+import { sharedTempDir } from '../../lib/testing/temp-dir.js';
 import { waitFor } from '../../lib/testing/wait.js';
 import type { Point } from '../types.js';
 import { PostgresStore, type PostgresStoreOptions } from './postgres-store.js';
@@ -20,7 +20,7 @@ let pg: OwnPostgres;
 let handle: DatabaseHandle;
 
 beforeAll(async () => {
-  dir = await mkdtemp(path.join(os.tmpdir(), 'herd-pg-outage-'));
+  dir = await sharedTempDir('herd-pg-outage-');
   pg = await startOwnPostgres(dir, log);
   handle = pg.handle;
 }, 120_000);

@@ -1,6 +1,6 @@
 // `herd pools|hosts|vms|quota|login …`: operators' commands over herd's HTTP API (lib/cli-commands.ts adds them).
 import os from 'node:os';
-import { type Command, InvalidArgumentError, Option } from 'commander';
+import { Argument, type Command, InvalidArgumentError, Option } from 'commander';
 import { VM_ACTIONS, VM_STATES } from '../../api/vms/vm-states.js';
 import {
   ApiError,
@@ -164,6 +164,11 @@ const HOST_COLUMNS: Column<Row>[] = [
   { header: 'MEMORY_MIB', value: (h) => h.memoryMiB, align: 'right' },
   { header: 'VMS', value: (h) => h.vms?.length, align: 'right' },
   { header: 'LOAD1', value: (h) => h.live?.load1, align: 'right' },
+  {
+    header: 'VIRT',
+    value: (h) =>
+      h.effectiveVirtType === undefined ? undefined : `${h.virtType}:${h.effectiveVirtType ?? '-'}`,
+  },
   { header: 'URI', value: (h) => h.uri },
 ];
 
@@ -278,7 +283,7 @@ export function registerManageCommands(program: Command): void {
     },
   );
 
-  const hosts = program.command('hosts').description('hosts: list, show, enable, disable');
+  const hosts = program.command('hosts').description('hosts: list, show, enable, disable, virt-type');
   listCommand(hosts, 'the hosts you may see', '/api/v1/hosts', HOST_COLUMNS, { pool: 'poolId' }, (c) =>
     c.option('--pool <id>', 'only this pool', id),
   );
@@ -295,6 +300,20 @@ export function registerManageCommands(program: Command): void {
       },
     );
   }
+  act(
+    apiCommand(hosts, 'virt-type', "set how a host's guests are virtualized, and show why")
+      .argument('<id>', 'host id', id)
+      .addArgument(
+        new Argument(
+          '<type>',
+          'auto: KVM only where offered and the CPU shows vmx/svm; kvm; qemu (TCG)',
+        ).choices(['auto', 'kvm', 'qemu']),
+      ),
+    async (client, [hostId, virtType]) => {
+      const host = await client.patch<Row>(`/api/v1/hosts/${hostId}`, { virtType });
+      return { text: `${table([host], HOST_COLUMNS)}${host.virtTypeReason}\n`, value: host };
+    },
+  );
 
   const vms = program.command('vms').description(`VMs: list, show, and the actions ${VM_ACTIONS.join(', ')}`);
   listCommand(

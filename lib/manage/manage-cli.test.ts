@@ -166,6 +166,24 @@ describe('herd pools|hosts|vms|quota over the API', () => {
     expect(await enabled()).toBe(true);
   });
 
+  test("hosts virt-type sets the host's virtualization type and says what guests get", async () => {
+    const set = await herd(['hosts', 'virt-type', String(h1.id), 'qemu']);
+    expect(set.code, set.stderr).toBe(0);
+    // A test-driver host: its guests are the test driver's whatever the setting.
+    const [header, line, reason] = set.stdout.split('\n');
+    expect(parseTable(`${header}\n${line}\n`)[0]).toMatchObject({ ID: String(h1.id), VIRT: 'qemu:test' });
+    expect(reason).toBe("libvirt's test driver: no guest really runs");
+    const row = await f.t.database.db
+      .selectFrom('hosts')
+      .select('virt_type')
+      .where('id', '=', h1.id)
+      .executeTakeFirstOrThrow();
+    expect(row.virt_type).toBe('qemu');
+    const bad = await herd(['hosts', 'virt-type', String(h1.id), 'xen']);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toMatch(/xen.*auto, kvm, qemu|Allowed choices are auto, kvm, qemu/);
+  });
+
   test('vms start queues a task; --wait waits for it; the VM then runs', async () => {
     const listed = parseTable((await herd(['vms', 'list'])).stdout);
     expect(listed).toEqual([

@@ -1,5 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import os from 'node:os';
+import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { TestProject } from 'vitest/node';
 import { connect, migrateToLatest } from '../db.js';
@@ -7,6 +6,7 @@ import { startEmbeddedPostgres } from '../embedded-postgres.js';
 import { createLogger } from '../log.js';
 import { startSharedHypervisor } from './hypervisor.js';
 import { createInflux } from './influxd.js';
+import { sharedTempDir } from './temp-dir.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -28,7 +28,7 @@ export const TEMPLATE_DB = 'herd_template';
  */
 export default async function setup(project: TestProject) {
   const log = createLogger(process.env.HERD_TEST_LOG_LEVEL ?? 'warn', 'test');
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'herd-test-'));
+  const dir = await sharedTempDir('herd-test-');
   const pg = await startEmbeddedPostgres(path.join(dir, 'postgres'), log, { fast: true, password: 'test' });
   const admin = connect(pg.url);
   await admin.pool.query(`CREATE DATABASE ${TEMPLATE_DB}`);

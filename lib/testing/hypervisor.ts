@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { inject } from 'vitest';
 import { buildGuestImage, type GuestImage } from './guest-image.js';
+import { probeKvm } from './kvm-probe.js';
 import { type Libvirtd, startLibvirtd } from './libvirtd.js';
 
 /** What the suite's global setup shares with every test file: the guest image and two real libvirtds. */
@@ -32,10 +33,14 @@ export async function startSharedHypervisor(
   const sharedDir = path.join(dir, 'shared');
   await mkdir(sharedDir, { recursive: true });
   const image = await buildGuestImage(dir);
+  const kvm = await probeKvm(image);
+  console.info(`herd tests: guests run under ${kvm.kvm ? 'KVM' : 'TCG (emulation)'}: ${kvm.reason}`);
   const daemons: Libvirtd[] = [];
   try {
     for (const [index, hostUuid] of HOST_UUIDS.entries()) {
-      daemons.push(await startLibvirtd(path.join(dir, `libvirtd-${index + 1}`), { index, hostUuid }));
+      daemons.push(
+        await startLibvirtd(path.join(dir, `libvirtd-${index + 1}`), { index, hostUuid, kvm: kvm.kvm }),
+      );
     }
   } catch (err) {
     await Promise.all(daemons.map((d) => d.stop()));

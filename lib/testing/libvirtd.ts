@@ -13,7 +13,7 @@ export interface Libvirtd {
   dir: string;
   /** The host UUID this libvirtd reports (libvirtd.conf `host_uuid`): two on one machine may migrate. */
   hostUuid: string;
-  /** `kvm` where /dev/kvm is usable, else `qemu` (TCG). */
+  /** `kvm` where the suite proved KVM by booting (lib/testing/kvm-probe.ts), else `qemu` (TCG). */
   domainType: 'kvm' | 'qemu';
   virsh(...args: string[]): Promise<string>;
   stop(): Promise<void>;
@@ -28,28 +28,22 @@ const STATE_DIRS = {
   log: '/var/log/libvirt',
 };
 
-export async function kvmUsable(): Promise<boolean> {
-  try {
-    await access('/dev/kvm', 6);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /**
  * Starts a privileged libvirtd (root) in its own mount namespace (`unshare -m`), with its config, state, logs
  * and sockets under `dir`: /etc/libvirt, /run/libvirt, /var/lib/libvirt, … are bind-mounted from `dir` inside
  * that namespace only, so several instances run side by side and nothing of the machine's libvirt is touched.
  * The socket directory is outside the bind mounts, so every process reaches it. Guests get distinct VNC and
  * migration port ranges per instance (`index`). No virtlogd (qemu writes its log itself), no security driver,
- * no firewall: guests use qemu's user-mode network, which touches only loopback.
+ * no firewall: guests use qemu's user-mode network, which touches only loopback. Without `kvm` (the machine's
+ * /dev/kvm did not boot a guest), /dev/null is bound over /dev/kvm inside the namespace, so this libvirtd offers
+ * only TCG, as on a machine without KVM.
  */
 export async function startLibvirtd(
   dir: string,
   options: {
     index: number;
     hostUuid: string;
+    kvm: boolean;
     log?: (line: string) => void;
     /** More libvirtd.conf lines (e.g. `listen_tcp = 1`, `tcp_port = "…"`, TLS files); each replaces a default of its key. */
     conf?: string[];
@@ -102,7 +96,8 @@ export async function startLibvirtd(
   const mounts = Object.entries(STATE_DIRS)
     .map(([name, target]) => `mount --bind '${path.join(dir, name)}' '${target}'`)
     .join(' && ');
-  const script = `mount --make-rprivate / && ${mounts} && exec /usr/sbin/libvirtd ${options.listen ? '--listen ' : ''}-f /etc/libvirt/libvirtd.conf -p '${path.join(dir, 'libvirtd.pid')}'`;
+  const hideKvm = options.kvm ? '' : '{ [ ! -e /dev/kvm ] || mount --bind /dev/null /dev/kvm; } && ';
+  const script = `mount --make-rprivate / && ${mounts} && ${hideKvm}exec /usr/sbin/libvirtd ${options.listen ? '--listen ' : ''}-f /etc/libvirt/libvirtd.conf -p '${path.join(dir, 'libvirtd.pid')}'`;
   const child: ChildProcess = spawn('unshare', ['-m', 'sh', '-c', script], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -136,7 +131,7 @@ export async function startLibvirtd(
     }
     await new Promise((r) => setTimeout(r, 200));
   }
-  const domainType = (await kvmUsable()) ? 'kvm' : 'qemu';
+  const domainType = options.kvm ? 'kvm' : 'qemu';
 
   return {
     uri,

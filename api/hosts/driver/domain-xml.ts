@@ -24,20 +24,6 @@ const builder = new XMLBuilder({
   suppressEmptyNode: true,
 });
 
-/**
- * The domain type to define on a host, from its capabilities: `kvm` where the host offers it (hardware
- * virtualization), else the driver's first (`qemu`: TCG emulation; `test` on the test driver).
- */
-export function domainTypeFromCapabilities(capabilitiesXml: string): string | null {
-  const guests = parseXml(capabilitiesXml).capabilities?.guest;
-  const types: string[] = [];
-  for (const guest of Array.isArray(guests) ? guests : guests ? [guests] : []) {
-    const domains = guest.arch?.domain;
-    for (const d of Array.isArray(domains) ? domains : domains ? [domains] : []) types.push(d['@type']);
-  }
-  return types.includes('kvm') ? 'kvm' : (types[0] ?? null);
-}
-
 /** The network name that means qemu's user-mode network (no libvirt network, no bridge): NAT through the host. */
 export const USER_NETWORK = 'user';
 /**

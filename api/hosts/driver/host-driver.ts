@@ -4,6 +4,17 @@
  * goes through `virsh` from libvirt-clients. Callers never care which.
  */
 
+/** What an operator sets per host (and a VM may override with `kvm` or `qemu`). */
+export type VirtTypeSetting = 'auto' | 'kvm' | 'qemu';
+
+/** What herd reads of a host's libvirt capabilities to choose a virtualization type. */
+export interface VirtSupport {
+  /** The domain types libvirt offers for guests (`kvm`, `qemu`, `test`, …). */
+  domainTypes: string[];
+  /** The host CPU's hardware virtualization features libvirt reports (`vmx`, `svm`). */
+  cpuVirtFeatures: string[];
+}
+
 export interface HostInventory {
   hostname: string;
   uuid: string | null;
@@ -13,6 +24,8 @@ export interface HostInventory {
   mhz: number | null;
   memoryMiB: number;
   nics: Array<{ name: string; mac?: string }>;
+  /** What the host offers for virtualization (from its capabilities); absent when unread. */
+  virt?: VirtSupport;
 }
 
 /** Domain states as libvirt reports them, mapped to herd's VM states where they are stable. */
@@ -43,6 +56,8 @@ export interface DomainSpec {
   linuxBoot?: { kernel: string; initrd?: string; cmdline?: string };
   /** CPU hard limit: share (1–100 %) of one host CPU each vCPU may use (`<cputune>` quota/period). */
   cpuLimitPercent?: number;
+  /** The VM's override or else its host's setting (default `auto`): see virt-type.ts. */
+  virtType?: VirtTypeSetting;
 }
 
 export interface StoragePoolInfo {

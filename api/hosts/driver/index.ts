@@ -3,6 +3,7 @@ import type { HostDriver } from './host-driver.js';
 import { LibvirtDriver } from './libvirt-driver.js';
 
 export * from './host-driver.js';
+export * from './virt-type.js';
 
 /** Opens a driver for the libvirt host at `uri` (qemu+ssh://, qemu+tcp://, qemu:///system, test:///file.xml). */
 export async function createHostDriver(uri: string, log: Logger): Promise<HostDriver> {

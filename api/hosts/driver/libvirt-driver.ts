@@ -5,14 +5,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { type Domain, Hypervisor } from '@unraid/libvirt';
 import type { Logger } from '../../../lib/log.js';
-import {
-  CPU_PERIOD_US,
-  cpuQuotaUs,
-  domainStateFromLibvirt,
-  domainTypeFromCapabilities,
-  domainXml,
-  parseXml,
-} from './domain-xml.js';
+import { CPU_PERIOD_US, cpuQuotaUs, domainStateFromLibvirt, domainXml, parseXml } from './domain-xml.js';
 import {
   type DomainInfo,
   type DomainJobInfo,
@@ -23,8 +16,10 @@ import {
   type StoragePoolInfo,
   type StorageVolumeInfo,
   UnsupportedByDriverError,
+  type VirtSupport,
 } from './host-driver.js';
 import { VirshShell } from './virsh-shell.js';
+import { chooseVirtType, virtSupportFromCapabilities } from './virt-type.js';
 
 const KiB_PER_MiB = 1024;
 const GiB = 1024 ** 3;
@@ -40,8 +35,8 @@ const run = promisify(execFile);
 export class LibvirtDriver implements HostDriver {
   private readonly shell: VirshShell;
   private readonly isTestDriver: boolean;
-  /** kvm, qemu (TCG) or test: read from the host's capabilities once. */
-  private domainType?: Promise<string>;
+  /** What the host's capabilities offer (domain types, the CPU's vmx/svm): read once. */
+  private virtSupport?: Promise<VirtSupport>;
 
   private constructor(
     readonly uri: string,
@@ -64,10 +59,10 @@ export class LibvirtDriver implements HostDriver {
 
   async inventory(): Promise<HostInventory> {
     const node = await this.call(() => this.hypervisor.nodeGetInfo());
-    const [hostname, uuid, nics] = await Promise.all([this.hostname(), this.hostUuid(), this.nics()]);
+    const [hostname, caps, nics] = await Promise.all([this.hostname(), this.capabilities(), this.nics()]);
     return {
       hostname,
-      uuid,
+      uuid: caps?.uuid ?? null,
       // nodeinfo's "CPU model" is the architecture (x86_64, aarch64) on every hypervisor driver.
       arch: node.model || null,
       cpus: node.cpus,
@@ -75,6 +70,7 @@ export class LibvirtDriver implements HostDriver {
       mhz: node.mhz || null,
       memoryMiB: Math.floor(node.memory / KiB_PER_MiB),
       nics,
+      ...(caps ? { virt: caps.virt } : {}),
     };
   }
 
@@ -102,15 +98,13 @@ export class LibvirtDriver implements HostDriver {
   }
 
   async define(spec: DomainSpec): Promise<void> {
-    this.domainType ??= this.shell.run(['capabilities']).then((caps) => {
-      const type = domainTypeFromCapabilities(caps);
-      if (!type) throw new Error(`${this.uri} offers no domain type for a guest (capabilities)`);
-      return type;
+    this.virtSupport ??= this.shell.run(['capabilities']).then(virtSupportFromCapabilities);
+    this.virtSupport.catch(() => {
+      this.virtSupport = undefined;
     });
-    this.domainType.catch(() => {
-      this.domainType = undefined;
-    });
-    const xml = domainXml(spec, await this.domainType);
+    const choice = chooseVirtType(await this.virtSupport, spec.virtType ?? 'auto');
+    if (!choice.type) throw new Error(`virtType: ${this.uri}: ${choice.reason}`);
+    const xml = domainXml(spec, choice.type);
     await this.call(() => this.hypervisor.domainDefineXML(xml));
   }
 
@@ -349,13 +343,16 @@ export class LibvirtDriver implements HostDriver {
     return this.call(() => this.hypervisor.connectGetHostname());
   }
 
-  private async hostUuid(): Promise<string | null> {
+  /** The host's UUID and what it offers for virtualization, from its capabilities (null when unreadable). */
+  private async capabilities(): Promise<{ uuid: string | null; virt: VirtSupport } | null> {
     try {
-      const caps = parseXml(await this.shell.run(['capabilities'])).capabilities;
-      const uuid = caps?.host?.uuid;
-      return typeof uuid === 'string' && uuid.length > 0 ? uuid : null;
+      const xml = await this.shell.run(['capabilities']);
+      const uuid = parseXml(xml).capabilities?.host?.uuid;
+      const virt = virtSupportFromCapabilities(xml);
+      this.virtSupport = Promise.resolve(virt);
+      return { uuid: typeof uuid === 'string' && uuid.length > 0 ? uuid : null, virt };
     } catch (err) {
-      this.log.debug({ err }, 'no host UUID in capabilities');
+      this.log.debug({ err }, 'capabilities unreadable');
       return null;
     }
   }

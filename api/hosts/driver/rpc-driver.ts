@@ -11,14 +11,7 @@ import {
 } from '../../../libvirt/procedures.js';
 import { parseLibvirtUri } from '../../../libvirt/uri.js';
 import { paramsRecord, type TypedParam } from '../../../libvirt/xdr.js';
-import {
-  CPU_PERIOD_US,
-  cpuQuotaUs,
-  domainStateFromLibvirt,
-  domainTypeFromCapabilities,
-  domainXml,
-  parseXml,
-} from './domain-xml.js';
+import { CPU_PERIOD_US, cpuQuotaUs, domainStateFromLibvirt, domainXml, parseXml } from './domain-xml.js';
 import {
   type DomainInfo,
   type DomainJobInfo,
@@ -29,8 +22,10 @@ import {
   type StoragePoolInfo,
   type StorageVolumeInfo,
   UnsupportedByDriverError,
+  type VirtSupport,
 } from './host-driver.js';
 import { JOB_OPERATIONS, sameMachineMigrationArgs, storagePoolXml } from './libvirt-driver.js';
+import { chooseVirtType, virtSupportFromCapabilities } from './virt-type.js';
 
 const KiB_PER_MiB = 1024;
 const GiB = 1024 ** 3;
@@ -60,7 +55,8 @@ const JOB_NONE = 0;
  * per connection: after a reconnect it is back to its file's state.
  */
 export class RpcDriver implements HostDriver {
-  private domainType?: Promise<string>;
+  /** What the host's capabilities offer (domain types, the CPU's vmx/svm): read once. */
+  private virtSupport?: Promise<VirtSupport>;
   private readonly testHostName: string | null;
 
   private constructor(
@@ -109,6 +105,8 @@ export class RpcDriver implements HostDriver {
       }),
     ]);
     const uuid = parseXml(caps).capabilities?.host?.uuid;
+    const virt = virtSupportFromCapabilities(caps);
+    this.virtSupport = Promise.resolve(virt);
     return {
       hostname,
       uuid: typeof uuid === 'string' && uuid.length > 0 ? uuid : null,
@@ -121,6 +119,7 @@ export class RpcDriver implements HostDriver {
       nics: nics.map(({ name, mac }) =>
         /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i.test(mac) ? { name, mac } : { name },
       ),
+      virt,
     };
   }
 
@@ -164,15 +163,13 @@ export class RpcDriver implements HostDriver {
   }
 
   async define(spec: DomainSpec): Promise<void> {
-    this.domainType ??= this.call(P.connectGetCapabilities, undefined).then((caps) => {
-      const type = domainTypeFromCapabilities(caps);
-      if (!type) throw new Error(`${this.uri} offers no domain type for a guest (capabilities)`);
-      return type;
+    this.virtSupport ??= this.call(P.connectGetCapabilities, undefined).then(virtSupportFromCapabilities);
+    this.virtSupport.catch(() => {
+      this.virtSupport = undefined;
     });
-    this.domainType.catch(() => {
-      this.domainType = undefined;
-    });
-    await this.call(P.domainDefineXml, domainXml(spec, await this.domainType));
+    const choice = chooseVirtType(await this.virtSupport, spec.virtType ?? 'auto');
+    if (!choice.type) throw new Error(`virtType: ${this.uri}: ${choice.reason}`);
+    await this.call(P.domainDefineXml, domainXml(spec, choice.type));
   }
 
   async undefine(uuid: string): Promise<void> {

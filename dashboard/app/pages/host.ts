@@ -66,6 +66,13 @@ export const hostPage: Page = async (main, [id]) => {
           host.cores ? `${host.cpus} (${host.cores} cores${host.mhz ? `, ${host.mhz} MHz` : ''})` : host.cpus,
         ],
         ['Memory', mib(host.memoryMiB)],
+        [
+          'Virtualization',
+          virtualization(host, canManage, (patched) => {
+            host = { ...host, ...patched };
+            drawHead();
+          }),
+        ],
         ['NICs', (host.nics ?? []).map((n) => `${n.name}${n.mac ? ` (${n.mac})` : ''}`).join(', ') || null],
         ['UUID', host.uuid],
       ]),
@@ -137,3 +144,31 @@ export const hostPage: Page = async (main, [id]) => {
     events.dispose();
   };
 };
+
+/**
+ * What guests get on this host (KVM or TCG emulation) and why, with the setting for those who may change it:
+ * `auto` takes KVM only where libvirt offers it and the CPU shows vmx/svm.
+ */
+function virtualization(host: Host, canManage: boolean, changed: (host: Host) => void): HTMLElement {
+  const effective = host.effectiveVirtType ?? 'none';
+  const text = h('span', { class: 'virt-type' }, `${effective} — ${host.virtTypeReason}`);
+  if (!canManage) return text;
+  const select = h(
+    'select',
+    {
+      'aria-label': 'Virtualization type',
+      onchange: async () => {
+        try {
+          changed(await api<Host>('PATCH', `/api/v1/hosts/${host.id}`, { virtType: select.value }));
+        } catch (err) {
+          toast((err as Error).message, 'error');
+          select.value = host.virtType;
+        }
+      },
+    },
+    ...(['auto', 'kvm', 'qemu'] as const).map((v) =>
+      h('option', { value: v, selected: v === host.virtType }, v === 'qemu' ? 'qemu (TCG)' : v),
+    ),
+  );
+  return h('span', null, select, ' ', text);
+}
