@@ -3,10 +3,16 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { createLogger } from '../../../lib/log.js';
-import { HOST_UUIDS, sharedHypervisor } from '../../../lib/testing/hypervisor.js';
+import {
+  guestCmdline,
+  HOST_UUIDS,
+  sharedHypervisor,
+  startGuestSignals,
+} from '../../../lib/testing/hypervisor.js';
 import { writeTestHost } from '../../../lib/testing/libvirt-hosts.js';
+import { waitFor } from '../../../lib/testing/wait.js';
 import { LibvirtClient } from '../../../libvirt/client.js';
-import { P } from '../../../libvirt/procedures.js';
+import { type DomainEvent, DomainEventId, P } from '../../../libvirt/procedures.js';
 import { type DomainSpec, UnsupportedByDriverError } from './host-driver.js';
 import { LibvirtDriver } from './libvirt-driver.js';
 import { RpcDriver } from './rpc-driver.js';
@@ -152,4 +158,66 @@ describe('RpcDriver on a test-driver host file through libvirtd', () => {
       await driver.close();
     }
   });
+});
+
+describe('RpcDriver with a running guest', () => {
+  test('boots, suspends, resumes and live-migrates a guest to the other libvirtd; events name it by UUID', async () => {
+    const signals = await startGuestSignals();
+    const dest = await RpcDriver.open(hv.hosts[1].uri, log);
+    const events: Array<{ host: 0 | 1; ev: DomainEvent }> = [];
+    const s: DomainSpec = {
+      ...spec(),
+      memoryMiB: 128,
+      vcpus: 1,
+      linuxBoot: {
+        kernel: hv.image.kernel,
+        initrd: hv.image.initrd,
+        cmdline: guestCmdline({ ready: signals.url('ready') }),
+      },
+    };
+    const mine = (host: 0 | 1) => (ev: DomainEvent) => {
+      if (ev.domain.uuid === s.uuid) events.push({ host, ev });
+    };
+    const unsubscribe = [
+      await rpc.connection.subscribe(DomainEventId.LIFECYCLE, mine(0)),
+      await rpc.connection.subscribe(DomainEventId.JOB_COMPLETED, mine(0)),
+      await dest.connection.subscribe(DomainEventId.LIFECYCLE, mine(1)),
+    ];
+    const names = (host: 0 | 1) =>
+      events
+        .filter((e) => e.host === host)
+        .map(({ ev }) => (ev.kind === 'lifecycle' ? ev.eventName : ev.kind));
+    try {
+      await rpc.define(s);
+      await rpc.start(s.uuid);
+      await signals.waitFor('ready', 240_000);
+      await rpc.suspend(s.uuid);
+      expect((await rpc.domain(s.uuid))?.state).toBe('paused');
+      await rpc.resume(s.uuid);
+      expect((await rpc.listDomains()).find((d) => d.uuid === s.uuid)?.state).toBe('running');
+
+      await rpc.migrateLive(s.uuid, hv.hosts[1].uri);
+      expect(await rpc.domain(s.uuid)).toBeNull();
+      expect((await dest.domain(s.uuid))?.state).toBe('running');
+      await waitFor(
+        async () => names(0).includes('job-completed') && names(1).includes('resumed'),
+        20_000,
+        50,
+      );
+      expect(names(0)).toEqual(
+        expect.arrayContaining(['defined', 'started', 'suspended', 'resumed', 'stopped', 'job-completed']),
+      );
+      expect(names(1)).toEqual(expect.arrayContaining(['started', 'resumed']));
+      const done = events.find((e) => e.ev.kind === 'job-completed')?.ev;
+      expect(done?.kind === 'job-completed' && done.params.some((p) => p.field === 'data_total')).toBe(true);
+    } finally {
+      for (const off of unsubscribe) await off();
+      await dest.destroy(s.uuid).catch(() => undefined);
+      await dest.undefine(s.uuid).catch(() => undefined);
+      await rpc.destroy(s.uuid).catch(() => undefined);
+      await rpc.undefine(s.uuid).catch(() => undefined);
+      await dest.close();
+      await signals.close();
+    }
+  }, 400_000);
 });
