@@ -54,7 +54,8 @@ async function withDomain<T>(fn: (dom: DomainRef) => Promise<T>): Promise<T> {
   }
 }
 
-describe('a QEMU host', () => {
+// A loaded machine makes the suite's libvirtd slow to define a domain (tens of seconds): a generous bound.
+describe('a QEMU host', { timeout: 240_000 }, () => {
   it('answers capabilities, node info and hostname as virsh does', async () => {
     const [caps, node, hostname] = await Promise.all([
       client.call(P.connectGetCapabilities, undefined),

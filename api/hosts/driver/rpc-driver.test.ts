@@ -49,7 +49,8 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-describe('RpcDriver on a QEMU libvirtd', () => {
+// A loaded machine makes the suite's libvirtd slow to define a domain (tens of seconds): a generous bound.
+describe('RpcDriver on a QEMU libvirtd', { timeout: 240_000 }, () => {
   test('inventory and domain list agree with today’s driver', async () => {
     const old = await LibvirtDriver.open(hv.hosts[0].uri, log);
     const s = spec();
