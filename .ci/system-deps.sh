@@ -10,7 +10,7 @@ set -euo pipefail
 demo=(python3 make g++ pkg-config libvirt-dev libvirt-clients collectd-core)
 tests=("${demo[@]}" influxdb slapd ldap-utils chromium
   libvirt-daemon-system qemu-system-x86 ipxe-qemu busybox-static linux-image-amd64
-  krb5-kdc krb5-admin-server krb5-user libkrb5-dev)
+  krb5-kdc krb5-admin-server krb5-user libkrb5-dev openssh-server netcat-openbsd)
 
 case "${1:-tests}" in
   demo) packages=("${demo[@]}") ;;
@@ -47,6 +47,7 @@ for p in "${missing[@]}"; do
     libvirt-daemon-system) services+=(libvirtd virtlogd virtlockd) ;;
     krb5-kdc) services+=(krb5-kdc) ;;
     krb5-admin-server) services+=(krb5-admin-server) ;;
+    openssh-server) services+=(ssh) ;;
   esac
 done
 for svc in "${services[@]}"; do

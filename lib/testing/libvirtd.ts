@@ -40,7 +40,16 @@ const STATE_DIRS = {
  */
 export async function startLibvirtd(
   dir: string,
-  options: { index: number; hostUuid: string; kvm: boolean; log?: (line: string) => void },
+  options: {
+    index: number;
+    hostUuid: string;
+    kvm: boolean;
+    log?: (line: string) => void;
+    /** More libvirtd.conf lines (e.g. `listen_tcp = 1`, `tcp_port = "…"`, TLS files); each replaces a default of its key. */
+    conf?: string[];
+    /** Start with `--listen`: libvirtd opens the TCP/TLS listeners its conf enables. */
+    listen?: boolean;
+  },
 ): Promise<Libvirtd> {
   await access('/usr/sbin/libvirtd').catch(() => {
     throw new Error('libvirtd is not installed: apt-get install libvirt-daemon-system qemu-system-x86');
@@ -60,8 +69,13 @@ export async function startLibvirtd(
       'auth_unix_ro = "none"',
       `host_uuid = "${options.hostUuid}"`,
       `log_outputs = "3:file:${path.join(dir, 'log', 'libvirtd.log')}"`,
-      '',
-    ].join('\n'),
+    ]
+      // A key in `conf` replaces the line above that sets it.
+      .filter(
+        (line) => !(options.conf ?? []).some((c) => c.split('=')[0].trim() === line.split('=')[0].trim()),
+      )
+      .concat(options.conf ?? [], '')
+      .join('\n'),
   );
   await writeFile(
     path.join(dir, 'etc', 'qemu.conf'),
@@ -89,7 +103,7 @@ export async function startLibvirtd(
   const hideKvm = options.kvm
     ? ''
     : `{ [ ! -e /dev/kvm ] || { mount --bind '${noKvm}' /dev/kvm && mount -o remount,bind,ro /dev/kvm; }; } && `;
-  const script = `mount --make-rprivate / && ${mounts} && ${hideKvm}exec /usr/sbin/libvirtd -f /etc/libvirt/libvirtd.conf -p '${path.join(dir, 'libvirtd.pid')}'`;
+  const script = `mount --make-rprivate / && ${mounts} && ${hideKvm}exec /usr/sbin/libvirtd ${options.listen ? '--listen ' : ''}-f /etc/libvirt/libvirtd.conf -p '${path.join(dir, 'libvirtd.pid')}'`;
   const child: ChildProcess = spawn('unshare', ['-m', 'sh', '-c', script], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });

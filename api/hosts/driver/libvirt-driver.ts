@@ -382,7 +382,7 @@ export class LibvirtDriver implements HostDriver {
 }
 
 /** libvirt's virDomainJobOperation numbers (include/libvirt/libvirt-domain.h). */
-const JOB_OPERATIONS: Record<string, string> = {
+export const JOB_OPERATIONS: Record<string, string> = {
   '1': 'start',
   '2': 'save',
   '3': 'restore',

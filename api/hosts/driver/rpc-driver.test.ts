@@ -1,0 +1,224 @@
+import { randomUUID } from 'node:crypto';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { createLogger } from '../../../lib/log.js';
+import {
+  guestCmdline,
+  HOST_UUIDS,
+  sharedHypervisor,
+  startGuestSignals,
+} from '../../../lib/testing/hypervisor.js';
+import { writeTestHost } from '../../../lib/testing/libvirt-hosts.js';
+import { waitFor } from '../../../lib/testing/wait.js';
+import { LibvirtClient } from '../../../libvirt/client.js';
+import { type DomainEvent, DomainEventId, P } from '../../../libvirt/procedures.js';
+import { type DomainSpec, UnsupportedByDriverError } from './host-driver.js';
+import { LibvirtDriver } from './libvirt-driver.js';
+import { RpcDriver } from './rpc-driver.js';
+
+/**
+ * The HostDriver over herd's own libvirt client, against the suite's QEMU libvirtd (no guest is booted) and a
+ * test-driver host file served by the same libvirtd; where both can answer, it answers what today's driver
+ * (binding + virsh) answers.
+ */
+const log = createLogger('silent');
+const hv = sharedHypervisor();
+let rpc: RpcDriver;
+let dir: string;
+
+const spec = (): DomainSpec => {
+  const uuid = randomUUID();
+  return {
+    uuid,
+    name: `rpc-driver-${uuid.slice(0, 8)}`,
+    vcpus: 2,
+    memoryMiB: 96,
+    disks: [],
+    nics: [{ mac: '52:54:00:d0:00:09', network: 'user' }],
+    boot: ['hd'],
+  };
+};
+
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(hv.sharedDir, 'rpc-driver-'));
+  rpc = await RpcDriver.open(hv.hosts[0].uri, log);
+});
+afterAll(async () => {
+  await rpc?.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+// A loaded machine makes the suite's libvirtd slow to define a domain (tens of seconds): a generous bound.
+describe('RpcDriver on a QEMU libvirtd', { timeout: 240_000 }, () => {
+  test('inventory and domain list agree with today’s driver', async () => {
+    const old = await LibvirtDriver.open(hv.hosts[0].uri, log);
+    const s = spec();
+    await rpc.define(s);
+    try {
+      const [mine, theirs] = await Promise.all([rpc.inventory(), old.inventory()]);
+      expect(mine).toEqual(theirs);
+      expect(mine.uuid).toBe(HOST_UUIDS[0]);
+      const byUuid = (list: Array<{ uuid: string }>) =>
+        [...list].sort((a, b) => a.uuid.localeCompare(b.uuid));
+      const [a, b] = await Promise.all([rpc.listDomains(), old.listDomains()]);
+      expect(byUuid(a)).toEqual(byUuid(b));
+      expect(a.find((d) => d.uuid === s.uuid)).toEqual({
+        uuid: s.uuid,
+        name: s.name,
+        state: 'shutoff',
+        vcpus: 2,
+        memoryMiB: 96,
+      });
+    } finally {
+      await rpc.undefine(s.uuid);
+      await old.close();
+    }
+    expect(await rpc.domain(s.uuid)).toBeNull();
+  });
+
+  test('CPU limits land in the definition; jobs and migrations of a stopped domain say why not', async () => {
+    const s = spec();
+    await rpc.define(s);
+    try {
+      await rpc.setCpuLimit(s.uuid, 40);
+      const xml = await rpc.domainXml(s.uuid);
+      expect(xml).toContain('<period>100000</period>');
+      expect(xml).toContain('<quota>40000</quota>');
+      expect(await rpc.jobInfo(s.uuid)).toBeNull();
+      await expect(rpc.migrateLive(s.uuid, hv.hosts[1].uri)).rejects.toThrow(
+        `live migration of ${s.uuid} to ${hv.hosts[1].uri} failed: Requested operation is not valid: domain is not running`,
+      );
+      await expect(rpc.start(randomUUID())).rejects.toThrow(/^domain .* not found on qemu\+unix/);
+    } finally {
+      await rpc.undefine(s.uuid);
+    }
+  });
+
+  test('storage: lists a pool, starts and refreshes it, creates and deletes a volume', async () => {
+    const poolDir = path.join(dir, 'pool');
+    await mkdir(poolDir);
+    const name = `rpc-driver-${randomUUID().slice(0, 8)}`;
+    const client = await LibvirtClient.connect(hv.hosts[0].uri);
+    const pool = await client.call(P.storagePoolDefineXml, {
+      xml: `<pool type='dir'><name>${name}</name><target><path>${poolDir}</path></target></pool>`,
+    });
+    try {
+      expect((await rpc.listStoragePools()).find((p) => p.name === name)).toMatchObject({
+        type: 'dir',
+        active: false,
+      });
+      await rpc.refreshStoragePool(name);
+      expect((await rpc.listStoragePools()).find((p) => p.name === name)?.active).toBe(true);
+      const vol = await rpc.createVolume(name, 'a.img', 0.015625);
+      expect(vol).toEqual({ name: 'a.img', path: path.join(poolDir, 'a.img'), sizeGiB: 0.015625 });
+      expect(await rpc.listVolumes(name)).toEqual([vol]);
+      await rpc.deleteVolume(name, 'a.img');
+      expect(await rpc.listVolumes(name)).toEqual([]);
+    } finally {
+      await client.call(P.storagePoolDestroy, pool).catch(() => undefined);
+      await client.call(P.storagePoolUndefine, pool);
+      await client.close();
+    }
+  });
+});
+
+describe('RpcDriver on a test-driver host file through libvirtd', () => {
+  test('named after its file; its domains, pools and volumes; no live migration', async () => {
+    const fileUri = await writeTestHost(dir, {
+      name: 'rpc-host7',
+      cpus: 8,
+      memoryMiB: 16_384,
+      domains: [
+        { name: 'web', uuid: randomUUID(), vcpus: 2, memoryMiB: 2048 },
+        { name: 'db', uuid: randomUUID(), vcpus: 4, memoryMiB: 4096, state: 'paused' },
+      ],
+    });
+    const driver = await RpcDriver.open(
+      `test+unix://${fileUri.slice('test://'.length)}?socket=${hv.hosts[0].socket}`,
+      log,
+    );
+    try {
+      const inv = await driver.inventory();
+      expect([inv.hostname, inv.cpus, inv.memoryMiB]).toEqual(['rpc-host7', 8, 16_384]);
+      const domains = await driver.listDomains();
+      expect(domains.map((d) => [d.name, d.state, d.vcpus, d.memoryMiB]).sort()).toEqual([
+        ['db', 'paused', 4, 4096],
+        ['web', 'running', 2, 2048],
+      ]);
+      const pools = await driver.listStoragePools();
+      expect(pools.map((p) => [p.name, p.active])).toEqual([['default', true]]);
+      expect((await driver.listVolumes('default')).map((v) => v.name).sort()).toEqual([
+        'disk1.img',
+        'disk2.img',
+      ]);
+      await expect(driver.migrateLive(domains[0].uuid, hv.hosts[1].uri)).rejects.toBeInstanceOf(
+        UnsupportedByDriverError,
+      );
+    } finally {
+      await driver.close();
+    }
+  });
+});
+
+describe('RpcDriver with a running guest', () => {
+  test('boots, suspends, resumes and live-migrates a guest to the other libvirtd; events name it by UUID', async () => {
+    const signals = await startGuestSignals();
+    const dest = await RpcDriver.open(hv.hosts[1].uri, log);
+    const events: Array<{ host: 0 | 1; ev: DomainEvent }> = [];
+    const s: DomainSpec = {
+      ...spec(),
+      memoryMiB: 128,
+      vcpus: 1,
+      linuxBoot: {
+        kernel: hv.image.kernel,
+        initrd: hv.image.initrd,
+        cmdline: guestCmdline({ ready: signals.url('ready') }),
+      },
+    };
+    const mine = (host: 0 | 1) => (ev: DomainEvent) => {
+      if (ev.domain.uuid === s.uuid) events.push({ host, ev });
+    };
+    const unsubscribe = [
+      await rpc.connection.subscribe(DomainEventId.LIFECYCLE, mine(0)),
+      await rpc.connection.subscribe(DomainEventId.JOB_COMPLETED, mine(0)),
+      await dest.connection.subscribe(DomainEventId.LIFECYCLE, mine(1)),
+    ];
+    const names = (host: 0 | 1) =>
+      events
+        .filter((e) => e.host === host)
+        .map(({ ev }) => (ev.kind === 'lifecycle' ? ev.eventName : ev.kind));
+    try {
+      await rpc.define(s);
+      await rpc.start(s.uuid);
+      await signals.waitFor('ready', 240_000);
+      await rpc.suspend(s.uuid);
+      expect((await rpc.domain(s.uuid))?.state).toBe('paused');
+      await rpc.resume(s.uuid);
+      expect((await rpc.listDomains()).find((d) => d.uuid === s.uuid)?.state).toBe('running');
+
+      await rpc.migrateLive(s.uuid, hv.hosts[1].uri);
+      expect(await rpc.domain(s.uuid)).toBeNull();
+      expect((await dest.domain(s.uuid))?.state).toBe('running');
+      await waitFor(
+        async () => names(0).includes('job-completed') && names(1).includes('resumed'),
+        20_000,
+        50,
+      );
+      expect(names(0)).toEqual(
+        expect.arrayContaining(['defined', 'started', 'suspended', 'resumed', 'stopped', 'job-completed']),
+      );
+      expect(names(1)).toEqual(expect.arrayContaining(['started', 'resumed']));
+      const done = events.find((e) => e.ev.kind === 'job-completed')?.ev;
+      expect(done?.kind === 'job-completed' && done.params.some((p) => p.field === 'data_total')).toBe(true);
+    } finally {
+      for (const off of unsubscribe) await off();
+      await dest.destroy(s.uuid).catch(() => undefined);
+      await dest.undefine(s.uuid).catch(() => undefined);
+      await rpc.destroy(s.uuid).catch(() => undefined);
+      await rpc.undefine(s.uuid).catch(() => undefined);
+      await dest.close();
+      await signals.close();
+    }
+  }, 400_000);
+});
