@@ -5,6 +5,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { type Domain, Hypervisor } from '@unraid/libvirt';
 import type { Logger } from '../../../lib/log.js';
+import { parseHostUri } from '../host-uri.js';
 import { CPU_PERIOD_US, cpuQuotaUs, domainStateFromLibvirt, domainXml, parseXml } from './domain-xml.js';
 import {
   type DomainInfo,
@@ -18,7 +19,6 @@ import {
   UnsupportedByDriverError,
   type VirtSupport,
 } from './host-driver.js';
-import { parseHostUri } from '../host-uri.js';
 import { VirshShell } from './virsh-shell.js';
 import { chooseVirtType, virtSupportFromCapabilities } from './virt-type.js';
 
