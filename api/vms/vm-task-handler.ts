@@ -116,8 +116,11 @@ export function createVmTaskHandler(options: VmTaskHandlerOptions): TaskHandler 
         await defineOn(db, target, vm, hosts.virtType(target.uri), existing);
         const moved = await undefineElsewhere(vm, args.from.hostId, vm.host_id!, hosts, ctx);
         await ctx.progress(0.5);
-        await target.start(vm.uuid).catch((err: Error) => {
-          throw kvmStartError(err, vm, hosts.virtType(target.uri));
+        await target.start(vm.uuid).catch(async (err: Error) => {
+          const xml = await target.domainXml(vm.uuid).catch(() => '');
+          throw /<domain[^>]*type=['"]kvm['"]/.test(xml)
+            ? kvmStartError(err, vm, hosts.virtType(target.uri))
+            : err;
         });
         await settle({ state: await stateOn(target), startedAt: 'now' });
         return { hostId: vm.host_id, ...moved };

@@ -84,6 +84,8 @@ export async function startLibvirtd(
       'group = "root"',
       'dynamic_ownership = 0',
       'security_driver = "none"',
+      // No private /dev per guest: libvirt would try to move the read-only file hiding /dev/kvm (below) into it.
+      'namespaces = []',
       'stdio_handler = "file"',
       'vnc_listen = "127.0.0.1"',
       `remote_display_port_min = ${vnc}`,
