@@ -204,18 +204,27 @@ export class LiveView {
     if (!entry) return undefined;
     const out: GuestLiveSummary = { lastSeen: entry.lastSeen, interval: entry.interval };
     const memory: Record<string, number> = {};
+    // A rate sums the guest's disks or interfaces; one without a rate yet (its first sample, or a counter reset)
+    // makes the sum unknown, not smaller: no figure rather than a zero or a dip.
+    type RateKey = 'diskReadBytesPerSec' | 'diskWriteBytesPerSec' | 'netRxBytesPerSec' | 'netTxBytesPerSec';
+    const unknown = new Set<RateKey>();
+    const add = (key: RateKey, rate: number | null | undefined) => {
+      if (rate === null || rate === undefined) unknown.add(key);
+      else out[key] = (out[key] ?? 0) + rate;
+    };
     for (const s of this.series(uuid)) {
       if (s.plugin !== 'virt') continue;
       if (s.type === 'virt_cpu_total' && s.rates[0] != null) out.cpuPercent = (s.rates[0] / 1e9) * 100;
       else if (s.type === 'memory') memory[s.typeInstance] = s.values[0] / MiB;
       else if (s.type === 'disk_octets') {
-        out.diskReadBytesPerSec = (out.diskReadBytesPerSec ?? 0) + (s.rates[0] ?? 0);
-        out.diskWriteBytesPerSec = (out.diskWriteBytesPerSec ?? 0) + (s.rates[1] ?? 0);
+        add('diskReadBytesPerSec', s.rates[0]);
+        add('diskWriteBytesPerSec', s.rates[1]);
       } else if (s.type === 'if_octets') {
-        out.netRxBytesPerSec = (out.netRxBytesPerSec ?? 0) + (s.rates[0] ?? 0);
-        out.netTxBytesPerSec = (out.netTxBytesPerSec ?? 0) + (s.rates[1] ?? 0);
+        add('netRxBytesPerSec', s.rates[0]);
+        add('netTxBytesPerSec', s.rates[1]);
       }
     }
+    for (const key of unknown) delete out[key];
     if (memory.total !== undefined) out.memoryMiB = memory.total;
     if (memory.available !== undefined && memory.unused !== undefined)
       out.memoryUsedMiB = memory.available - memory.unused;
