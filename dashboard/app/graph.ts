@@ -1,6 +1,6 @@
 import { get, query } from './api.js';
 import { fill, h } from './dom.js';
-import { scaleFor } from './format.js';
+import { graphRows, ROLLING, type Row, timeTicks } from './graph-data.js';
 import type { Graph } from './types.js';
 
 type RangeKind = '1h' | '24h' | '7d' | '30d' | 'custom';
@@ -17,20 +17,10 @@ const REFRESH_MS: Record<Exclude<RangeKind, 'custom'>, number> = {
   '7d': 300_000,
   '30d': 300_000,
 };
-/** Buckets in the rolling average and peak. */
-const ROLLING = 6;
 
 export interface MetricChoice {
   name: string;
   title: string;
-}
-
-interface Row {
-  t: number;
-  line: string;
-  kind: string;
-  key: string;
-  value: number;
 }
 
 /**
@@ -153,39 +143,7 @@ export function graphPanel(entity: string, metrics: MetricChoice[]): { el: HTMLE
   }
 
   async function draw(card: (typeof cards)[number], graph: Graph): Promise<void> {
-    let max = 0;
-    for (const s of graph.series)
-      for (const [, avg, peak] of s.points) max = Math.max(max, avg ?? 0, peak ?? 0);
-    const scale = scaleFor(graph.unit, max);
-    const rows: Row[] = [];
-    for (const s of graph.series) {
-      const add = (kind: string, values: Array<[number, number | null]>) => {
-        for (const [t, v] of values) {
-          if (v !== null)
-            rows.push({
-              t: t * 1000,
-              line: s.name,
-              kind,
-              key: `${s.name} ${kind}`,
-              value: v / scale.divisor,
-            });
-        }
-      };
-      const avg = s.points.map(([t, a]) => [t, a] as [number, number | null]);
-      const peak = s.points.map(([t, , p]) => [t, p] as [number, number | null]);
-      add('average', avg);
-      add('peak', peak);
-      if (rolling) {
-        add(
-          'rolling average',
-          rollingOf(avg, (v) => v.reduce((a, b) => a + b, 0) / v.length),
-        );
-        add(
-          'rolling peak',
-          rollingOf(peak, (v) => Math.max(...v)),
-        );
-      }
-    }
+    const { rows, unit, partial } = graphRows(graph, rolling);
     finalizers.get(card.metric.name)?.();
     finalizers.delete(card.metric.name);
     const bucket =
@@ -194,13 +152,14 @@ export function graphPanel(entity: string, metrics: MetricChoice[]): { el: HTMLE
         : graph.step >= 60
           ? `${graph.step / 60} min`
           : `${graph.step} s`;
-    card.note.textContent = `${graph.source === 'rollup' ? 'Rollups' : 'Raw data'}, ${bucket} buckets${scale.label ? ` · ${scale.label}` : ''}`;
-    if (rows.length === 0) {
+    card.note.textContent = `${graph.source === 'rollup' ? 'Rollups' : 'Raw data'}, ${bucket} buckets${unit ? ` · ${unit}` : ''}${partial ? ' · the newest bucket is still filling: not drawn yet' : ''}`;
+    if (!rows.some((r) => r.value !== null)) {
       fill(card.view, h('p', { class: 'no-data' }, 'No data for this time range.'));
       return;
     }
     card.view.replaceChildren();
-    const result = await vegaEmbed(card.view, spec(graph, rows, scale.label) as never, {
+    const width = Math.max(100, Math.floor(card.view.clientWidth || 600));
+    const result = await vegaEmbed(card.view, spec(graph, rows, unit, width) as never, {
       renderer: 'svg',
       actions: false,
     });
@@ -220,19 +179,6 @@ export function graphPanel(entity: string, metrics: MetricChoice[]): { el: HTMLE
   };
 }
 
-function rollingOf(
-  values: Array<[number, number | null]>,
-  f: (window: number[]) => number,
-): Array<[number, number | null]> {
-  return values.map(([t], i) => {
-    const window = values
-      .slice(Math.max(0, i - ROLLING + 1), i + 1)
-      .map(([, v]) => v)
-      .filter((v): v is number => v !== null);
-    return [t, window.length ? f(window) : null];
-  });
-}
-
 /** Line kinds and their dashes: solid average, dashed peak. */
 const KINDS: Array<[string, number[]]> = [
   ['average', [1, 0]],
@@ -241,10 +187,10 @@ const KINDS: Array<[string, number[]]> = [
   ['rolling peak', [1, 3]],
 ];
 
-function spec(graph: Graph, rows: Row[], unitLabel: string): object {
+function spec(graph: Graph, rows: Row[], unitLabel: string, width: number): object {
   const keys = [...new Set(rows.map((r) => r.key))];
   const kinds = KINDS.filter(([kind]) => rows.some((r) => r.kind === kind));
-  const days = (graph.to - graph.from) / 86_400;
+  const ticks = timeTicks(graph.from * 1000, graph.to * 1000, width);
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
     description: `${graph.title} (${unitLabel || 'no unit'})`,
@@ -257,17 +203,15 @@ function spec(graph: Graph, rows: Row[], unitLabel: string): object {
         field: 't',
         type: 'temporal',
         title: null,
-        axis: {
-          labelOverlap: true,
-          tickCount: 6,
-          grid: false,
-          format: days <= 1.5 ? '%H:%M' : days <= 3 ? '%a %H:%M' : '%b %d',
-        },
+        // The whole range asked for: buckets left out at the right (still filling) show as room, not as a drop.
+        scale: { domain: [graph.from * 1000, graph.to * 1000] },
+        axis: { labelOverlap: true, grid: false, values: ticks.values, format: ticks.format },
       },
     },
     layer: [
       {
-        mark: { type: 'line', strokeWidth: 1.6, clip: true },
+        // A null value (a host down, a counter reset) breaks the line: a gap, not a line across it.
+        mark: { type: 'line', strokeWidth: 1.6, clip: true, invalid: 'break-paths-filter-domains' },
         encoding: {
           y: {
             field: 'value',

@@ -106,6 +106,8 @@ export interface Graph {
   from: number;
   to: number;
   step: number;
+  /** Buckets from here on are still filling (left out of the drawing). */
+  partialFrom?: number;
   source: 'raw' | 'rollup';
   series: Array<{ name: string; points: Array<[number, number | null, number | null]> }>;
 }
