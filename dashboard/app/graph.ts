@@ -2,6 +2,7 @@ import { get, query } from './api.js';
 import { fill, h } from './dom.js';
 import { graphRows, ROLLING, type Row, timeTicks } from './graph-data.js';
 import type { Graph } from './types.js';
+import { embedOptions } from './vega-options.js';
 
 type RangeKind = '1h' | '24h' | '7d' | '30d' | 'custom';
 const SPANS: Record<Exclude<RangeKind, 'custom'>, number> = {
@@ -159,10 +160,7 @@ export function graphPanel(entity: string, metrics: MetricChoice[]): { el: HTMLE
     }
     card.view.replaceChildren();
     const width = Math.max(100, Math.floor(card.view.clientWidth || 600));
-    const result = await vegaEmbed(card.view, spec(graph, rows, unit, width) as never, {
-      renderer: 'svg',
-      actions: false,
-    });
+    const result = await vegaEmbed(card.view, spec(graph, rows, unit, width) as never, await embedOptions());
     // The drawn view, for scripts and tests that read what a graph shows (`view.data('source_0')`: its rows).
     (card.view as HTMLElement & { vegaView?: unknown }).vegaView = result.view;
     finalizers.set(card.metric.name, () => result.finalize());
@@ -204,8 +202,15 @@ function spec(graph: Graph, rows: Row[], unitLabel: string, width: number): obje
         type: 'temporal',
         title: null,
         // The whole range asked for: buckets left out at the right (still filling) show as room, not as a drop.
-        scale: { domain: [graph.from * 1000, graph.to * 1000] },
-        axis: { labelOverlap: true, grid: false, values: ticks.values, format: ticks.format },
+        // Both as expressions: vega-lite turns literal times into datetime() calls that vega's interpreter (no
+        // 'unsafe-eval', see vega-options.ts) does not draw.
+        scale: { domain: { expr: `[${graph.from * 1000}, ${graph.to * 1000}]` } },
+        axis: {
+          labelOverlap: true,
+          grid: false,
+          values: { expr: `[${ticks.values.join(', ')}]` },
+          format: ticks.format,
+        },
       },
     },
     layer: [
