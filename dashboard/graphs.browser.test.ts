@@ -186,3 +186,76 @@ describe('what the graphs draw', () => {
     },
   );
 });
+
+describe('layout', () => {
+  /** Where the side column is, against the page (document coordinates), and what is drawn at its foot. */
+  const side = (page: Page) =>
+    page.evaluate(() => {
+      const aside = document.querySelector('aside.side') as HTMLElement;
+      const box = aside.getBoundingClientRect();
+      const foot = document.elementFromPoint(box.left + 5, window.innerHeight - 3);
+      const main = document.querySelector('main') as HTMLElement;
+      main.focus();
+      return {
+        top: box.top + window.scrollY,
+        bottom: box.bottom + window.scrollY,
+        viewportBottom: box.bottom,
+        page: document.documentElement.scrollHeight,
+        header: (document.querySelector('header.top') as HTMLElement).getBoundingClientRect().bottom,
+        background: getComputedStyle(aside).backgroundColor,
+        footInSide: aside.contains(foot),
+        mainOutline: getComputedStyle(main).outlineStyle,
+        viewport: window.innerHeight,
+      };
+    });
+
+  test('desktop (1400 px): the side column runs the whole height of a long page, with no stray rule', async () => {
+    const page = await loggedIn('carol', { width: 1400, height: 900 });
+    await go(page, 'Rack A');
+    await page
+      .locator('figure.graph svg .mark-line path')
+      .first()
+      .waitFor({ state: 'attached', timeout: 30_000 });
+    const top = await side(page);
+    expect(top.page, 'a long page').toBeGreaterThan(1.5 * top.viewport);
+    expect(top.top).toBeLessThanOrEqual(top.header + 1);
+    expect(top.bottom, JSON.stringify(top)).toBeGreaterThanOrEqual(top.page - 1);
+    expect(top.background).not.toBe('rgba(0, 0, 0, 0)');
+    expect(top.footInSide).toBe(true);
+    // main takes focus on navigation: no focus ring drawn around the page's content.
+    expect(top.mainOutline).toBe('none');
+    await page.evaluate(() => window.scrollTo(0, document.documentElement.scrollHeight));
+    const bottom = await side(page);
+    expect(bottom.footInSide, JSON.stringify(bottom)).toBe(true);
+    // The tree stays in view.
+    expect(await page.locator('nav.tree a', { hasText: 'Rack A' }).isVisible()).toBe(true);
+    await page.close();
+  });
+
+  test('phone (390 px): the tree slides in over the whole height', async () => {
+    const page = await loggedIn('carol', { width: 390, height: 844 });
+    await page.click('button.menu');
+    await go(page, 'Rack A');
+    await page
+      .locator('figure.graph svg .mark-line path')
+      .first()
+      .waitFor({ state: 'attached', timeout: 30_000 });
+    if (!(await page.evaluate(() => document.body.classList.contains('nav-open'))))
+      await page.click('button.menu');
+    await page.waitForFunction(
+      () => getComputedStyle(document.querySelector('aside.side')!).transform === 'none',
+    );
+    for (const scroll of ['top', 'bottom']) {
+      if (scroll === 'bottom')
+        await page.evaluate(() => window.scrollTo(0, document.documentElement.scrollHeight));
+      const box = await side(page);
+      expect(box.viewportBottom, `${scroll}: ${JSON.stringify(box)}`).toBeGreaterThanOrEqual(
+        box.viewport - 1,
+      );
+      expect(box.footInSide, scroll).toBe(true);
+    }
+    // Nothing wider than the phone: no sideways scrolling.
+    expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(390);
+    await page.close();
+  });
+});
