@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
@@ -256,6 +256,41 @@ describe('layout', () => {
     }
     // Nothing wider than the phone: no sideways scrolling.
     expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(390);
+    await page.close();
+  });
+});
+
+describe('accessibility', () => {
+  test.each([
+    ['pool', 'Rack A'],
+    ['host', 'rack-a-01'],
+    ['VM', 'web-1'],
+    ['admin', null],
+  ])('the %s page passes an automated WCAG 2 A/AA audit (axe-core)', async (_kind, name) => {
+    const page = await loggedIn('admin');
+    if (name === null) {
+      await page.click('a.admin-link');
+      await page.locator('main table').first().waitFor();
+    } else {
+      await go(page, name);
+      await page
+        .locator('figure.graph svg .mark-line path')
+        .first()
+        .waitFor({ state: 'attached', timeout: 30_000 });
+    }
+    // axe-core evaluated in the page through the devtools protocol (the page's CSP allows no inline script).
+    await page.evaluate(await readFile(AXE, 'utf8'));
+    const violations = await page.evaluate(async () => {
+      const axe = (window as unknown as { axe: { run(o: object): Promise<{ violations: AxeViolation[] }> } })
+        .axe;
+      type AxeViolation = { id: string; nodes: Array<{ target: string[]; failureSummary: string }> };
+      const result = await axe.run({ runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa'] } });
+      return result.violations.map((v) => ({
+        id: v.id,
+        nodes: v.nodes.slice(0, 5).map((n) => `${n.target.join(' ')}: ${n.failureSummary}`),
+      }));
+    });
+    expect(violations).toEqual([]);
     await page.close();
   });
 });
