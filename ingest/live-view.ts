@@ -39,6 +39,8 @@ export interface GuestLiveSummary {
 export interface LiveReader {
   hostSummary(host: string): HostLiveSummary | undefined;
   guestSummary(uuid: string): GuestLiveSummary | undefined;
+  /** Hosts and guests (by collectd host name) with new values since the last call, each once. */
+  takeChanged?(): string[];
 }
 
 export interface LiveSeries {
@@ -75,6 +77,8 @@ interface HostEntry {
   data: Float64Array;
   used: number;
   summary: HostLiveSummary | undefined;
+  /** Listed in `changed` since the last takeChanged(). */
+  changed: boolean;
 }
 
 interface SeriesInfo {
@@ -98,6 +102,7 @@ const VALUES = 2;
  */
 export class LiveView {
   private readonly hosts = new Map<string, HostEntry>();
+  private changed: string[] = [];
   private readonly keys = new NameIds();
   private readonly infos = new SeriesInfos();
 
@@ -120,8 +125,13 @@ export class LiveView {
         data: new Float64Array(64),
         used: 0,
         summary: undefined,
+        changed: false,
       };
       this.hosts.set(vl.host, host);
+    }
+    if (!host.changed) {
+      host.changed = true;
+      this.changed.push(vl.host);
     }
     host.lastSeen = arrival;
     if (vl.interval > 0) host.interval = vl.interval;
@@ -197,6 +207,18 @@ export class LiveView {
     if (!entry) return undefined;
     entry.summary ??= summarizeHost(entry, this.series(host));
     return entry.summary;
+  }
+
+  /** Hosts and guests with new values since the last call (at most one entry each: bounded by their number). */
+  takeChanged(): string[] {
+    const out = this.changed;
+    this.changed = [];
+    return out.filter((name) => {
+      const entry = this.hosts.get(name);
+      if (!entry) return false;
+      entry.changed = false;
+      return true;
+    });
   }
 
   guestSummary(uuid: string): GuestLiveSummary | undefined {
