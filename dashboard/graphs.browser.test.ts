@@ -187,6 +187,20 @@ describe('what the graphs draw', () => {
   );
 });
 
+test('the open graphs extend with the live pushes', async () => {
+  const page = await loggedIn('carol');
+  await go(page, 'rack-a-01');
+  const first = await drawn(page, 'load');
+  const newest = (rows: Row[]) => Math.max(...rows.map((r) => r.t));
+  // A push about this host, a bucket after the graphs were drawn, loads them again (not the 15 s timer).
+  await page.locator('section.graphs[data-loaded-by="push"]').waitFor({ state: 'attached', timeout: 30_000 });
+  await expect
+    .poll(async () => newest((await drawn(page, 'load')).rows), { timeout: 30_000 })
+    .toBeGreaterThan(newest(first.rows));
+  expect(pageErrors).toEqual([]);
+  await page.close();
+});
+
 describe('layout', () => {
   /** Where the side column is, against the page (document coordinates), and what is drawn at its foot. */
   const side = (page: Page) =>

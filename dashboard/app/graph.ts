@@ -1,6 +1,7 @@
 import { get, query } from './api.js';
 import { fill, h } from './dom.js';
 import { graphRows, ROLLING, type Row, timeTicks } from './graph-data.js';
+import { onLive } from './live.js';
 import type { Graph } from './types.js';
 import { embedOptions } from './vega-options.js';
 
@@ -48,6 +49,7 @@ export function graphPanel(entity: string, metrics: MetricChoice[]): { el: HTMLE
         'data-range': kind,
         onclick: () => {
           range = kind;
+          step = 10;
           for (const b of buttons) b.setAttribute('aria-pressed', String(b.dataset.range === kind));
           customBox.hidden = kind !== 'custom';
           if (kind !== 'custom') void load();
@@ -122,9 +124,17 @@ export function graphPanel(entity: string, metrics: MetricChoice[]): { el: HTMLE
     ),
   );
 
-  async function load(): Promise<void> {
+  /** When the graphs were last asked for (ms), their widest bucket (s), and whether a load is under way. */
+  let loadedAt = 0;
+  let step = 10;
+  let loading = false;
+
+  async function load(why: 'range' | 'timer' | 'push' = 'range'): Promise<void> {
     window.clearTimeout(timer);
     if (disposed) return;
+    loading = true;
+    loadedAt = Date.now();
+    el.dataset.loadedBy = why;
     const now = Date.now() / 1000;
     const [from, to] = range === 'custom' ? [custom.from, custom.to] : [now - SPANS[range], now];
     await Promise.all(
@@ -134,14 +144,26 @@ export function graphPanel(entity: string, metrics: MetricChoice[]): { el: HTMLE
           const graph = await get<Graph>(
             `/api/v1/metrics${query({ entity, metric: card.metric.name, from: from.toFixed(0), to: to.toFixed(0), width })}`,
           );
+          step = Math.max(step, graph.step);
           if (!disposed) await draw(card, graph);
         } catch (err) {
           card.note.textContent = `Could not load: ${(err as Error).message}`;
         }
       }),
     );
-    if (range !== 'custom' && !disposed) timer = window.setTimeout(() => void load(), REFRESH_MS[range]);
+    loading = false;
+    if (range !== 'custom' && !disposed)
+      timer = window.setTimeout(() => void load('timer'), REFRESH_MS[range]);
   }
+
+  // The graphs extend with the live figures: a push about what they show, once a bucket has passed since they
+  // were last asked for, loads them again (so the newest complete bucket is drawn within a push of completing).
+  const [entityKind, entityId] = entity.split(':');
+  const offLive = onLive('metrics', (m: { hosts: Record<string, unknown>; vms: Record<string, unknown> }) => {
+    if (disposed || loading || range === 'custom') return;
+    const about = entityKind === 'pool' || (entityKind === 'host' ? entityId in m.hosts : entityId in m.vms);
+    if (about && Date.now() - loadedAt >= step * 1000) void load('push');
+  });
 
   async function draw(card: (typeof cards)[number], graph: Graph): Promise<void> {
     const { rows, unit, partial } = graphRows(graph, rolling);
@@ -166,11 +188,12 @@ export function graphPanel(entity: string, metrics: MetricChoice[]): { el: HTMLE
     finalizers.set(card.metric.name, () => result.finalize());
   }
 
-  void Promise.resolve().then(load);
+  void Promise.resolve().then(() => load());
   return {
     el,
     dispose() {
       disposed = true;
+      offLive();
       window.clearTimeout(timer);
       for (const finalize of finalizers.values()) finalize();
     },
