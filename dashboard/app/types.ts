@@ -74,8 +74,8 @@ export interface Vm {
 export interface VmLiveFigures {
   cpu?: number | null;
   memoryMiB?: number | null;
-  netBytesPerSec?: number;
-  diskBytesPerSec?: number;
+  netBytesPerSec?: number | null;
+  diskBytesPerSec?: number | null;
 }
 
 export interface Task {

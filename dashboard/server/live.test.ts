@@ -275,6 +275,38 @@ describe('each user hears only about what it may see', () => {
     expect(stranger.of('metrics').some((m) => m.hosts[ids.host])).toBe(false);
     expect(stranger.of('alert')).toEqual([]);
   });
+
+  test("a VM's first sample has no rate: its network figure is unknown (null), not a zero", async () => {
+    const owner = await open({ token: users.owner.token });
+    await setVmState(ids.vmA, 'running');
+    await waitFor(() => owner.of('vm').some((v) => v.id === ids.vmA && v.state === 'running'), 5000);
+    const { uuid } = await t.database.db
+      .selectFrom('vms')
+      .select('uuid')
+      .where('id', '=', ids.vmA)
+      .executeTakeFirstOrThrow();
+    const sample = (time: number, octets: number) =>
+      liveView.update(
+        {
+          host: uuid,
+          plugin: 'virt',
+          pluginInstance: '',
+          type: 'if_octets',
+          typeInstance: 'vnet0',
+          time,
+          interval: 10,
+          dsTypes: ['derive', 'derive'],
+          values: [octets, octets],
+        },
+        ['rx', 'tx'],
+      );
+    const figures = () => owner.of('metrics').flatMap((m) => (m.vms[ids.vmA] ? [m.vms[ids.vmA]] : []));
+    sample(100, 0);
+    await waitFor(() => figures().length > 0, 5000);
+    expect(figures()[0].netBytesPerSec).toBeNull();
+    sample(110, 1000);
+    await waitFor(() => figures().some((f) => f.netBytesPerSec === 200), 5000);
+  });
 });
 
 test('the dashboard files are served without authentication', async () => {

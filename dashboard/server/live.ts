@@ -62,6 +62,10 @@ interface SocketData {
   token: string;
 }
 
+/** The sum of two rates; null when neither is known. */
+const both = (a: number | undefined, b: number | undefined) =>
+  a === undefined && b === undefined ? null : (a ?? 0) + (b ?? 0);
+
 const RUNNING = new Set(['running', 'paused', 'migrating', 'stopping', 'suspending', 'saving']);
 
 /**
@@ -168,8 +172,9 @@ export function attachLive(app: FastifyInstance, o: LiveOptions): LiveServer {
         lastSeen: s.lastSeen,
         cpu: s.cpuPercent === undefined ? null : s.cpuPercent / Math.max(1, v.vcpus),
         memoryMiB: s.memoryMiB ?? null,
-        netBytesPerSec: (s.netRxBytesPerSec ?? 0) + (s.netTxBytesPerSec ?? 0),
-        diskBytesPerSec: (s.diskReadBytesPerSec ?? 0) + (s.diskWriteBytesPerSec ?? 0),
+        // No rate yet (a first sample, a counter reset): no figure, not a zero.
+        netBytesPerSec: both(s.netRxBytesPerSec, s.netTxBytesPerSec),
+        diskBytesPerSec: both(s.diskReadBytesPerSec, s.diskWriteBytesPerSec),
       };
       for (const room of to) batch(room).vms[v.id] = figures;
     }
