@@ -187,9 +187,13 @@ describe('what the graphs draw', () => {
   );
 });
 
-test('the open graphs extend with the live pushes', async () => {
+test('the open graphs extend with the live pushes; the live memory bar is of the inventory memory', async () => {
   const page = await loggedIn('carol');
   await go(page, 'rack-a-01');
+  // rack-a-01 has 64 GiB: its figures (from the same model) are drawn against that, not against used + free.
+  await expect
+    .poll(() => page.locator('.live-figures').textContent(), { timeout: 30_000 })
+    .toMatch(/ of 64\.0 GiB/);
   const first = await drawn(page, 'load');
   const newest = (rows: Row[]) => Math.max(...rows.map((r) => r.t));
   // A push about this host, a bucket after the graphs were drawn, loads them again (not the 15 s timer).
