@@ -84,6 +84,8 @@ test('every answer carries the security headers; pages may not be framed nor loa
     const csp = String(res.headers['content-security-policy']);
     expect(csp, url).toContain("frame-ancestors 'none'");
     expect(csp, url).toContain("script-src 'self'");
+    // vega draws with its expression interpreter: no script may be compiled from a string.
+    expect(csp, url).not.toContain('unsafe-eval');
     expect(csp, url).not.toContain('*');
   }
 });

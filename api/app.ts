@@ -74,13 +74,12 @@ const SECURITY_HEADERS = {
 };
 /**
  * The dashboard loads only herd's own scripts, styles and connections (socket.io is same-origin) and may not
- * be framed. `unsafe-eval` is there for vega, which compiles its expressions with `Function` (without it the
- * graphs do not draw: the browser test sees the refusal); `unsafe-inline` styles for the styles vega writes
- * into its SVG.
+ * be framed. No 'unsafe-eval': vega draws with its expression interpreter (`ast: true`, vega-interpreter), not
+ * with `Function`; `unsafe-inline` styles for the styles vega writes into its SVG.
  */
 export const CONTENT_SECURITY_POLICY = [
   "default-src 'self'",
-  "script-src 'self' 'unsafe-eval'",
+  "script-src 'self'",
   "style-src 'self' 'unsafe-inline'",
   "img-src 'self' data: blob:",
   "connect-src 'self'",

@@ -211,6 +211,11 @@ export class SharedLiveView {
     return this.o.local?.guestSummary(uuid);
   }
 
+  /** This process's hosts and guests with new values (other processes' arrive with the periodic push). */
+  takeChanged(): string[] {
+    return this.o.local?.takeChanged?.() ?? [];
+  }
+
   series(host: string): LiveSeries[] {
     return this.o.local?.series(host) ?? [];
   }

@@ -131,3 +131,21 @@ test('prune forgets hosts not heard from', () => {
   expect(live.prune(50_000)).toBe(1);
   expect(live.hostNames()).toEqual(['new']);
 });
+
+test('what changed is told once per host, however many value lists it sent, and only what is still known', () => {
+  let now = 0;
+  const live = new LiveView(() => now);
+  for (const time of [100, 110]) {
+    live.update(vl({ time }), RX_TX);
+    live.update(vl({ time, pluginInstance: 'eth1' }), RX_TX);
+  }
+  live.update(vl({ host: 'h2' }), RX_TX);
+  expect(live.takeChanged().sort()).toEqual(['h1', 'h2']);
+  expect(live.takeChanged()).toEqual([]);
+  live.update(vl({ time: 120 }), RX_TX);
+  now = 100_000;
+  live.update(vl({ host: 'h3' }), RX_TX);
+  // h1 goes with the pruning (not heard from for a minute): only h3 is left to tell.
+  live.prune(60_000);
+  expect(live.takeChanged()).toEqual(['h3']);
+});

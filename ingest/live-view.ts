@@ -39,6 +39,8 @@ export interface GuestLiveSummary {
 export interface LiveReader {
   hostSummary(host: string): HostLiveSummary | undefined;
   guestSummary(uuid: string): GuestLiveSummary | undefined;
+  /** Hosts and guests (by collectd host name) with new values since the last call, each once. */
+  takeChanged?(): string[];
 }
 
 export interface LiveSeries {
@@ -75,6 +77,8 @@ interface HostEntry {
   data: Float64Array;
   used: number;
   summary: HostLiveSummary | undefined;
+  /** Listed in `changed` since the last takeChanged(). */
+  changed: boolean;
 }
 
 interface SeriesInfo {
@@ -98,6 +102,7 @@ const VALUES = 2;
  */
 export class LiveView {
   private readonly hosts = new Map<string, HostEntry>();
+  private changed: string[] = [];
   private readonly keys = new NameIds();
   private readonly infos = new SeriesInfos();
 
@@ -120,8 +125,13 @@ export class LiveView {
         data: new Float64Array(64),
         used: 0,
         summary: undefined,
+        changed: false,
       };
       this.hosts.set(vl.host, host);
+    }
+    if (!host.changed) {
+      host.changed = true;
+      this.changed.push(vl.host);
     }
     host.lastSeen = arrival;
     if (vl.interval > 0) host.interval = vl.interval;
@@ -199,23 +209,44 @@ export class LiveView {
     return entry.summary;
   }
 
+  /** Hosts and guests with new values since the last call (at most one entry each: bounded by their number). */
+  takeChanged(): string[] {
+    const out = this.changed;
+    this.changed = [];
+    return out.filter((name) => {
+      const entry = this.hosts.get(name);
+      if (!entry) return false;
+      entry.changed = false;
+      return true;
+    });
+  }
+
   guestSummary(uuid: string): GuestLiveSummary | undefined {
     const entry = this.hosts.get(uuid);
     if (!entry) return undefined;
     const out: GuestLiveSummary = { lastSeen: entry.lastSeen, interval: entry.interval };
     const memory: Record<string, number> = {};
+    // A rate sums the guest's disks or interfaces; one without a rate yet (its first sample, or a counter reset)
+    // makes the sum unknown, not smaller: no figure rather than a zero or a dip.
+    type RateKey = 'diskReadBytesPerSec' | 'diskWriteBytesPerSec' | 'netRxBytesPerSec' | 'netTxBytesPerSec';
+    const unknown = new Set<RateKey>();
+    const add = (key: RateKey, rate: number | null | undefined) => {
+      if (rate === null || rate === undefined) unknown.add(key);
+      else out[key] = (out[key] ?? 0) + rate;
+    };
     for (const s of this.series(uuid)) {
       if (s.plugin !== 'virt') continue;
       if (s.type === 'virt_cpu_total' && s.rates[0] != null) out.cpuPercent = (s.rates[0] / 1e9) * 100;
       else if (s.type === 'memory') memory[s.typeInstance] = s.values[0] / MiB;
       else if (s.type === 'disk_octets') {
-        out.diskReadBytesPerSec = (out.diskReadBytesPerSec ?? 0) + (s.rates[0] ?? 0);
-        out.diskWriteBytesPerSec = (out.diskWriteBytesPerSec ?? 0) + (s.rates[1] ?? 0);
+        add('diskReadBytesPerSec', s.rates[0]);
+        add('diskWriteBytesPerSec', s.rates[1]);
       } else if (s.type === 'if_octets') {
-        out.netRxBytesPerSec = (out.netRxBytesPerSec ?? 0) + (s.rates[0] ?? 0);
-        out.netTxBytesPerSec = (out.netTxBytesPerSec ?? 0) + (s.rates[1] ?? 0);
+        add('netRxBytesPerSec', s.rates[0]);
+        add('netTxBytesPerSec', s.rates[1]);
       }
     }
+    for (const key of unknown) delete out[key];
     if (memory.total !== undefined) out.memoryMiB = memory.total;
     if (memory.available !== undefined && memory.unused !== undefined)
       out.memoryUsedMiB = memory.available - memory.unused;

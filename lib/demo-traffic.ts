@@ -1,8 +1,10 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import dgram from 'node:dgram';
 import { mkdir, writeFile } from 'node:fs/promises';
+import net from 'node:net';
 import path from 'node:path';
 import { PacketEncoder } from '../ingest/protocol/encoder.js';
+import type { ValueList } from '../ingest/types.js';
 import { guestValueLists, hostValueLists, type SimulatedGuest, type SimulatedHost } from './fleet-signal.js';
 import type { Logger } from './log.js';
 
@@ -14,7 +16,10 @@ export interface TrafficOptions {
   port: number;
   host?: string;
   intervalSeconds?: number;
-  /** `real`: a collectd daemon per host where collectd is installed (host figures are then this machine's). */
+  /**
+   * `real`: a collectd daemon per host carries its figures (handed to it over its unixsock plugin, from the same
+   * model as the simulated traffic and the backfilled history); `simulated`: herd's encoder sends them.
+   */
   collectd: 'real' | 'simulated';
   /** Where real collectd keeps its configuration files. */
   dir: string;
@@ -34,8 +39,10 @@ export function collectdInstalled(): boolean {
 
 /**
  * collectd traffic for simulated hosts, over UDP to herd's listener: per host a real collectd daemon under
- * that host's name (cpu, memory, load, interface, disk), or else herd's own encoder sending a synthetic signal
- * (lib/fleet-signal.ts). Guests always come from the encoder — the virt plugin of a real collectd could not
+ * that host's name, or else herd's own encoder. Either way the figures are the simulated host's own, from one
+ * model (lib/fleet-signal.ts: its CPUs, memory, load, network and disk) that the demo's backfilled history comes
+ * from too, so history and live figures meet without a seam. A real collectd is handed them each interval with
+ * PUTVAL over its unixsock plugin and sends them on with its network plugin (it does not read this machine). Guests always come from the encoder — the virt plugin of a real collectd could not
  * see the libvirt test driver's domains — with the virt plugin's names and the guest's UUID as host.
  */
 export async function startTraffic(o: TrafficOptions): Promise<Traffic> {
@@ -43,7 +50,7 @@ export async function startTraffic(o: TrafficOptions): Promise<Traffic> {
   const target = o.host ?? '127.0.0.1';
   const socket = dgram.createSocket(target.includes(':') ? 'udp6' : 'udp4');
   const encoder = new PacketEncoder({ onPacket: (packet) => socket.send(packet, o.port, target) });
-  const daemons: ChildProcess[] = [];
+  const daemons: Array<{ child: ChildProcess; feed: CollectdFeed }> = [];
   const kind = o.collectd;
   if (kind === 'real') {
     await mkdir(o.dir, { recursive: true });
@@ -60,6 +67,9 @@ export async function startTraffic(o: TrafficOptions): Promise<Traffic> {
       if (kind === 'simulated')
         for (const host of o.hosts)
           for (const { vl } of hostValueLists(host, now, interval)) encoder.addValues(vl);
+      else
+        for (const [i, host] of o.hosts.entries())
+          daemons[i].feed.put(hostValueLists(host, now, interval).map(({ vl }) => putval(vl)));
       for (const guest of await o.guests())
         for (const { vl } of guestValueLists(guest, now, interval)) encoder.addValues(vl);
       encoder.flush();
@@ -76,7 +86,10 @@ export async function startTraffic(o: TrafficOptions): Promise<Traffic> {
     kind,
     async stop() {
       clearInterval(timer);
-      for (const d of daemons) d.kill('SIGTERM');
+      for (const d of daemons) {
+        d.feed.close();
+        d.child.kill('SIGTERM');
+      }
       await new Promise<void>((resolve) => socket.close(() => resolve()));
     },
   };
@@ -89,10 +102,11 @@ async function startCollectd(
   interval: number,
   dir: string,
   log: Logger,
-): Promise<ChildProcess> {
+): Promise<{ child: ChildProcess; feed: CollectdFeed }> {
   const base = path.join(dir, name);
   await mkdir(base, { recursive: true });
   const conf = path.join(dir, `${name}.conf`);
+  const socket = path.join(base, 'collectd.sock');
   await writeFile(
     conf,
     `Hostname "${name}"
@@ -102,12 +116,11 @@ PIDFile "${base}/collectd.pid"
 PluginDir "/usr/lib/collectd"
 TypesDB "/usr/share/collectd/types.db"
 Interval ${interval}
-LoadPlugin cpu
-LoadPlugin memory
-LoadPlugin load
-LoadPlugin interface
-LoadPlugin disk
+LoadPlugin unixsock
 LoadPlugin network
+<Plugin unixsock>
+  SocketFile "${socket}"
+</Plugin>
 <Plugin network>
   Server "${host}" "${port}"
 </Plugin>
@@ -115,5 +128,54 @@ LoadPlugin network
   );
   const child = spawn('collectd', ['-f', '-C', conf], { stdio: 'ignore' });
   child.on('error', (err) => log.warn({ err: err.message, host: name }, 'demo: collectd could not start'));
-  return child;
+  return { child, feed: new CollectdFeed(socket, log.child({ host: name })) };
+}
+
+/** A value list as a collectd unixsock PUTVAL command (counters and derives are whole numbers there). */
+export function putval(vl: ValueList): string {
+  const part = (name: string, instance: string) => (instance ? `${name}-${instance}` : name);
+  const id = `${vl.host}/${part(vl.plugin, vl.pluginInstance)}/${part(vl.type, vl.typeInstance)}`;
+  const values = vl.values.map((v, i) => (vl.dsTypes[i] === 'gauge' ? Number(v) : Math.round(Number(v))));
+  return `PUTVAL "${id}" interval=${vl.interval} ${vl.time.toFixed(3)}:${values.join(':')}`;
+}
+
+/**
+ * The connection to one collectd's unixsock: commands are written as they come, its answers (one line each)
+ * read and dropped. Until the daemon has made its socket, or after it went away, a round's commands are dropped
+ * (the next round has newer figures) and the connection is tried again.
+ */
+class CollectdFeed {
+  private socket?: net.Socket;
+  private closed = false;
+
+  constructor(
+    private readonly path: string,
+    private readonly log: Logger,
+  ) {}
+
+  put(commands: string[]): void {
+    if (this.closed) return;
+    if (!this.socket) {
+      const socket = net.createConnection(this.path);
+      socket.on('data', () => undefined);
+      socket.on('error', (err) => {
+        this.log.debug({ err: err.message }, 'demo: collectd socket not ready');
+        if (this.socket === socket) this.socket = undefined;
+        socket.destroy();
+      });
+      socket.on('close', () => {
+        if (this.socket === socket) this.socket = undefined;
+      });
+      this.socket = socket;
+      // Not connected yet: this round goes once it is.
+      socket.once('connect', () => socket.write(`${commands.join('\n')}\n`));
+      return;
+    }
+    if (!this.socket.connecting) this.socket.write(`${commands.join('\n')}\n`);
+  }
+
+  close(): void {
+    this.closed = true;
+    this.socket?.destroy();
+  }
 }

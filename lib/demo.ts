@@ -154,8 +154,8 @@ export function demoBanner(demo: RunningDemo): string {
   const width = Math.max(...demo.logins.map((l) => l.username.length + l.password.length)) + 3;
   const traffic =
     demo.traffic.kind === 'real'
-      ? `a collectd daemon per simulated host (this machine's figures under each host's name)`
-      : `herd's own collectd encoder (synthetic figures)`;
+      ? `a collectd daemon per simulated host, carrying that host's simulated figures`
+      : `herd's own collectd encoder (simulated figures)`;
   return [
     '',
     `herd demo is running: open ${demo.url}/`,

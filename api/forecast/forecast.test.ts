@@ -182,4 +182,67 @@ describe('forecast', () => {
     expect(f.history.every(([, v]) => v === 2)).toBe(true);
     expect(f.fullInDays).toBeNull();
   });
+
+  describe('the answer does not depend on the hour it is asked', () => {
+    // A fixed Thursday 00:00 UTC; `now` steps through one day, 20 minutes at a time (72 phases).
+    const THURSDAY = 1_796_256_000;
+    const PHASES = Array.from({ length: 72 }, (_, i) => i * 1200);
+    const WEEK = 7 * DAY_SECONDS;
+    /** Weekdays +2, the weekend −5 (UTC days of the week; the epoch was a Thursday, so days 2 and 3 are the weekend). */
+    const weekly = (t: number) =>
+      [2, 3].includes(Math.floor((((t % WEEK) + WEEK) % WEEK) / DAY_SECONDS)) ? -5 : 2;
+    /** 70 growing 0.2 a day, a daily swing of ±20 peaking at 06:00, a weekly season: the truth without noise. */
+    const model =
+      (now: number, week: (t: number) => number = weekly) =>
+      (t: number) =>
+        70 + (0.2 * (t - now)) / DAY_SECONDS + daily(20)(t) + week(t);
+    const fullIn = (history: Array<[number, number]>, now: number) =>
+      forecast({ history, capacity: 100, now, horizonSeconds: 120 * DAY_SECONDS, stepSeconds: HOUR })
+        .fullInDays;
+    /** When the truth first reaches 100, to the minute. */
+    const truth = (now: number, f: (t: number) => number) => {
+      let t = now;
+      while (f(t) < 100) t += 60;
+      return (t - now) / DAY_SECONDS;
+    };
+
+    test('5-minute samples as the rollups bucket them: the truth lies within the stated interval at every phase', () => {
+      const misses: string[] = [];
+      for (const phase of PHASES) {
+        const now = THURSDAY + phase;
+        const f = model(now);
+        const noise = normal(phase + 1);
+        // Raw samples every 5 minutes since the hour 30 days back, noise of 0.3, up to now; hourly means.
+        const history: Array<[number, number]> = [];
+        for (let t = Math.floor((now - 30 * DAY_SECONDS) / HOUR) * HOUR; t < now; t += 300)
+          history.push([t, f(t) + 0.3 * noise()]);
+        const fullInDays = fullIn(history, now);
+        const want = truth(now, f);
+        const within =
+          fullInDays !== null &&
+          fullInDays.low <= want &&
+          (fullInDays.high === null || want <= fullInDays.high);
+        if (!within)
+          misses.push(`${phase / 60} min: truth ${want.toFixed(2)}, said ${JSON.stringify(fullInDays)}`);
+      }
+      expect(misses).toEqual([]);
+    });
+
+    test('hourly samples, a daily season: the likely answer within a day and a half of the truth at every phase', () => {
+      // One point an hour per slot of the day: a median per hour-of-day slot was off by 3–5 days at some phases.
+      const misses: string[] = [];
+      for (const phase of PHASES) {
+        const now = THURSDAY + phase;
+        const f = model(now, () => 0);
+        const noise = normal(9);
+        const history: Array<[number, number]> = [];
+        for (let t = now - 30 * DAY_SECONDS; t < now; t += HOUR) history.push([t, f(t) + noise()]);
+        const fullInDays = fullIn(history, now);
+        const want = truth(now, f);
+        if (fullInDays === null || Math.abs(fullInDays.likely - want) > 1.5)
+          misses.push(`${phase / 60} min: truth ${want.toFixed(2)}, said ${JSON.stringify(fullInDays)}`);
+      }
+      expect(misses).toEqual([]);
+    });
+  });
 });

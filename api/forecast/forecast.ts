@@ -1,7 +1,14 @@
 /**
  * Capacity forecasting, pure: a robust linear trend (Theil–Sen: the median of the pairwise slopes) plus an
- * additive seasonal profile (time of day; day of week once there are two weeks), fitted to a history and
- * projected past `now` with a prediction interval, and when that projection meets a capacity.
+ * additive season (time of day: a few harmonics of the day fitted robustly to all the history; day of week: a
+ * median per weekday once there are two weeks), fitted to a history and projected past `now` with a prediction
+ * interval, and when that projection meets a capacity.
+ *
+ * Why harmonics and not a median per hour-of-day slot: each slot then rests on one point a day (30 in a month),
+ * so a peak slot's level carried noise of about 0.23 σ, and where the trend is slow that moved "full in N days" by
+ * days, depending on how the hour's samples happened to fall against the wall clock (3–5 days at some of 72
+ * phases of a day). The harmonics use every point, are read at real times (a bucket's mean stands for its middle)
+ * and the crossing is looked for every 5 minutes, so a peak between two buckets is not missed.
  *
  * The interval has two parts: the trend's own uncertainty — Sen's rank-based confidence interval of the slope,
  * pivoting at the centre of the history, so it widens with the horizon — and the spread of what the trend and
@@ -15,11 +22,15 @@ export const WEEK_SECONDS = 7 * DAY_SECONDS;
 /** Fewer bucketed points, or a shorter span, is too little history to forecast from. */
 export const MIN_HISTORY_POINTS = 24;
 export const MIN_HISTORY_SECONDS = 3 * DAY_SECONDS;
-/** The day-of-week profile needs two full weeks; the time-of-day profile two days. */
+/** The day-of-week profile needs two weeks of history; the time-of-day season two days. */
 const WEEKLY_MIN_SECONDS = 2 * WEEK_SECONDS;
 const DAILY_MIN_SECONDS = 2 * DAY_SECONDS;
 /** The slope is the median of the pairwise slopes of at most this many points (means of neighbours). */
 const MAX_SLOPE_POINTS = 360;
+/** The daily season's shape: at most this many harmonics of the day (fewer when the step is coarse). */
+const MAX_DAILY_HARMONICS = 4;
+/** The crossing of the capacity is looked for at this resolution (or the step, if finer). */
+const CROSSING_SECONDS = 300;
 /** Normal quantiles for the interval's coverage. */
 const Z = { 0.8: 1.2816, 0.9: 1.6449, 0.95: 1.96, 0.99: 2.5758 } as const;
 export type Coverage = keyof typeof Z;
@@ -99,34 +110,35 @@ export function forecast(input: ForecastInput): Forecast {
 
   const seasonality: Seasonality =
     span >= WEEKLY_MIN_SECONDS ? 'daily+weekly' : span >= DAILY_MIN_SECONDS ? 'daily' : 'none';
-  const times = history.map(([t]) => t);
+  // A bucket's mean stands for the middle of the time it covers (the newest bucket may end at `now`), so the
+  // fit is made at those times and the projection is read at real times: never half a bucket off the season.
+  const times = history.map(([t]) => Math.min(t + step / 2, (t + Math.max(t, input.now)) / 2));
   const values = history.map(([, v]) => v);
-  const daySlots = Math.max(1, Math.round(DAY_SECONDS / step));
-  const daySlot = (t: number) => Math.floor(mod(t, DAY_SECONDS) / (DAY_SECONDS / daySlots));
+  const harmonics = Math.min(MAX_DAILY_HARMONICS, Math.floor((Math.round(DAY_SECONDS / step) - 1) / 2));
   const weekSlot = (t: number) => Math.floor(mod(t, WEEK_SECONDS) / DAY_SECONDS);
-  let daily = new Array<number>(daySlots).fill(0);
+  let daily = new Array<number>(2 * harmonics).fill(0);
   let weekly = new Array<number>(7).fill(0);
-  const season = (t: number) =>
-    (seasonality === 'none' ? 0 : daily[daySlot(t)]) +
-    (seasonality === 'daily+weekly' ? weekly[weekSlot(t)] : 0);
+  const dailyAt = (t: number) => (seasonality === 'none' ? 0 : fourier(daily, t));
+  const weeklyAt = (t: number) => (seasonality === 'daily+weekly' ? weekly[weekSlot(t)] : 0);
+  const season = (t: number) => dailyAt(t) + weeklyAt(t);
 
-  // Trend on the deseasonalized values, season on the detrended ones: twice, each refining the other.
-  let trend = senSlope(
-    times,
-    values.map((v, i) => v - season(times[i])),
-    Z[coverage],
-  );
-  for (let round = 0; round < 2; round++) {
+  // Trend on the deseasonalized values, each season on what the trend and the other season leave: three rounds.
+  let trend = senSlope(times, values, Z[coverage]);
+  for (let round = 0; round < 3; round++) {
     const detrended = values.map((v, i) => v - trend.at(times[i]));
-    if (seasonality !== 'none') daily = profile(times, detrended, daySlots, daySlot);
-    if (seasonality === 'daily+weekly') {
+    if (seasonality !== 'none' && harmonics > 0)
+      daily = robustFourier(
+        times,
+        detrended.map((r, i) => r - weeklyAt(times[i])),
+        harmonics,
+      );
+    if (seasonality === 'daily+weekly')
       weekly = profile(
         times,
-        detrended.map((r, i) => r - daily[daySlot(times[i])]),
+        detrended.map((r, i) => r - dailyAt(times[i])),
         7,
         weekSlot,
       );
-    }
     trend = senSlope(
       times,
       values.map((v, i) => v - season(times[i])),
@@ -134,21 +146,24 @@ export function forecast(input: ForecastInput): Forecast {
     );
   }
   const residuals = values.map((v, i) => v - trend.at(times[i]) - season(times[i]));
-  const sigma = 1.4826 * mad(residuals);
+  // The residuals' spread, widened by what fitting the level and the seasons from n points leaves uncertain.
+  const fitted = 1 + (seasonality === 'none' ? 0 : 2 * harmonics) + (seasonality === 'daily+weekly' ? 7 : 0);
+  const sigma = 1.4826 * mad(residuals) * Math.sqrt(1 + fitted / values.length);
   const z = Z[coverage];
-
-  const first = Math.floor(input.now / step) * step + step;
-  const points: ForecastPoint[] = [];
-  for (let t = first; t <= input.now + input.horizonSeconds; t += step) {
+  const at = (t: number): Omit<ForecastPoint, 'time'> => {
     const s = season(t);
     const dt = t - trend.pivot;
-    points.push({
-      time: t,
+    return {
       value: trend.level + trend.slope * dt + s,
       lower: trend.level + trend.lower * dt + s - z * sigma,
       upper: trend.level + trend.upper * dt + s + z * sigma,
-    });
-  }
+    };
+  };
+
+  const first = Math.floor(input.now / step) * step + step;
+  const points: ForecastPoint[] = [];
+  for (let t = first; t <= input.now + input.horizonSeconds; t += step)
+    points.push({ time: t, ...at(t + step / 2) });
   return {
     ...base,
     insufficientHistory: false,
@@ -160,22 +175,31 @@ export function forecast(input: ForecastInput): Forecast {
     seasonality,
     residualSigma: sigma,
     points,
-    fullInDays: fullIn(points, input, values[values.length - 1]),
+    fullInDays: fullIn(at, input, values[values.length - 1]),
   };
 }
 
-/** When the forecast, its upper and its lower bound first reach the capacity (days from now). */
-function fullIn(points: ForecastPoint[], input: ForecastInput, latest: number): FullIn | null {
+/**
+ * When the forecast, its upper and its lower bound first reach the capacity (days from now), looked for every
+ * CROSSING_SECONDS of the horizon: the season is a smooth curve, so a peak between two buckets is not missed.
+ */
+function fullIn(
+  at: (t: number) => Omit<ForecastPoint, 'time'>,
+  input: ForecastInput,
+  latest: number,
+): FullIn | null {
   const { capacity, now } = input;
   if (capacity === null) return null;
   if (latest >= capacity) return { low: 0, likely: 0, high: 0 };
-  const days = (key: 'value' | 'lower' | 'upper') => {
-    const hit = points.find((p) => p[key] >= capacity);
-    return hit ? round(Math.max(0, hit.time - now) / DAY_SECONDS, 2) : null;
-  };
-  const likely = days('value');
-  if (likely === null) return null;
-  return { low: days('upper') ?? likely, likely, high: days('lower') };
+  const found: Partial<Record<'value' | 'lower' | 'upper', number>> = {};
+  const fine = Math.min(CROSSING_SECONDS, input.stepSeconds);
+  for (let t = now + fine; t <= now + input.horizonSeconds && found.lower === undefined; t += fine) {
+    const p = at(t);
+    for (const key of ['value', 'lower', 'upper'] as const)
+      if (found[key] === undefined && p[key] >= capacity) found[key] = round((t - now) / DAY_SECONDS, 2);
+  }
+  if (found.value === undefined) return null;
+  return { low: found.upper ?? found.value, likely: found.value, high: found.lower ?? null };
 }
 
 interface Trend {
@@ -195,10 +219,12 @@ interface Trend {
 function senSlope(times: number[], values: number[], z: number): Trend {
   const [t, y] = shrink(times, values, MAX_SLOPE_POINTS);
   const n = t.length;
-  const slopes: number[] = [];
+  // A typed array: its sort is numeric and several times faster than an array's with a comparator.
+  const all = new Float64Array((n * (n - 1)) / 2);
+  let count = 0;
   for (let i = 0; i < n; i++)
-    for (let j = i + 1; j < n; j++) if (t[j] !== t[i]) slopes.push((y[j] - y[i]) / (t[j] - t[i]));
-  slopes.sort((a, b) => a - b);
+    for (let j = i + 1; j < n; j++) if (t[j] !== t[i]) all[count++] = (y[j] - y[i]) / (t[j] - t[i]);
+  const slopes = all.subarray(0, count).sort();
   const slope = slopes.length ? medianSorted(slopes) : 0;
   const c = z * Math.sqrt((n * (n - 1) * (2 * n + 5)) / 18);
   const N = slopes.length;
@@ -229,6 +255,69 @@ function shrink(times: number[], values: number[], max: number): [number[], numb
     y.push(sy / (end - i));
   }
   return [t, y];
+}
+
+/** The daily season at t: Σ a_k cos(2πkt/day) + b_k sin(2πkt/day), coefficients [a_1, b_1, a_2, b_2, …]. */
+function fourier(coefficients: number[], t: number): number {
+  const w = (2 * Math.PI * mod(t, DAY_SECONDS)) / DAY_SECONDS;
+  let sum = 0;
+  for (let k = 0; k < coefficients.length / 2; k++)
+    sum += coefficients[2 * k] * Math.cos((k + 1) * w) + coefficients[2 * k + 1] * Math.sin((k + 1) * w);
+  return sum;
+}
+
+/**
+ * The daily season as `harmonics` harmonics of the day, fitted to every point by least squares made robust by
+ * Huber weights (a few reweighting rounds, the scale from the residuals' median absolute deviation): all the
+ * history informs every time of day, where a median per hour-of-day slot rests on one point a day.
+ */
+function robustFourier(times: number[], values: number[], harmonics: number): number[] {
+  const m = 2 * harmonics;
+  const rows = times.map((t) => {
+    const w = (2 * Math.PI * mod(t, DAY_SECONDS)) / DAY_SECONDS;
+    const row: number[] = [];
+    for (let k = 1; k <= harmonics; k++) row.push(Math.cos(k * w), Math.sin(k * w));
+    return row;
+  });
+  const centre = median(values);
+  const y = values.map((v) => v - centre);
+  let weights = y.map(() => 1);
+  let coefficients = new Array<number>(m).fill(0);
+  for (let round = 0; round < 4; round++) {
+    const a = Array.from({ length: m }, () => new Array<number>(m + 1).fill(0));
+    rows.forEach((row, i) => {
+      for (let r = 0; r < m; r++) {
+        for (let c = 0; c < m; c++) a[r][c] += weights[i] * row[r] * row[c];
+        a[r][m] += weights[i] * row[r] * y[i];
+      }
+    });
+    const solved = solve(a);
+    if (!solved) return coefficients;
+    coefficients = solved;
+    const residuals = rows.map((row, i) => y[i] - row.reduce((s, x, k) => s + x * solved[k], 0));
+    const scale = 1.4826 * mad(residuals);
+    if (!(scale > 0)) break;
+    const c = 1.345 * scale;
+    weights = residuals.map((r) => (Math.abs(r) <= c ? 1 : c / Math.abs(r)));
+  }
+  return coefficients;
+}
+
+/** Gauss–Jordan with partial pivoting on an augmented n × (n+1) matrix; null when singular. */
+function solve(a: number[][]): number[] | null {
+  const n = a.length;
+  for (let col = 0; col < n; col++) {
+    let pivot = col;
+    for (let r = col + 1; r < n; r++) if (Math.abs(a[r][col]) > Math.abs(a[pivot][col])) pivot = r;
+    if (Math.abs(a[pivot][col]) < 1e-12) return null;
+    [a[col], a[pivot]] = [a[pivot], a[col]];
+    for (let r = 0; r < n; r++) {
+      if (r === col) continue;
+      const f = a[r][col] / a[col][col];
+      for (let c = col; c <= n; c++) a[r][c] -= f * a[col][c];
+    }
+  }
+  return a.map((row, i) => row[n] / row[i]);
 }
 
 /** Per slot the median of the values falling in it, centred so that the slots average zero. */
@@ -265,7 +354,7 @@ function median(values: number[]): number {
   return values.length ? medianSorted([...values].sort((a, b) => a - b)) : 0;
 }
 
-function medianSorted(sorted: number[]): number {
+function medianSorted(sorted: ArrayLike<number>): number {
   const mid = sorted.length >> 1;
   return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }

@@ -145,3 +145,46 @@ test('nothing new, nothing written', () => {
   expect(recorder.record()).toBe(0);
   expect(written).toHaveLength(2);
 });
+
+test('a rate needs two samples, and a counter reset is no figure: never a zero or a dip', () => {
+  const view = new LiveView();
+  const written: Point[] = [];
+  const recorder = new GraphRecorder(view, { write: (points) => written.push(...points) });
+  const sample = (time: number, eth0: number, eth1: number, vnet: number, vda: number) => {
+    feed(view, 'h1', time, 'memory', '', 'memory', 'used', ['gauge'], [MiB], ['value']);
+    for (const [nic, v] of [
+      ['eth0', eth0],
+      ['eth1', eth1],
+    ] as const)
+      feed(view, 'h1', time, 'interface', nic, 'if_octets', '', ['derive', 'derive'], [v, v], ['rx', 'tx']);
+    feed(view, 'g', time, 'virt', 'vnet0', 'if_octets', '', ['derive', 'derive'], [vnet, vnet], ['rx', 'tx']);
+    feed(
+      view,
+      'g',
+      time,
+      'virt',
+      'vda',
+      'disk_octets',
+      '',
+      ['derive', 'derive'],
+      [vda, vda],
+      ['read', 'write'],
+    );
+    written.length = 0;
+    recorder.record();
+    const fields = (measurement: string) => written.find((p) => p.measurement === measurement)?.fields;
+    return { host: fields(HOST_MEASUREMENT), guest: fields(GUEST_MEASUREMENT) };
+  };
+  // The first sample: no rates yet (the gauges are written).
+  const first = sample(1000, 0, 0, 0, 0);
+  expect(first.host).toEqual({ mem_used: 1 });
+  expect(first.guest).toBeUndefined();
+  // 10 s later: 100 B/s on each NIC.
+  const second = sample(1010, 1000, 1000, 1000, 1000);
+  expect(second.host).toMatchObject({ net_rx: 200, net_tx: 200 });
+  expect(second.guest).toEqual({ net_rx: 100, net_tx: 100, disk_read: 100, disk_write: 100 });
+  // eth1 and the guest's disk restart their counters: those sums are unknown, not smaller.
+  const reset = sample(1020, 2000, 5, 2000, 3);
+  expect(reset.host).toEqual({ mem_used: 1 });
+  expect(reset.guest).toEqual({ net_rx: 100, net_tx: 100 });
+});

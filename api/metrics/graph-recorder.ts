@@ -101,8 +101,12 @@ export class GraphRecorder {
       mem_used: summary.memoryUsedMiB,
       mem_free: summary.memoryFreeMiB,
     };
-    let rates = false;
-    const sums = { net_rx: 0, net_tx: 0, disk_read: 0, disk_write: 0 };
+    // Sums over interfaces and disks: one without a rate (its first sample, a counter reset) makes the sum
+    // unknown (no figure: a gap), never a zero or a dip.
+    const add = (key: 'net_rx' | 'net_tx' | 'disk_read' | 'disk_write', rate: number | null | undefined) => {
+      if (key in fields && fields[key] === undefined) return;
+      fields[key] = rate === null || rate === undefined ? undefined : (fields[key] ?? 0) + rate;
+    };
     for (const s of this.liveView.series(name)) {
       if (
         s.plugin === 'memory' &&
@@ -111,16 +115,13 @@ export class GraphRecorder {
       ) {
         fields[`mem_${s.typeInstance}`] = s.values[0] / MiB;
       } else if (s.plugin === 'interface' && s.type === 'if_octets' && !LOOPBACK.test(s.pluginInstance)) {
-        rates ||= s.rates[0] !== null;
-        sums.net_rx += s.rates[0] ?? 0;
-        sums.net_tx += s.rates[1] ?? 0;
+        add('net_rx', s.rates[0]);
+        add('net_tx', s.rates[1]);
       } else if (s.plugin === 'disk' && s.type === 'disk_octets' && !NOT_A_DISK.test(s.pluginInstance)) {
-        rates ||= s.rates[0] !== null;
-        sums.disk_read += s.rates[0] ?? 0;
-        sums.disk_write += s.rates[1] ?? 0;
+        add('disk_read', s.rates[0]);
+        add('disk_write', s.rates[1]);
       }
     }
-    if (rates) Object.assign(fields, sums);
     return point(HOST_MEASUREMENT, name, time, fields);
   }
 

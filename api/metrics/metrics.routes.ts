@@ -56,6 +56,11 @@ const graphAnswer = {
     from: { type: 'number' },
     to: { type: 'number' },
     step: { type: 'number' },
+    partialFrom: {
+      type: 'number',
+      description:
+        'start of the first bucket that is not complete yet (its figures may still arrive): the dashboard leaves such buckets out',
+    },
     source: { type: 'string', enum: ['raw', 'rollup'] },
     series: {
       type: 'array',
@@ -76,7 +81,7 @@ export async function metricsRoutes(app: FastifyInstance, deps: AppDeps): Promis
         tags: ['metrics'],
         summary: 'A graph: average and peak per bucket of one metric of a host, VM or pool',
         description:
-          "Buckets are `step` seconds wide, never more than `width`; ranges longer than the raw retention read the 5-minute rollups (`source`). Counters come as rates. Peaks of summed lines are the sum of the parts' peaks.",
+          "Buckets are `step` seconds wide, never more than `width`; ranges longer than the raw retention read the 5-minute rollups (`source`). Counters come as rates. Peaks of summed lines are the sum of the parts' peaks. Where a line has no data for longer than a bucket and two collectd intervals (a host down, a counter reset), a point of nulls marks the gap.",
         querystring: graphQuery,
         response: { 200: graphAnswer, 503: errorSchema, ...errorResponses },
       },

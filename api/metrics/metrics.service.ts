@@ -35,6 +35,8 @@ export interface GraphAnswer {
   from: number;
   to: number;
   step: number;
+  /** Buckets from here on are not complete yet (see partialFrom). */
+  partialFrom: number;
   source: 'raw' | 'rollup';
   series: GraphLine[];
 }
@@ -110,9 +112,40 @@ export async function graph(
     from: start,
     to,
     step,
+    partialFrom: partialFrom(now, step),
     source,
-    series,
+    series: series.map((l) => ({ ...l, points: withGaps(l.points, step) })),
   };
+}
+
+/**
+ * How late a host's figures may land in the store after their sample time: a collectd interval, the graph
+ * recorder's period and the store's flush, with room to spare.
+ */
+export const LATENESS_SECONDS = 20;
+
+/**
+ * The start of the first bucket that is not complete at `now`: the one holding `now − LATENESS_SECONDS`. A bucket
+ * still filling has only some of its samples (a pool's sum: only the hosts that reported so far; a mean: part of
+ * the interval), so drawn as it is it shows a drop at "now" that is not there.
+ */
+export function partialFrom(now: number, step: number): number {
+  return Math.floor((now - LATENESS_SECONDS) / step) * step;
+}
+
+/**
+ * The points with a point of nulls where a line stops for longer than a bucket and two collectd intervals
+ * (a host down, a counter reset that left no rate), so that graphs draw a gap and not a line across it.
+ */
+export function withGaps(points: GraphLine['points'], step: number): GraphLine['points'] {
+  const longest = Math.max(step, 2 * RAW_STEP_SECONDS);
+  const out: GraphLine['points'] = [];
+  for (const [i, p] of points.entries()) {
+    const next = points[i + 1];
+    out.push(p);
+    if (next && next[0] - p[0] > longest) out.push([p[0] + step, null, null]);
+  }
+  return out;
 }
 
 async function resolve(

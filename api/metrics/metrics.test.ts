@@ -86,9 +86,19 @@ function recordedData(): Point[] {
   return points;
 }
 
+/** Recorded figures of g1, down for two minutes ten minutes in. */
+const DOWN = { from: START + 600, to: START + 720 };
+function gappyData(): Point[] {
+  const points: Point[] = [];
+  for (let t = START; t < NOW; t += 10)
+    if (t < DOWN.from || t >= DOWN.to)
+      points.push({ measurement: 'herd_host', tags: { host: 'g1' }, fields: { net_rx: 100 }, time: t });
+  return points;
+}
+
 let t: TestApp;
 let store: PostgresStore;
-const ids = { pool: 0, h1: 0, h2: 0, vmPool: 0, vm: 0, recordedPool: 0, r1: 0 };
+const ids = { pool: 0, h1: 0, h2: 0, vmPool: 0, vm: 0, recordedPool: 0, r1: 0, g1: 0 };
 const users = { admin: '', owner: '', stranger: '', neighbour: '' };
 
 beforeAll(async () => {
@@ -103,6 +113,7 @@ beforeAll(async () => {
   await store.flush();
   await rollups.refresh(START, NOW);
   store.write(recordedData());
+  store.write(gappyData());
   await store.flush();
 
   ids.pool = await createPool(db, { name: 'rack' });
@@ -112,6 +123,8 @@ beforeAll(async () => {
   ids.recordedPool = await createPool(db, { name: 'recorded' });
   ids.r1 = await insertHost(db, { poolId: ids.recordedPool, cpus: 4, memoryMiB: 4096, hostname: 'r1' });
   await insertHost(db, { poolId: ids.recordedPool, cpus: 4, memoryMiB: 4096, hostname: 'r2' });
+  const gappy = await createPool(db, { name: 'gappy' });
+  ids.g1 = await insertHost(db, { poolId: gappy, cpus: 1, memoryMiB: 1024, hostname: 'g1' });
   const owner = await createUserWithToken(db, { username: 'owner' });
   const neighbour = await createUserWithToken(db, { username: 'neighbour' });
   await grantRole(db, ids.vmPool, owner.id, 'user');
@@ -145,6 +158,29 @@ function averages(
 }
 
 const window = { from: START + 60, to: NOW - 60, width: 20 };
+
+describe('what a graph does not make up', () => {
+  test('a host down is a gap (a point of nulls), not a line across it', async () => {
+    const body = (
+      await get(users.admin, { entity: `host:${ids.g1}`, metric: 'network', from: START, to: NOW, step: 10 })
+    ).json();
+    const rx: Array<[number, number | null, number | null]> = body.series.find(
+      (s: { name: string }) => s.name === 'rx',
+    ).points;
+    const gaps = rx.filter(([, avg]) => avg === null);
+    expect(gaps).toEqual([[DOWN.from - (DOWN.from % 10), null, null]]);
+    expect(rx.filter(([, avg]) => avg !== null).every(([, avg]) => avg === 100)).toBe(true);
+  });
+
+  test('the buckets still filling are named: partialFrom', async () => {
+    const body = (await get(users.admin, { entity: `host:${ids.g1}`, metric: 'network', step: 60 })).json();
+    const now = Date.now() / 1000;
+    expect(body.partialFrom % 60).toBe(0);
+    // The bucket holding "20 s ago": not complete yet; the one before it is.
+    expect(body.partialFrom).toBeLessThanOrEqual(now - 20);
+    expect(body.partialFrom).toBeGreaterThan(now - 20 - 60 - 5);
+  });
+});
 
 describe('host graphs', () => {
   test('CPU busy from jiffies, as a percentage', async () => {

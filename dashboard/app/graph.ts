@@ -1,7 +1,9 @@
 import { get, query } from './api.js';
 import { fill, h } from './dom.js';
-import { scaleFor } from './format.js';
+import { graphRows, ROLLING, type Row, timeTicks } from './graph-data.js';
+import { onLive } from './live.js';
 import type { Graph } from './types.js';
+import { embedOptions } from './vega-options.js';
 
 type RangeKind = '1h' | '24h' | '7d' | '30d' | 'custom';
 const SPANS: Record<Exclude<RangeKind, 'custom'>, number> = {
@@ -17,20 +19,10 @@ const REFRESH_MS: Record<Exclude<RangeKind, 'custom'>, number> = {
   '7d': 300_000,
   '30d': 300_000,
 };
-/** Buckets in the rolling average and peak. */
-const ROLLING = 6;
 
 export interface MetricChoice {
   name: string;
   title: string;
-}
-
-interface Row {
-  t: number;
-  line: string;
-  kind: string;
-  key: string;
-  value: number;
 }
 
 /**
@@ -57,6 +49,7 @@ export function graphPanel(entity: string, metrics: MetricChoice[]): { el: HTMLE
         'data-range': kind,
         onclick: () => {
           range = kind;
+          step = 10;
           for (const b of buttons) b.setAttribute('aria-pressed', String(b.dataset.range === kind));
           customBox.hidden = kind !== 'custom';
           if (kind !== 'custom') void load();
@@ -131,9 +124,17 @@ export function graphPanel(entity: string, metrics: MetricChoice[]): { el: HTMLE
     ),
   );
 
-  async function load(): Promise<void> {
+  /** When the graphs were last asked for (ms), their widest bucket (s), and whether a load is under way. */
+  let loadedAt = 0;
+  let step = 10;
+  let loading = false;
+
+  async function load(why: 'range' | 'timer' | 'push' = 'range'): Promise<void> {
     window.clearTimeout(timer);
     if (disposed) return;
+    loading = true;
+    loadedAt = Date.now();
+    el.dataset.loadedBy = why;
     const now = Date.now() / 1000;
     const [from, to] = range === 'custom' ? [custom.from, custom.to] : [now - SPANS[range], now];
     await Promise.all(
@@ -143,49 +144,29 @@ export function graphPanel(entity: string, metrics: MetricChoice[]): { el: HTMLE
           const graph = await get<Graph>(
             `/api/v1/metrics${query({ entity, metric: card.metric.name, from: from.toFixed(0), to: to.toFixed(0), width })}`,
           );
+          step = Math.max(step, graph.step);
           if (!disposed) await draw(card, graph);
         } catch (err) {
           card.note.textContent = `Could not load: ${(err as Error).message}`;
         }
       }),
     );
-    if (range !== 'custom' && !disposed) timer = window.setTimeout(() => void load(), REFRESH_MS[range]);
+    loading = false;
+    if (range !== 'custom' && !disposed)
+      timer = window.setTimeout(() => void load('timer'), REFRESH_MS[range]);
   }
 
+  // The graphs extend with the live figures: a push about what they show, once a bucket has passed since they
+  // were last asked for, loads them again (so the newest complete bucket is drawn within a push of completing).
+  const [entityKind, entityId] = entity.split(':');
+  const offLive = onLive('metrics', (m: { hosts: Record<string, unknown>; vms: Record<string, unknown> }) => {
+    if (disposed || loading || range === 'custom') return;
+    const about = entityKind === 'pool' || (entityKind === 'host' ? entityId in m.hosts : entityId in m.vms);
+    if (about && Date.now() - loadedAt >= step * 1000) void load('push');
+  });
+
   async function draw(card: (typeof cards)[number], graph: Graph): Promise<void> {
-    let max = 0;
-    for (const s of graph.series)
-      for (const [, avg, peak] of s.points) max = Math.max(max, avg ?? 0, peak ?? 0);
-    const scale = scaleFor(graph.unit, max);
-    const rows: Row[] = [];
-    for (const s of graph.series) {
-      const add = (kind: string, values: Array<[number, number | null]>) => {
-        for (const [t, v] of values) {
-          if (v !== null)
-            rows.push({
-              t: t * 1000,
-              line: s.name,
-              kind,
-              key: `${s.name} ${kind}`,
-              value: v / scale.divisor,
-            });
-        }
-      };
-      const avg = s.points.map(([t, a]) => [t, a] as [number, number | null]);
-      const peak = s.points.map(([t, , p]) => [t, p] as [number, number | null]);
-      add('average', avg);
-      add('peak', peak);
-      if (rolling) {
-        add(
-          'rolling average',
-          rollingOf(avg, (v) => v.reduce((a, b) => a + b, 0) / v.length),
-        );
-        add(
-          'rolling peak',
-          rollingOf(peak, (v) => Math.max(...v)),
-        );
-      }
-    }
+    const { rows, unit, partial } = graphRows(graph, rolling);
     finalizers.get(card.metric.name)?.();
     finalizers.delete(card.metric.name);
     const bucket =
@@ -194,43 +175,29 @@ export function graphPanel(entity: string, metrics: MetricChoice[]): { el: HTMLE
         : graph.step >= 60
           ? `${graph.step / 60} min`
           : `${graph.step} s`;
-    card.note.textContent = `${graph.source === 'rollup' ? 'Rollups' : 'Raw data'}, ${bucket} buckets${scale.label ? ` · ${scale.label}` : ''}`;
-    if (rows.length === 0) {
+    card.note.textContent = `${graph.source === 'rollup' ? 'Rollups' : 'Raw data'}, ${bucket} buckets${unit ? ` · ${unit}` : ''}${partial ? ' · the newest bucket is still filling: not drawn yet' : ''}`;
+    if (!rows.some((r) => r.value !== null)) {
       fill(card.view, h('p', { class: 'no-data' }, 'No data for this time range.'));
       return;
     }
     card.view.replaceChildren();
-    const result = await vegaEmbed(card.view, spec(graph, rows, scale.label) as never, {
-      renderer: 'svg',
-      actions: false,
-    });
+    const width = Math.max(100, Math.floor(card.view.clientWidth || 600));
+    const result = await vegaEmbed(card.view, spec(graph, rows, unit, width) as never, await embedOptions());
     // The drawn view, for scripts and tests that read what a graph shows (`view.data('source_0')`: its rows).
     (card.view as HTMLElement & { vegaView?: unknown }).vegaView = result.view;
     finalizers.set(card.metric.name, () => result.finalize());
   }
 
-  void Promise.resolve().then(load);
+  void Promise.resolve().then(() => load());
   return {
     el,
     dispose() {
       disposed = true;
+      offLive();
       window.clearTimeout(timer);
       for (const finalize of finalizers.values()) finalize();
     },
   };
-}
-
-function rollingOf(
-  values: Array<[number, number | null]>,
-  f: (window: number[]) => number,
-): Array<[number, number | null]> {
-  return values.map(([t], i) => {
-    const window = values
-      .slice(Math.max(0, i - ROLLING + 1), i + 1)
-      .map(([, v]) => v)
-      .filter((v): v is number => v !== null);
-    return [t, window.length ? f(window) : null];
-  });
 }
 
 /** Line kinds and their dashes: solid average, dashed peak. */
@@ -241,10 +208,10 @@ const KINDS: Array<[string, number[]]> = [
   ['rolling peak', [1, 3]],
 ];
 
-function spec(graph: Graph, rows: Row[], unitLabel: string): object {
+function spec(graph: Graph, rows: Row[], unitLabel: string, width: number): object {
   const keys = [...new Set(rows.map((r) => r.key))];
   const kinds = KINDS.filter(([kind]) => rows.some((r) => r.kind === kind));
-  const days = (graph.to - graph.from) / 86_400;
+  const ticks = timeTicks(graph.from * 1000, graph.to * 1000, width);
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
     description: `${graph.title} (${unitLabel || 'no unit'})`,
@@ -257,17 +224,22 @@ function spec(graph: Graph, rows: Row[], unitLabel: string): object {
         field: 't',
         type: 'temporal',
         title: null,
+        // The whole range asked for: buckets left out at the right (still filling) show as room, not as a drop.
+        // Both as expressions: vega-lite turns literal times into datetime() calls that vega's interpreter (no
+        // 'unsafe-eval', see vega-options.ts) does not draw.
+        scale: { domain: { expr: `[${graph.from * 1000}, ${graph.to * 1000}]` } },
         axis: {
           labelOverlap: true,
-          tickCount: 6,
           grid: false,
-          format: days <= 1.5 ? '%H:%M' : days <= 3 ? '%a %H:%M' : '%b %d',
+          values: { expr: `[${ticks.values.join(', ')}]` },
+          format: ticks.format,
         },
       },
     },
     layer: [
       {
-        mark: { type: 'line', strokeWidth: 1.6, clip: true },
+        // A null value (a host down, a counter reset) breaks the line: a gap, not a line across it.
+        mark: { type: 'line', strokeWidth: 1.6, clip: true, invalid: 'break-paths-filter-domains' },
         encoding: {
           y: {
             field: 'value',

@@ -77,8 +77,8 @@ export interface Vm {
 export interface VmLiveFigures {
   cpu?: number | null;
   memoryMiB?: number | null;
-  netBytesPerSec?: number;
-  diskBytesPerSec?: number;
+  netBytesPerSec?: number | null;
+  diskBytesPerSec?: number | null;
 }
 
 export interface Task {
@@ -109,6 +109,8 @@ export interface Graph {
   from: number;
   to: number;
   step: number;
+  /** Buckets from here on are still filling (left out of the drawing). */
+  partialFrom?: number;
   source: 'raw' | 'rollup';
   series: Array<{ name: string; points: Array<[number, number | null, number | null]> }>;
 }

@@ -40,7 +40,9 @@ beforeAll(async () => {
           liveView,
           events,
           watchMs: 100,
-          metricsMs: 200,
+          // The periodic push of every figure is out of the way: figures must come with their packets.
+          metricsMs: 600_000,
+          pushMs: 100,
           recheckMs: 300,
         });
       },
@@ -276,11 +278,48 @@ describe('each user hears only about what it may see', () => {
         ['shortterm', 'midterm', 'longterm'],
       );
     }
+    // Pushed when its values land (the periodic push of everything is 10 minutes away), with only what changed.
     await waitFor(() => monitor.of('metrics').some((m) => m.hosts[ids.host]?.load1 === 2), 5000);
+    for (const m of monitor.of('metrics')) {
+      expect(Object.keys(m.hosts)).toEqual([String(ids.host)]);
+      expect(m.vms).toEqual({});
+    }
     events.emit(LIVE_EVENT, { name: 'alert', poolId: ids.rack, data: { subject: 'live-host' } });
     await waitFor(() => monitor.of('alert').length === 1, 2000);
     expect(stranger.of('metrics').some((m) => m.hosts[ids.host])).toBe(false);
     expect(stranger.of('alert')).toEqual([]);
+  });
+
+  test("a VM's first sample has no rate: its network figure is unknown (null), not a zero", async () => {
+    const owner = await open({ token: users.owner.token });
+    await setVmState(ids.vmA, 'running');
+    await waitFor(() => owner.of('vm').some((v) => v.id === ids.vmA && v.state === 'running'), 5000);
+    const { uuid } = await t.database.db
+      .selectFrom('vms')
+      .select('uuid')
+      .where('id', '=', ids.vmA)
+      .executeTakeFirstOrThrow();
+    const sample = (time: number, octets: number) =>
+      liveView.update(
+        {
+          host: uuid,
+          plugin: 'virt',
+          pluginInstance: '',
+          type: 'if_octets',
+          typeInstance: 'vnet0',
+          time,
+          interval: 10,
+          dsTypes: ['derive', 'derive'],
+          values: [octets, octets],
+        },
+        ['rx', 'tx'],
+      );
+    const figures = () => owner.of('metrics').flatMap((m) => (m.vms[ids.vmA] ? [m.vms[ids.vmA]] : []));
+    sample(100, 0);
+    await waitFor(() => figures().length > 0, 5000);
+    expect(figures()[0].netBytesPerSec).toBeNull();
+    sample(110, 1000);
+    await waitFor(() => figures().some((f) => f.netBytesPerSec === 200), 5000);
   });
 });
 

@@ -42,8 +42,13 @@ export interface LiveOptions {
   events?: EventEmitter;
   /** How often the database is checked for host, VM and task changes. */
   watchMs?: number;
-  /** How often live figures of hosts and VMs are pushed. */
+  /** How often the live figures of every host and VM are pushed (also those other herd processes received). */
   metricsMs?: number;
+  /**
+   * How often the figures of hosts and VMs whose packets just landed are pushed: coalesced, so each room gets at
+   * most one push per period, with the figures of what changed in it (bounded work: what changed, per room).
+   */
+  pushMs?: number;
   /** How often each socket's credentials and rooms are checked again (revoked sessions, changed roles). */
   recheckMs?: number;
 }
@@ -58,6 +63,10 @@ interface SocketData {
   token: string;
 }
 
+/** The sum of two rates; null when neither is known. */
+const both = (a: number | undefined, b: number | undefined) =>
+  a === undefined && b === undefined ? null : (a ?? 0) + (b ?? 0);
+
 const RUNNING = new Set(['running', 'paused', 'migrating', 'stopping', 'suspending', 'saving']);
 
 /**
@@ -65,7 +74,7 @@ const RUNNING = new Set(['running', 'paused', 'migrating', 'stopping', 'suspendi
  * API — the session cookie (same origin only) or `auth: {token}` — and joins the rooms of what its user may
  * see (live-rooms.ts); every event goes to the rooms of what it is about. Browsers receive `host`, `vm`,
  * `task` (changes), `event` (collectd notifications as they are stored: ChangeWatcher), `metrics` (live figures
- * of hosts and VMs, every few seconds) and `alert`.
+ * of hosts and VMs: those whose packets landed, within `pushMs`; every host's every `metricsMs`) and `alert`.
  */
 export function attachLive(app: FastifyInstance, o: LiveOptions): LiveServer {
   const log = o.log.child({ part: 'live' });
@@ -132,9 +141,11 @@ export function attachLive(app: FastifyInstance, o: LiveOptions): LiveServer {
     send(p.name, to, p.data);
   };
 
-  function pushMetrics(): void {
+  /** Pushes live figures: of the hosts and guests named in `only` (collectd host names), or of all. */
+  function pushMetrics(only?: Set<string>): void {
     const view = o.liveView;
     if (!view) return;
+    if (only?.size === 0) return;
     const occupied = io.sockets.adapter.rooms;
     const batches = new Map<string, { hosts: Record<number, unknown>; vms: Record<number, unknown> }>();
     const batch = (room: string) => {
@@ -144,6 +155,7 @@ export function attachLive(app: FastifyInstance, o: LiveOptions): LiveServer {
     };
     const everyone = occupied.has(rooms.all);
     for (const h of watcher.hosts.values()) {
+      if (only && !only.has(h.hostname)) continue;
       const room = rooms.pool(h.pool_id);
       if (!everyone && !occupied.has(room)) continue;
       const s = view.hostSummary(h.hostname);
@@ -157,6 +169,7 @@ export function attachLive(app: FastifyInstance, o: LiveOptions): LiveServer {
       };
     }
     for (const v of watcher.vms.values()) {
+      if (only && !only.has(v.uuid)) continue;
       if (!RUNNING.has(v.state)) continue;
       const to = vmRooms({ poolId: v.pool_id, ownerId: v.owner_id }).filter(
         (r) => everyone || occupied.has(r),
@@ -168,8 +181,9 @@ export function attachLive(app: FastifyInstance, o: LiveOptions): LiveServer {
         lastSeen: s.lastSeen,
         cpu: s.cpuPercent === undefined ? null : s.cpuPercent / Math.max(1, v.vcpus),
         memoryMiB: s.memoryMiB ?? null,
-        netBytesPerSec: (s.netRxBytesPerSec ?? 0) + (s.netTxBytesPerSec ?? 0),
-        diskBytesPerSec: (s.diskReadBytesPerSec ?? 0) + (s.diskWriteBytesPerSec ?? 0),
+        // No rate yet (a first sample, a counter reset): no figure, not a zero.
+        netBytesPerSec: both(s.netRxBytesPerSec, s.netTxBytesPerSec),
+        diskBytesPerSec: both(s.diskReadBytesPerSec, s.diskWriteBytesPerSec),
       };
       for (const room of to) batch(room).vms[v.id] = figures;
     }
@@ -204,7 +218,9 @@ export function attachLive(app: FastifyInstance, o: LiveOptions): LiveServer {
   const timers: NodeJS.Timeout[] = [];
   app.addHook('onReady', async () => {
     await watcher.start();
-    timers.push(setInterval(pushMetrics, o.metricsMs ?? 5000));
+    timers.push(setInterval(() => pushMetrics(), o.metricsMs ?? 5000));
+    const changed = o.liveView?.takeChanged?.bind(o.liveView);
+    if (changed) timers.push(setInterval(() => pushMetrics(new Set(changed())), o.pushMs ?? 250));
     timers.push(
       setInterval(() => {
         for (const socket of io.sockets.sockets.values()) void recheck(socket);

@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -73,6 +74,17 @@ export async function serveDashboardFiles(app: FastifyInstance): Promise<void> {
       .header('cache-control', 'public, max-age=86400')
       .send(await novnc);
   });
+  let interpreter: Promise<string> | undefined;
+  app.get('/vendor/vega-interpreter.js', { schema: { hide: true } }, async (_request, reply) => {
+    interpreter ??= vegaInterpreterModule();
+    interpreter.catch(() => {
+      interpreter = undefined;
+    });
+    return reply
+      .type('text/javascript; charset=utf-8')
+      .header('cache-control', 'public, max-age=86400')
+      .send(await interpreter);
+  });
   app.get<{ Params: { file: string } }>(
     '/vendor/:file',
     { schema: { hide: true } },
@@ -83,4 +95,17 @@ export async function serveDashboardFiles(app: FastifyInstance): Promise<void> {
       return reply.sendFile(path.basename(file), path.dirname(file));
     },
   );
+}
+
+/**
+ * vega's CSP-safe expression interpreter (vega-interpreter: evaluates expressions from their syntax tree, so the
+ * page needs no 'unsafe-eval'), as a browser module: its one import, from vega-util, is taken from the vega
+ * bundle the page has already loaded (the global `vega` exports the same functions).
+ */
+async function vegaInterpreterModule(): Promise<string> {
+  const file = path.join(path.dirname(require.resolve('vega-interpreter')), 'vega-interpreter.js');
+  const source = await readFile(file, 'utf8');
+  const imports = /^import \{([^}]*)\} from 'vega-util';$/m;
+  if (!imports.test(source)) throw new Error('vega-interpreter: its import of vega-util has changed');
+  return source.replace(imports, (_line, names: string) => `const {${names}} = globalThis.vega;`);
 }

@@ -1,6 +1,7 @@
 import { get } from '../api.js';
 import { fill, h } from '../dom.js';
 import { scaleFor } from '../format.js';
+import { embedOptions } from '../vega-options.js';
 
 interface SeriesForecast {
   capacity: number | null;
@@ -123,10 +124,11 @@ export function forecastPanel(poolId: number): { el: HTMLElement; dispose(): voi
         ),
     );
     for (const { item, view } of cards) {
-      const result = await vegaEmbed(view, spec(item.f, item.unit, answer.now) as never, {
-        renderer: 'svg',
-        actions: false,
-      });
+      const result = await vegaEmbed(
+        view,
+        spec(item.f, item.unit, answer.now) as never,
+        await embedOptions(),
+      );
       if (disposed) result.finalize();
       else finalizers.push(() => result.finalize());
     }

@@ -83,6 +83,8 @@ export const hostPage: Page = async (main, [id]) => {
     const cpu = fig?.cpu ?? host.live?.cpuBusyPercent ?? null;
     const used = fig?.memoryUsedMiB ?? host.live?.memoryUsedMiB ?? null;
     const free = fig?.memoryFreeMiB ?? host.live?.memoryFreeMiB ?? null;
+    // Of the host's memory (its inventory), not of used + free: cached and buffered memory count too.
+    const total = host.memoryMiB > 0 ? host.memoryMiB : (used ?? 0) + (free ?? 0);
     fill(
       live,
       h(
@@ -95,11 +97,7 @@ export const hostPage: Page = async (main, [id]) => {
         'div',
         { class: 'bar-line' },
         h('span', { class: 'bar-title' }, 'Memory used'),
-        meter(
-          used,
-          (used ?? 0) + (free ?? 0),
-          used === null ? '–' : `${mib(used)} of ${mib((used ?? 0) + (free ?? 0))}`,
-        ),
+        meter(used, total, used === null ? '–' : `${mib(used)} of ${mib(total)}`),
       ),
       h('p', null, `Load: ${number(fig?.load1 ?? host.live?.load1 ?? null)}`),
     );
