@@ -192,6 +192,31 @@ describe('balance', () => {
     expect(plan.recommendations.map((r) => r.vmId)).toEqual([14]);
   });
 
+  test('no destination whose memory would pass 80 % (90 % − the hysteresis)', () => {
+    const { vms } = hotAndCool();
+    const full = host(2, 20, { samples: samples(20, 10, 205 * 1024) });
+    // 205 GiB + 8 GiB of vm 12 = 83 % of 256 GiB.
+    expect(planBalance(snapshot([host(1, 90), full], vms)).recommendations).toEqual([]);
+    const roomy = host(2, 20, { samples: samples(20, 10, 150 * 1024) });
+    expect(planBalance(snapshot([host(1, 90), roomy], vms)).recommendations).toHaveLength(1);
+  });
+
+  test('a host hot by memory for the whole window is relieved too', () => {
+    const hosts = [host(1, 40, { samples: samples(40, 10, 240 * 1024) }), host(2, 20)];
+    const vms = [vm(11, 1, 2, { memoryMiB: 32_768, memoryUsedMiB: 30_000 }), vm(12, 1, 2)];
+    const plan = planBalance(snapshot(hosts, vms));
+    expect(plan.recommendations.map((r) => r.vmId)).toEqual([11]);
+    expect(plan.recommendations[0].reason).toMatch(/from host h1 \(1\) \(memory 94 % for 10 min\)/);
+  });
+
+  test('30 % of the CPU usage comes from the forecast where there is one', () => {
+    const { vms } = hotAndCool();
+    const busySoon = (id: number) => host(id, 20, { forecastCpuPercent: 90 });
+    const toward = (hosts: BalancerHost[]) => planBalance(snapshot(hosts, vms)).recommendations[0].toHostId;
+    expect(toward([host(1, 90), host(2, 20), busySoon(3)])).toBe(2);
+    expect(toward([host(1, 90), busySoon(2), host(3, 20)])).toBe(3);
+  });
+
   test('a move must be worth more than the margin and its cost', () => {
     const idle = [vm(11, 1, 0.05), vm(12, 1, 0.05, { memoryMiB: 65_536 })];
     const plan = planBalance(snapshot([host(1, 90), host(2, 60)], idle));

@@ -29,8 +29,9 @@ import type { CandidateHost } from '../placement/placement.js';
  *   one size it is the drop in Σ(load − mean)², so it does not shrink as the pool grows;
  * - at most maxConcurrentMigrations are in flight in the pool (those running count) and maxMigrationsPerHost on
  *   any host, as source or destination.
- * Moves are chosen greedily, best net gain first. Every accepted move lowers the imbalance, so a `balance` plan
- * never leaves the pool more imbalanced than it found it.
+ * Moves are chosen greedily: first those that bring their source under the threshold it is hot by (CPU or memory),
+ * among them the best net gain (gain − cost). Every accepted move lowers the imbalance, so a `balance` plan never
+ * leaves the pool more imbalanced than it found it.
  *
  * `pack` (power saving) first relieves hot hosts as above, then empties hosts whose CPU stayed ≤ lowCpuPercent
  * for the whole window, lightest first, onto the fullest hosts that stay ≤ packMaxCpuPercent: a host is chosen only
@@ -471,6 +472,8 @@ interface Candidate {
   gain: number;
   cost: number;
   after: number;
+  /** Whether the move brings its source's hot resource under the threshold. */
+  cools?: boolean;
 }
 
 /** The pool's CV if `vm` went from `from` to `to`, and the move's gain in the unit of minGain. */
@@ -520,8 +523,8 @@ function relieve(pool: HostView[], exclude: ReadonlySet<HostView>, ctx: Ctx, not
           if (e.lt > e.lf) continue; // the destination would be the next source
           const c = cost(vm, s);
           if (e.gain < s.minGain + c) continue;
-          if (!best || e.gain - c > best.gain - best.cost)
-            best = { vm, from, to, gain: e.gain, cost: c, after: e.after };
+          const cand = { vm, from, to, gain: e.gain, cost: c, after: e.after, cools: cools(from, vm, s) };
+          if (!best || better(cand, best)) best = cand;
         }
       }
     }
@@ -537,6 +540,21 @@ function relieve(pool: HostView[], exclude: ReadonlySet<HostView>, ctx: Ctx, not
         `(${roomLeft(ctx) <= 0 ? 'migration cap reached' : !perHostRoom(h, ctx) ? 'a migration in flight' : why})`,
     );
   }
+}
+
+/** Whether moving `vm` off `from` brings the resource it is hot by under its threshold. */
+function cools(from: HostView, vm: VmView, s: BalancerSettings): boolean {
+  const d = delta(vm, from);
+  if (from.hot === 'memory') {
+    return ((from.memoryUsedMiB - d.usedMiB) / from.memoryUsableMiB) * 100 < s.highMemoryPercent;
+  }
+  return from.cpuAvg - d.cpuPercent < s.highCpuPercent;
+}
+
+/** A move that cools its source down beats one that does not; then the larger net gain. */
+function better(a: Candidate, b: Candidate): boolean {
+  if (a.cools !== b.cools) return Boolean(a.cools);
+  return a.gain - a.cost > b.gain - b.cost;
 }
 
 function summarizeRefusals(h: HostView): string {
