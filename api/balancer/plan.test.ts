@@ -1,5 +1,13 @@
 import fc from 'fast-check';
 import { describe, expect, test } from 'vitest';
+import {
+  applyMoves,
+  HISTORY,
+  makePool,
+  type SimHost,
+  sample,
+  snapshotOf,
+} from '../../lib/testing/balance-pool.js';
 import { hostInventory } from '../placement/inventory.js';
 import {
   type BalancerHost,
@@ -380,6 +388,44 @@ describe('pack', () => {
     const plan = planBalance(snapshot(hosts, vms, { policy: 'pack' }));
     expect(plan.recommendations).toEqual([]);
     expect(plan.notes.join('\n')).toMatch(/do not all fit elsewhere/);
+  });
+});
+
+describe('simulation', () => {
+  const hot = (hosts: SimHost[]) =>
+    hosts.filter((h) => h.samples.slice(-5).reduce((a, x) => a + x.cpuPercent, 0) / 5 > 80).length;
+
+  test('a skewed pool of 50 hosts and 1,000 VMs over 90 minutes: caps, cool-downs, hot hosts relieved', () => {
+    const settings: BalancerSettings = {
+      ...DEFAULT_BALANCER_SETTINGS,
+      mode: 'automatic',
+      maxConcurrentMigrations: 4,
+    };
+    const pool = makePool(50, 7);
+    for (let m = 0; m <= HISTORY; m++) sample(pool, m);
+    const hotAtStart = hot(pool.hosts);
+    const moves: Array<{ vmId: number; minute: number }> = [];
+    for (let cycle = 0; cycle < 90; cycle++) {
+      const minute = HISTORY + cycle;
+      const plan = planBalance(snapshotOf(pool, minute, settings));
+      expect(plan.recommendations.length).toBeLessThanOrEqual(4);
+      expect(plan.imbalanceAfter).toBeLessThanOrEqual(plan.imbalance);
+      // One migration per host at a time: no host is both ends of two moves.
+      const ends = plan.recommendations.flatMap((r) => [r.fromHostId, r.toHostId]);
+      expect(new Set(ends).size).toBe(ends.length);
+      for (const r of plan.recommendations) {
+        const v = pool.vms.find((x) => x.id === r.vmId)!;
+        expect(v.pinned).toBe(false);
+        const last = moves.findLast((m) => m.vmId === r.vmId);
+        if (last) expect(minute - last.minute).toBeGreaterThanOrEqual(60);
+        moves.push({ vmId: r.vmId, minute });
+      }
+      applyMoves(pool, plan.recommendations, minute);
+      sample(pool, minute + 1);
+    }
+    expect(hotAtStart).toBeGreaterThan(5);
+    expect(hot(pool.hosts)).toBeLessThanOrEqual(1);
+    expect(pool.vms.filter((v) => new Set(v.visited).size < v.visited.length)).toEqual([]);
   });
 });
 
