@@ -10,7 +10,7 @@
  *   npm run bench:live [-- --seconds 60 --hosts 1000 --clients 50]
  */
 import dgram from 'node:dgram';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -22,6 +22,7 @@ import { connect, migrateToLatest } from '../lib/db.js';
 import { startEmbeddedPostgres } from '../lib/embedded-postgres.js';
 import { createLogger } from '../lib/log.js';
 import { writeTestHost } from '../lib/testing/libvirt-hosts.js';
+import { sharedTempDir } from '../lib/testing/temp-dir.js';
 import { sleep, startHerd, stopHerd } from './lib/herd-fleet.js';
 import { CLOCK_TICKS, cpuTicks } from './lib/proc.js';
 
@@ -77,7 +78,7 @@ const quantile = (sorted: number[], q: number) =>
 const round = (v: number) => Math.round(v * 10) / 10;
 
 async function main() {
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'herd-bench-live-'));
+  const dir = await sharedTempDir('herd-bench-live-');
   const pg = await startEmbeddedPostgres(path.join(dir, 'pg'), log, { password: 'live' });
   let herd: Awaited<ReturnType<typeof startHerd>> | undefined;
   const clients: Socket[] = [];

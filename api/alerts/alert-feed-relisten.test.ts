@@ -1,9 +1,8 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
+import { rm } from 'node:fs/promises';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { createLogger } from '../../lib/log.js';
 import { type OwnPostgres, startOwnPostgres } from '../../lib/testing/db.js';
+import { sharedTempDir } from '../../lib/testing/temp-dir.js';
 import { waitFor } from '../../lib/testing/wait.js';
 import { ALERT_CHANNEL, AlertFeed } from './alert-feed.js';
 
@@ -14,7 +13,7 @@ let dir: string;
 let pg: OwnPostgres;
 
 beforeAll(async () => {
-  dir = await mkdtemp(path.join(tmpdir(), 'herd-alert-feed-'));
+  dir = await sharedTempDir('herd-alert-feed-');
   pg = await startOwnPostgres(dir, log);
 }, 120_000);
 afterAll(async () => {

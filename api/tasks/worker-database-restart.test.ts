@@ -1,10 +1,9 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
+import { rm } from 'node:fs/promises';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { createLogger } from '../../lib/log.js';
 import { type OwnPostgres, startOwnPostgres } from '../../lib/testing/db.js';
+import { sharedTempDir } from '../../lib/testing/temp-dir.js';
 import { waitFor } from '../../lib/testing/wait.js';
 import { prepareTaskQueue } from './task-queue.js';
 import { queueTaskJobs } from './task-queue-jobs.js';
@@ -22,7 +21,7 @@ let dir: string;
 let pg: OwnPostgres;
 
 beforeAll(async () => {
-  dir = await mkdtemp(path.join(tmpdir(), 'herd-worker-pg-restart-'));
+  dir = await sharedTempDir('herd-worker-pg-restart-');
   pg = await startOwnPostgres(dir, log);
   await prepareTaskQueue(pg.handle.pool, log);
 }, 120_000);
