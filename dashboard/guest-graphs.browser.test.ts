@@ -8,6 +8,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { LATENESS_SECONDS } from '../api/metrics/metrics.service.js';
 import { CHROMIUM, compileDashboard } from '../lib/testing/browser.js';
 import {
   exclusiveCpu,
@@ -189,8 +190,9 @@ describe('a real guest on its VM page', () => {
     gate.open();
     await signals.waitFor('busy/graphs', 60_000);
     const busyAt = Date.now();
-    // Two whole 10 s buckets of the busy phase after the figures caught up.
-    await new Promise((r) => setTimeout(r, 32_000));
+    // Two whole 10 s buckets of the busy phase after the figures caught up, complete on the graph (a bucket is drawn
+    // once LATENESS_SECONDS have passed after it: api/metrics/metrics.service.ts).
+    await new Promise((r) => setTimeout(r, 32_000 + LATENESS_SECONDS * 1000));
     const page = await loggedIn();
     await page.goto(`${th.url}/#/vm/${vm.id}`);
     await page.waitForSelector('.vm-state [data-state="running"]');
