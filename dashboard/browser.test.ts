@@ -9,7 +9,7 @@ import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { replayAt, withHost } from '../ingest/protocol/test-fixtures.js';
 import { type RunningDemo, startDemo } from '../lib/demo.js';
-import { CHROMIUM, compileDashboard } from '../lib/testing/browser.js';
+import { CHROMIUM, compileDashboard, demoTestEnv } from '../lib/testing/browser.js';
 import { createTestDatabase, testInflux } from '../lib/testing/db.js';
 import { type Kdc, startKdc } from '../lib/testing/kdc.js';
 
@@ -46,20 +46,12 @@ beforeAll(async () => {
   // herd's acceptor (in this process) reads the test realm's krb5.conf.
   Object.assign(process.env, kdc.env);
   demo = await startDemo({
-    env: {
-      HERD_DATA_DIR: dir,
-      DATABASE_URL: database.url,
-      INFLUX_URL: influx.url,
-      INFLUX_DB: influx.db,
-      HERD_HTTP_PORT: '0',
-      HERD_COLLECTD_PORT: '0',
-      HERD_LOG_LEVEL: process.env.HERD_TEST_LOG_LEVEL ?? 'silent',
-      HERD_INFLUX_FLUSH_MS: '200',
+    env: demoTestEnv(dir, database.url, influx, {
       // Raw points of any age are kept, so the forecast test can write 30 days of history.
       HERD_RAW_RETENTION_HOURS: '0',
       HERD_KERBEROS_KEYTAB: await kdc.keytab(['HTTP/localhost']),
       HERD_KERBEROS_PRINCIPAL: 'HTTP@localhost',
-    },
+    }),
     collectd: 'simulated',
     intervalSeconds: 2,
     historySeconds: 900,

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { type RunningDemo, startDemo } from '../lib/demo.js';
-import { CHROMIUM, compileDashboard } from '../lib/testing/browser.js';
+import { CHROMIUM, compileDashboard, demoTestEnv } from '../lib/testing/browser.js';
 import { createTestDatabase, testInflux } from '../lib/testing/db.js';
 
 /**
@@ -30,16 +30,7 @@ beforeAll(async () => {
   closeDb = database.close;
   const influx = testInflux();
   demo = await startDemo({
-    env: {
-      HERD_DATA_DIR: dir,
-      DATABASE_URL: database.url,
-      INFLUX_URL: influx.url,
-      INFLUX_DB: influx.db,
-      HERD_HTTP_PORT: '0',
-      HERD_COLLECTD_PORT: '0',
-      HERD_LOG_LEVEL: process.env.HERD_TEST_LOG_LEVEL ?? 'silent',
-      HERD_INFLUX_FLUSH_MS: '200',
-    },
+    env: demoTestEnv(dir, database.url, influx),
     collectd: 'simulated',
     intervalSeconds: 2,
     historySeconds: 900,

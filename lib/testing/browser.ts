@@ -18,3 +18,26 @@ export function compileDashboard(): void {
     path.join(ROOT, 'dashboard', 'app'),
   ]);
 }
+
+/**
+ * The environment of a browser test's `herd demo`: its data under `dir`, the test's own database and InfluxDB
+ * database, ports the kernel picks, quiet logs, quick flushes; `extra` adds or overrides.
+ */
+export function demoTestEnv(
+  dir: string,
+  databaseUrl: string,
+  influx: { url: string; db: string },
+  extra: Record<string, string> = {},
+): Record<string, string> {
+  return {
+    HERD_DATA_DIR: dir,
+    DATABASE_URL: databaseUrl,
+    INFLUX_URL: influx.url,
+    INFLUX_DB: influx.db,
+    HERD_HTTP_PORT: '0',
+    HERD_COLLECTD_PORT: '0',
+    HERD_LOG_LEVEL: process.env.HERD_TEST_LOG_LEVEL ?? 'silent',
+    HERD_INFLUX_FLUSH_MS: '200',
+    ...extra,
+  };
+}
