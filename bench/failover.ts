@@ -18,7 +18,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { herdEnvOnPair, startPgReplicaPair } from '../lib/testing/pg-replica.js';
-import { sleep, startHerd } from './lib/herd-fleet.js';
+import { apiToken, sleep, startHerd } from './lib/herd-fleet.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -55,12 +55,7 @@ async function round(synchronous: boolean, behindSeconds: number, dir: string): 
   });
   let running = true;
   try {
-    const login = await fetch(`${herd.http}/api/v1/session`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ username: 'admin', password: 'failover-bench-admin' }),
-    });
-    const { token } = (await login.json()) as { token: string };
+    const token = await apiToken(herd.http!, 'failover-bench-admin');
     const post = (body: unknown) =>
       fetch(`${herd.http}/api/v1/pools`, {
         method: 'POST',

@@ -29,7 +29,7 @@ import { createLogger } from '../lib/log.js';
 import { createRegistry } from '../lib/metrics.js';
 import { createInflux, type InfluxServer } from '../lib/testing/influxd.js';
 import { sharedTempDir } from '../lib/testing/temp-dir.js';
-import { Fleet, influxCount, settle, sleep, startHerd } from './lib/herd-fleet.js';
+import { apiToken, Fleet, influxCount, settle, sleep, startHerd } from './lib/herd-fleet.js';
 import { buildReplay } from './lib/replay.js';
 
 const { values: args } = parseArgs({
@@ -148,12 +148,7 @@ async function postgresFault(dir: string): Promise<Fault> {
     buildReplay(200, (i) => `pg-host-${i}`),
     () => herd.udpPort,
   );
-  const login = await fetch(`${herd.http}/api/v1/session`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ username: 'admin', password: 'fault-bench-admin' }),
-  });
-  const { token } = (await login.json()) as { token: string };
+  const token = await apiToken(herd.http!, 'fault-bench-admin');
   const statuses: Record<string, number> = {};
   let badBodies = 0;
   let firstOkAfterBack: number | undefined;

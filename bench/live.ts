@@ -23,7 +23,7 @@ import { startEmbeddedPostgres } from '../lib/embedded-postgres.js';
 import { createLogger } from '../lib/log.js';
 import { writeTestHost } from '../lib/testing/libvirt-hosts.js';
 import { sharedTempDir } from '../lib/testing/temp-dir.js';
-import { sleep, startHerd, stopHerd } from './lib/herd-fleet.js';
+import { apiToken, sleep, startHerd, stopHerd } from './lib/herd-fleet.js';
 import { CLOCK_TICKS, cpuTicks } from './lib/proc.js';
 
 const { values: args } = parseArgs({
@@ -98,12 +98,7 @@ async function main() {
       [],
     );
     const base = herd.http!;
-    const login = await fetch(`${base}/api/v1/session`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ username: 'admin', password: ADMIN_PASSWORD }),
-    });
-    const { token } = (await login.json()) as { token: string };
+    const token = await apiToken(base, ADMIN_PASSWORD);
 
     // When each (host id, sequence number) was sent, and every client's latency for it.
     const sentAt = new Map<string, number>();

@@ -31,7 +31,7 @@ import { createLogger } from '../lib/log.js';
 import { createInflux } from '../lib/testing/influxd.js';
 import { writeTestHost } from '../lib/testing/libvirt-hosts.js';
 import { sharedTempDir } from '../lib/testing/temp-dir.js';
-import { Fleet, influxCount, settle, sleep, startHerd, stopHerd } from './lib/herd-fleet.js';
+import { apiToken, Fleet, influxCount, settle, sleep, startHerd, stopHerd } from './lib/herd-fleet.js';
 import { machineBusyTicks } from './lib/proc.js';
 import { buildReplay } from './lib/replay.js';
 
@@ -214,12 +214,7 @@ async function main() {
     );
     const pid = herd.child.pid!;
     const base = herd.http!;
-    const login = await fetch(`${base}/api/v1/session`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ username: 'admin', password: ADMIN_PASSWORD }),
-    });
-    const { token } = (await login.json()) as { token: string };
+    const token = await apiToken(base, ADMIN_PASSWORD);
 
     const replay = buildReplay(HOSTS, hostName);
     // Points stamped from one capture span ago: each cycle then carries about the time it is sent.

@@ -20,6 +20,17 @@ export interface Herd {
   exited: () => boolean;
 }
 
+/** An API token of `username` on the herd at `base` (`POST /api/v1/session`). */
+export async function apiToken(base: string, password: string, username = 'admin'): Promise<string> {
+  const login = await fetch(`${base}/api/v1/session`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ username, password }),
+  });
+  if (!login.ok) throw new Error(`login as ${username} failed: ${login.status}`);
+  return ((await login.json()) as { token: string }).token;
+}
+
 /** `herd serve <roles>` with `env`; resolves once it listens (collectd, and HTTP when it runs the API). */
 export async function startHerd(env: Record<string, string>, roles: string[]): Promise<Herd> {
   const child = spawn(process.execPath, [CLI, 'serve', ...roles], {
