@@ -1,6 +1,6 @@
 import dgram from 'node:dgram';
 import { readdirSync } from 'node:fs';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
@@ -10,17 +10,15 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { replayAt, withHost } from '../ingest/protocol/test-fixtures.js';
 import { type RunningDemo, startDemo } from '../lib/demo.js';
 import { CHROMIUM, compileDashboard, demoTestEnv } from '../lib/testing/browser.js';
+import { goTo, signIn, treeNames, watchErrors } from '../lib/testing/dashboard-pages.js';
 import { createTestDatabase, testInflux } from '../lib/testing/db.js';
 import { type Kdc, startKdc } from '../lib/testing/kdc.js';
 
 /**
  * The dashboard in Debian's chromium (headless), against `herd demo` on the suite's real PostgreSQL and
  * InfluxDB: who sees what, a VM started from its page, graphs drawn with data, live updates without reload.
- * Screenshots of the main pages are taken each run; with HERD_SCREENSHOTS=1 they replace docs/screenshots/ (the
- * README's), otherwise they go to the test's temporary directory, so that a test run leaves the checkout as it was.
+ * The README's screenshots are taken by `npm run screenshots` (dashboard/screenshots.ts), not here.
  */
-const ROOT = path.resolve(import.meta.dirname, '..');
-let shots: string;
 const LIVE_MS = 8000;
 
 let dir: string;
@@ -57,11 +55,6 @@ beforeAll(async () => {
     historySeconds: 900,
   });
   browser = await chromium.launch(CHROMIUM);
-  shots =
-    process.env.HERD_SCREENSHOTS === '1'
-      ? path.join(ROOT, 'docs', 'screenshots')
-      : path.join(dir, 'screenshots');
-  await mkdir(shots, { recursive: true });
 }, 180_000);
 
 afterAll(async () => {
@@ -88,16 +81,6 @@ async function asAdmin(method: 'GET' | 'PATCH', url: string, payload?: object) {
     url,
     payload,
     headers: { authorization: `Bearer ${session.json().token}` },
-  });
-}
-
-/** Script errors of the page go to `pageErrors`. */
-function watch(page: Page, who: string): void {
-  page.on('pageerror', (err) => pageErrors.push(`${who}: ${err.message}`));
-  // What the Content-Security-Policy blocks is told on the console, not thrown.
-  page.on('console', (m) => {
-    if (m.type() === 'error' && /Content Security Policy/i.test(m.text()))
-      pageErrors.push(`${who}: ${m.text()}`);
   });
 }
 
@@ -135,34 +118,13 @@ async function untilNegotiating(b: Browser): Promise<void> {
   }
 }
 
-async function loggedIn(username: string, viewport = { width: 1400, height: 1000 }): Promise<Page> {
-  const page = await browser.newPage({ viewport });
-  watch(page, username);
-  await page.goto(`${demo.url}/`);
-  await page.fill('#username', username);
-  await page.fill('#password', password(username));
-  await page.click('button[type=submit]');
-  await page.waitForSelector('nav.tree a');
-  await page.waitForSelector('#live-status.on');
-  return page;
-}
-
-/** Every name in the navigation tree, all pools opened. */
-async function treeNames(page: Page): Promise<string[]> {
-  for (;;) {
-    const closed = page.locator('nav.tree button.toggle[aria-expanded="false"]:not([disabled])');
-    if ((await closed.count()) === 0) break;
-    await closed.first().click();
-  }
-  return page.locator('nav.tree a .name').allTextContents();
-}
-
-/** Goes to a pool, host or VM through the navigation tree. */
-async function go(page: Page, name: string): Promise<void> {
-  await treeNames(page);
-  await page
-    .locator('nav.tree a', { has: page.locator('.name', { hasText: new RegExp(`^${name}$`) }) })
-    .click();
+function loggedIn(username: string, viewport?: { width: number; height: number }): Promise<Page> {
+  return signIn(
+    browser,
+    demo.url,
+    { username, password: password(username) },
+    { viewport, errors: pageErrors },
+  );
 }
 
 /** Marks the page; the function answers whether it was loaded again since. */
@@ -172,10 +134,6 @@ async function reloadWatch(page: Page): Promise<() => Promise<boolean>> {
     return (window as unknown as { marker: number }).marker;
   });
   return async () => (await page.evaluate(() => (window as unknown as { marker: number }).marker)) !== marker;
-}
-
-async function shot(page: Page, name: string): Promise<void> {
-  await page.screenshot({ path: path.join(shots, `${name}.png`), fullPage: name !== 'phone' });
 }
 
 describe('each user sees only their own', () => {
@@ -210,27 +168,25 @@ describe('each user sees only their own', () => {
 describe('the VM page', () => {
   test('a VM started from its page changes state live', async () => {
     const alice = await loggedIn('alice');
-    await go(alice, 'db-1');
+    await goTo(alice, 'db-1');
     await alice.waitForSelector('.vm-state [data-state]');
     expect(await alice.locator('.vm-state [data-state]').getAttribute('data-state')).toMatch(
       /defined|shutoff/,
     );
-    await shot(alice, 'vm-stopped');
     await alice.click('button[data-action="start"]');
     // The state moves on by itself (socket.io): starting, then running.
     await alice.waitForSelector('.vm-state [data-state="running"]', { timeout: 30_000 });
     await alice.waitForSelector('button[data-action="shutdown"]');
     // A VM running since the demo began, with its graphs and live figures, for the README.
-    await go(alice, 'web-1');
+    await goTo(alice, 'web-1');
     await alice.locator('figure[data-metric="cpu"] svg .mark-line path').first().waitFor({ timeout: 30_000 });
     await alice.waitForSelector('.live-figures [role=meter]:not([aria-valuenow="0"])', { timeout: LIVE_MS });
-    await shot(alice, 'vm');
     await alice.close();
   });
 
   test('a VM saved from its page and restored (the demo keeps saved VMs under its data directory)', async () => {
     const bob = await loggedIn('bob');
-    await go(bob, 'build-1');
+    await goTo(bob, 'build-1');
     await bob.waitForSelector('.vm-state [data-state="running"]', { timeout: 30_000 });
     await bob.click('button[data-action="save"]');
     await bob.waitForSelector('.vm-state [data-state="saved"]', { timeout: 30_000 });
@@ -257,7 +213,7 @@ describe('capacity forecast', () => {
     await demo.herd.rollups.refresh(start - 3600, now);
 
     const carol = await loggedIn('carol');
-    await go(carol, 'Rack B');
+    await goTo(carol, 'Rack B');
     const memory = carol.locator('.forecast figure[data-forecast="memory-use"]');
     await memory.locator('svg .mark-line path').first().waitFor({ timeout: 30_000 });
     const text = (await memory.locator('.forecast-text').textContent()) ?? '';
@@ -278,7 +234,7 @@ describe('capacity forecast', () => {
 describe('graphs and live updates', () => {
   test('a host graph draws lines from data', async () => {
     const carol = await loggedIn('carol');
-    await go(carol, 'rack-a-01');
+    await goTo(carol, 'rack-a-01');
     const line = carol.locator('figure[data-metric="cpu"] svg .mark-line path');
     await line.first().waitFor({ timeout: 30_000 });
     // A line of many points, not an empty mark: its path has a segment per bucket.
@@ -291,13 +247,12 @@ describe('graphs and live updates', () => {
     expect(await carol.locator('.virt-type').textContent()).toBe(
       "test — libvirt's test driver: no guest really runs",
     );
-    await shot(carol, 'host');
     await carol.close();
   });
 
   test('a host disabled elsewhere shows disabled on an open pool page without reload', async () => {
     const carol = await loggedIn('carol');
-    await go(carol, 'Rack B');
+    await goTo(carol, 'Rack B');
     const row = carol.locator('table.data tr:has(a:has-text("rack-b-02"))');
     await row.waitFor();
     const reloaded = await reloadWatch(carol);
@@ -313,7 +268,7 @@ describe('graphs and live updates', () => {
 
   test('live figures move on an open host page', async () => {
     const carol = await loggedIn('carol');
-    await go(carol, 'rack-a-02');
+    await goTo(carol, 'rack-a-02');
     const bar = carol.locator('.live-figures [role=meter]').first();
     await bar.waitFor();
     const first = await bar.getAttribute('aria-valuenow');
@@ -323,7 +278,7 @@ describe('graphs and live updates', () => {
 
   test('a collectd notification sent to herd appears on the open host page without reload', async () => {
     const carol = await loggedIn('carol');
-    await go(carol, 'rack-a-01');
+    await goTo(carol, 'rack-a-01');
     const events = carol.locator('section.events');
     await events.waitFor();
     const reloaded = await reloadWatch(carol);
@@ -358,7 +313,7 @@ describe('alerts', () => {
     await alice.locator('header .alerts-link').click();
     await alice.waitForSelector('main h1:text("Alerts")');
     await alice.waitForSelector('main table.data[aria-label="Alerts"]');
-    await go(alice, 'Team Alpha');
+    await goTo(alice, 'Team Alpha');
     await alice.waitForSelector('section.enforcement dl.facts');
     await alice.waitForSelector('section.alerts table.data');
     await alice.close();
@@ -383,7 +338,7 @@ describe('right-sizing', () => {
     expect(written.status).toBe(204);
 
     const alice = await loggedIn('alice');
-    await go(alice, 'Team Alpha');
+    await goTo(alice, 'Team Alpha');
     const row = alice.locator('section.rightsizing table.data tr:has(a:has-text("web-1"))');
     await row.waitFor({ timeout: 15_000 });
     // Holds 2 vCPUs and 2 GiB; p95 10 % of its vCPUs; suggested 1 vCPU and 512 MiB (the floors).
@@ -406,39 +361,32 @@ describe('right-sizing', () => {
     expect(rest.find((l) => l.startsWith(`${web1.id},web-1,Team Alpha,alice,oversized,2,2048,`))).toContain(
       ',10,400,19.53,1,512,1,1536,',
     );
-    await shot(alice, 'rightsizing');
     await alice.close();
   });
 });
 
-test('screenshots of the main pages', async () => {
+test('the main pages render: login, overview, pool graphs, VM pool, administration, phone', async () => {
   const login = await browser.newPage({ viewport: { width: 1200, height: 800 } });
   await login.goto(`${demo.url}/`);
   await login.waitForSelector('#username');
-  await shot(login, 'login');
   await login.close();
 
   const admin = await loggedIn('admin');
   await admin.waitForSelector('.pool-card');
-  await shot(admin, 'overview');
-  await go(admin, 'Datacenter');
+  await goTo(admin, 'Datacenter');
   await admin.locator('figure[data-metric="cpu"] svg .mark-line path').first().waitFor({ timeout: 30_000 });
-  await shot(admin, 'pool');
-  await go(admin, 'Team Alpha');
+  await goTo(admin, 'Team Alpha');
   await admin.waitForSelector('.usage-line');
   await admin.waitForSelector('table.data td [role=meter]:not([aria-valuenow="0"])', { timeout: LIVE_MS });
   await admin.locator('figure[data-metric="cpu"] svg').first().waitFor({ timeout: 30_000 });
-  await shot(admin, 'vm-pool');
   await admin.goto(`${demo.url}/#/admin/users`);
   await admin.waitForSelector('table.data td');
-  await shot(admin, 'admin');
   await admin.close();
 
   const phone = await loggedIn('carol', { width: 390, height: 844 });
   await phone.click('button.menu');
-  await go(phone, 'Datacenter');
+  await goTo(phone, 'Datacenter');
   await phone.waitForSelector('table.data');
-  await shot(phone, 'phone');
   await phone.close();
 });
 
@@ -454,7 +402,7 @@ describe('Kerberos single sign-on', () => {
     try {
       await untilNegotiating(sso);
       const page = await sso.newPage();
-      watch(page, 'alice (Kerberos)');
+      watchErrors(page, pageErrors, 'alice (Kerberos)');
       const signOns: string[] = [];
       page.on('request', (r) => {
         if (r.method() === 'GET' && new URL(r.url()).pathname === '/api/v1/session') signOns.push(r.url());
@@ -482,7 +430,7 @@ describe('Kerberos single sign-on', () => {
 
   test('without a ticket the form is shown quietly, with the Kerberos button, which says why it failed', async () => {
     const page = await browser.newPage();
-    watch(page, 'no ticket');
+    watchErrors(page, pageErrors, 'no ticket');
     const consoleErrors: string[] = [];
     page.on('console', (m) => {
       if (m.type() === 'error') consoleErrors.push(m.text());

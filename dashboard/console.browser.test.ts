@@ -6,6 +6,7 @@ import { apiRoutes } from '../api/routes.js';
 import { act, addRealHost, createVm, removeDomain } from '../api/vms/testing/real-host.js';
 import { createFleet, type Fleet } from '../api/vms/testing/vm-fleet.js';
 import { CHROMIUM, compileDashboard } from '../lib/testing/browser.js';
+import { signIn } from '../lib/testing/dashboard-pages.js';
 import {
   type GuestSignals,
   guestCmdline,
@@ -73,19 +74,9 @@ afterAll(async () => {
   await signals?.close();
 });
 
-async function loggedIn(who: 'operator' | 'watcher'): Promise<Page> {
-  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
-  page.on('pageerror', (err) => pageErrors.push(`${who}: ${err.message}`));
-  page.on('console', (m) => {
-    if (m.type() === 'error' && /Content Security Policy/i.test(m.text()))
-      pageErrors.push(`${who}: ${m.text()}`);
-  });
-  await page.goto(`${url}/`);
-  await page.fill('#username', `${topic}-${who}`);
-  await page.fill('#password', PASSWORD);
-  await page.click('button[type=submit]');
-  await page.waitForSelector('nav.tree a');
-  return page;
+function loggedIn(who: 'operator' | 'watcher'): Promise<Page> {
+  const login = { username: `${topic}-${who}`, password: PASSWORD };
+  return signIn(browser, url, login, { viewport: { width: 1280, height: 900 }, errors: pageErrors, who });
 }
 
 /** The console canvas as PNG data, and how many of its pixels are not black. */

@@ -6,6 +6,7 @@ import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { type RunningDemo, startDemo } from '../lib/demo.js';
 import { CHROMIUM, compileDashboard, demoTestEnv } from '../lib/testing/browser.js';
+import { goTo, signIn } from '../lib/testing/dashboard-pages.js';
 import { createTestDatabase, testInflux } from '../lib/testing/db.js';
 
 /**
@@ -49,31 +50,13 @@ function password(username: string): string {
   return demo.logins.find((l) => l.username === username)!.password;
 }
 
-async function loggedIn(username: string, viewport = { width: 1400, height: 900 }): Promise<Page> {
-  const page = await browser.newPage({ viewport });
-  page.on('pageerror', (err) => pageErrors.push(`${username}: ${err.message}`));
-  page.on('console', (m) => {
-    if (m.type() === 'error' && /Content Security Policy|unsafe-eval/i.test(m.text()))
-      pageErrors.push(`${username}: ${m.text()}`);
-  });
-  await page.goto(`${demo.url}/`);
-  await page.fill('#username', username);
-  await page.fill('#password', password(username));
-  await page.click('button[type=submit]');
-  await page.waitForSelector('nav.tree a');
-  return page;
-}
-
-/** Goes to a pool, host or VM through the navigation tree (all of it opened). */
-async function go(page: Page, name: string): Promise<void> {
-  for (;;) {
-    const closed = page.locator('nav.tree button.toggle[aria-expanded="false"]:not([disabled])');
-    if ((await closed.count()) === 0) break;
-    await closed.first().click();
-  }
-  await page
-    .locator('nav.tree a', { has: page.locator('.name', { hasText: new RegExp(`^${name}$`) }) })
-    .click();
+function loggedIn(username: string, viewport = { width: 1400, height: 900 }): Promise<Page> {
+  return signIn(
+    browser,
+    demo.url,
+    { username, password: password(username) },
+    { viewport, errors: pageErrors },
+  );
 }
 
 interface Row {
@@ -145,7 +128,7 @@ describe('what the graphs draw', () => {
         if (body?.partialFrom !== undefined)
           partialFrom.set(url.searchParams.get('metric') ?? '', body.partialFrom);
       });
-      await go(page, name);
+      await goTo(page, name);
       for (const metric of metrics) {
         const { rows, labels, note } = await drawn(page, metric);
         const context = `${name} ${metric}: ${JSON.stringify(rows.slice(-8))}`;
@@ -180,7 +163,7 @@ describe('what the graphs draw', () => {
 
 test('the open graphs extend with the live pushes; the live memory bar is of the inventory memory', async () => {
   const page = await loggedIn('carol');
-  await go(page, 'rack-a-01');
+  await goTo(page, 'rack-a-01');
   // rack-a-01 has 64 GiB: its figures (from the same model) are drawn against that, not against used + free.
   await expect
     .poll(() => page.locator('.live-figures').textContent(), { timeout: 30_000 })
@@ -220,7 +203,7 @@ describe('layout', () => {
 
   test('desktop (1400 px): the side column runs the whole height of a long page, with no stray rule', async () => {
     const page = await loggedIn('carol', { width: 1400, height: 900 });
-    await go(page, 'Rack A');
+    await goTo(page, 'Rack A');
     await page
       .locator('figure.graph svg .mark-line path')
       .first()
@@ -244,7 +227,7 @@ describe('layout', () => {
   test('phone (390 px): the tree slides in over the whole height', async () => {
     const page = await loggedIn('carol', { width: 390, height: 844 });
     await page.click('button.menu');
-    await go(page, 'Rack A');
+    await goTo(page, 'Rack A');
     await page
       .locator('figure.graph svg .mark-line path')
       .first()
@@ -281,7 +264,7 @@ describe('accessibility', () => {
       await page.click('a.admin-link');
       await page.locator('main table').first().waitFor();
     } else {
-      await go(page, name);
+      await goTo(page, name);
       await page
         .locator('figure.graph svg .mark-line path')
         .first()

@@ -10,6 +10,7 @@ import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { LATENESS_SECONDS } from '../api/metrics/metrics.service.js';
 import { CHROMIUM, compileDashboard } from '../lib/testing/browser.js';
+import { signIn } from '../lib/testing/dashboard-pages.js';
 import {
   exclusiveCpu,
   type GuestSignals,
@@ -145,15 +146,8 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-async function loggedIn(): Promise<Page> {
-  const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
-  page.on('pageerror', (err) => pageErrors.push(err.message));
-  await page.goto(`${th.url}/`);
-  await page.fill('#username', 'admin');
-  await page.fill('#password', th.adminPassword);
-  await page.click('button[type=submit]');
-  await page.waitForSelector('nav.tree a');
-  return page;
+function loggedIn(): Promise<Page> {
+  return signIn(browser, th.url, { username: 'admin', password: th.adminPassword }, { errors: pageErrors });
 }
 
 interface Row {

@@ -10,6 +10,7 @@ import { loadConfig } from '../lib/config.js';
 import { createLogger } from '../lib/log.js';
 import { type RunningHerd, startHerd } from '../lib/server.js';
 import { CHROMIUM, compileDashboard } from '../lib/testing/browser.js';
+import { signIn } from '../lib/testing/dashboard-pages.js';
 import { createTestDatabase } from '../lib/testing/db.js';
 import { guestCmdline, sharedHypervisor } from '../lib/testing/hypervisor.js';
 import { waitFor } from '../lib/testing/wait.js';
@@ -107,12 +108,7 @@ afterAll(async () => {
 
 describe('the dashboard on a real hypervisor', () => {
   test('virsh suspend outside herd shows "paused" on the VM page within about a second', async () => {
-    const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
-    await page.goto(`${api.httpUrl}/`);
-    await page.fill('#username', 'admin');
-    await page.fill('#password', ADMIN_PASSWORD);
-    await page.click('button[type=submit]');
-    await page.waitForSelector('#live-status.on');
+    const page = await signIn(browser, api.httpUrl!, { username: 'admin', password: ADMIN_PASSWORD });
     await page.goto(`${api.httpUrl}/#/vm/${vm.id}`);
     const badge = page.locator('h1 .vm-state .badge');
     await expect.poll(() => badge.getAttribute('data-state'), { timeout: 10_000 }).toBe('running');
