@@ -16,5 +16,5 @@ COPY --from=build /app /app
 ENV HERD_DATA_DIR=/var/lib/herd HERD_HTTP_HOST=0.0.0.0
 VOLUME /var/lib/herd
 EXPOSE 8080 25826/udp
-ENTRYPOINT ["node", "dist/lib/cli.js"]
+ENTRYPOINT ["node", "dist/app/cli.js"]
 CMD ["serve"]

@@ -23,12 +23,12 @@ import { IngestPipeline } from '../ingest/pipeline.js';
 import { FUZZ_USERS, fuzzed, fuzzSeeds, rng } from '../ingest/protocol/packet-fuzz.js';
 import { FIXTURE_TYPES_DB } from '../ingest/protocol/test-fixtures.js';
 import { loadTypesDb } from '../ingest/protocol/types-db.js';
-import { connect } from '../lib/db.js';
 import { startEmbeddedPostgres } from '../lib/embedded-postgres.js';
 import { createLogger } from '../lib/log.js';
 import { createRegistry } from '../lib/metrics.js';
 import { createInflux, type InfluxServer } from '../lib/testing/influxd.js';
 import { sharedTempDir } from '../lib/testing/temp-dir.js';
+import { connect } from '../schema/db.js';
 import { apiToken, Fleet, influxCount, settle, sleep, startHerd } from './lib/herd-fleet.js';
 import { buildReplay } from './lib/replay.js';
 

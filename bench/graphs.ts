@@ -16,18 +16,18 @@ import { parseArgs } from 'node:util';
 import { buildApp } from '../api/app.js';
 import { authRoutes } from '../api/auth/auth.routes.js';
 import { metricsRoutes } from '../api/metrics/metrics.routes.js';
+import { hostFigures, type SimulatedHost } from '../app/fleet-signal.js';
 import { createMetricsStore } from '../ingest/store/metrics-store.js';
 import { createRollups } from '../ingest/store/rollups.js';
 import { loadConfig } from '../lib/config.js';
-import { connect, migrateToLatest } from '../lib/db.js';
 import { startEmbeddedPostgres } from '../lib/embedded-postgres.js';
-import { hostFigures, type SimulatedHost } from '../lib/fleet-signal.js';
 import { createLogger } from '../lib/log.js';
 import { createRegistry } from '../lib/metrics.js';
 import { insertHost } from '../lib/testing/fleet.js';
 import { createInflux } from '../lib/testing/influxd.js';
 import { sharedTempDir } from '../lib/testing/temp-dir.js';
 import { createPool, createUserWithToken } from '../lib/testing/users.js';
+import { connect, migrateToLatest } from '../schema/db.js';
 
 const { values: args } = parseArgs({
   options: {

@@ -145,7 +145,7 @@ async function main() {
     const herdPort = await freePort();
     const herd = spawn(
       process.execPath,
-      [...herdNodeFlags(), path.join(ROOT, 'dist/lib/cli.js'), 'serve', '--only', 'ingest'],
+      [...herdNodeFlags(), path.join(ROOT, 'dist/app/cli.js'), 'serve', '--only', 'ingest'],
       {
         env: {
           ...process.env,

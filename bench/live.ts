@@ -18,11 +18,11 @@ import { sql } from 'kysely';
 import { io, type Socket } from 'socket.io-client';
 import { PacketEncoder } from '../ingest/protocol/encoder.js';
 import type { ValueList } from '../ingest/types.js';
-import { connect, migrateToLatest } from '../lib/db.js';
 import { startEmbeddedPostgres } from '../lib/embedded-postgres.js';
 import { createLogger } from '../lib/log.js';
 import { writeTestHost } from '../lib/testing/libvirt-hosts.js';
 import { sharedTempDir } from '../lib/testing/temp-dir.js';
+import { connect, migrateToLatest } from '../schema/db.js';
 import { apiToken, sleep, startHerd, stopHerd } from './lib/herd-fleet.js';
 import { CLOCK_TICKS, cpuTicks } from './lib/proc.js';
 

@@ -9,10 +9,10 @@ import { fileURLToPath } from 'node:url';
 import { sql } from 'kysely';
 import { issueToken } from '../api/auth/auth.service.js';
 import { prepareTaskQueue } from '../api/tasks/task-queue.js';
-import { connect, DEFAULT_POOL_SIZE, migrateToLatest } from '../lib/db.js';
 import { startEmbeddedPostgres } from '../lib/embedded-postgres.js';
 import { createLogger } from '../lib/log.js';
 import { sharedTempDir } from '../lib/testing/temp-dir.js';
+import { connect, DEFAULT_POOL_SIZE, migrateToLatest } from '../schema/db.js';
 import { CLOCK_TICKS, cpuTicks, runAndWaitMs, treeCpuTicks } from './lib/proc.js';
 
 /**

@@ -7,8 +7,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { type RunningDemo, startDemo } from '../app/demo.js';
 import { replayAt, withHost } from '../ingest/protocol/test-fixtures.js';
-import { type RunningDemo, startDemo } from '../lib/demo.js';
 import { CHROMIUM, compileDashboard, demoTestEnv } from '../lib/testing/browser.js';
 import { goTo, signIn, treeNames, watchErrors } from '../lib/testing/dashboard-pages.js';
 import { createTestDatabase, testInflux } from '../lib/testing/db.js';
@@ -17,7 +17,7 @@ import { type Kdc, startKdc } from '../lib/testing/kdc.js';
 /**
  * The dashboard in Debian's chromium (headless), against `herd demo` on the suite's real PostgreSQL and
  * InfluxDB: who sees what, a VM started from its page, graphs drawn with data, live updates without reload.
- * The README's screenshots are taken by `npm run screenshots` (dashboard/screenshots.ts), not here.
+ * The README's screenshots are taken by `npm run screenshots` (app/screenshots.ts), not here.
  */
 const LIVE_MS = 8000;
 

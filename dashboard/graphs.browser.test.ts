@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { type RunningDemo, startDemo } from '../lib/demo.js';
+import { type RunningDemo, startDemo } from '../app/demo.js';
 import { CHROMIUM, compileDashboard, demoTestEnv } from '../lib/testing/browser.js';
 import { goTo, signIn } from '../lib/testing/dashboard-pages.js';
 import { createTestDatabase, testInflux } from '../lib/testing/db.js';

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
-import type { Database } from '../lib/db.js';
 import type { Logger } from '../lib/log.js';
+import type { Database } from '../schema/db.js';
 import { type Notification, SEVERITY_NAMES } from './types.js';
 
 export interface EventSinkStats {

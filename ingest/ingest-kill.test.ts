@@ -14,7 +14,7 @@ import { waitFor } from '../lib/testing/wait.js';
  * started again, and InfluxDB back: every value sent lands exactly once. While writes fail the store puts every
  * batch on disk at once, so the kill loses nothing of what herd had received.
  */
-const CLI = path.resolve('dist/lib/cli.js');
+const CLI = path.resolve('dist/app/cli.js');
 const HOSTS = 20;
 let dir: string;
 let influx: InfluxServer;

@@ -1,8 +1,8 @@
 import os from 'node:os';
 import type { Config } from '../lib/config.js';
-import type { Database } from '../lib/db.js';
 import type { Logger } from '../lib/log.js';
 import { Counter, Gauge, type Registry } from '../lib/metrics.js';
+import type { Database } from '../schema/db.js';
 import { EventSink } from './event-sink.js';
 import type { LiveView } from './live-view.js';
 import { IngestPipeline } from './pipeline.js';

@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import type { Database } from '../lib/db.js';
+import type { Database } from '../schema/db.js';
 import type { HostLiveSummary } from './live-view.js';
 
 /** A summary as kept in `live_host_summaries`: by whom and when (the database's clock) it was published. */

@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { LIVE_MAX_AGE_INTERVALS, liveUsageFrom } from '../api/placement/live-usage.js';
 import type { CandidateHost } from '../api/placement/placement.js';
-import type { DatabaseHandle } from '../lib/db.js';
 import { createLogger } from '../lib/log.js';
 import { createTestDatabase } from '../lib/testing/db.js';
+import type { DatabaseHandle } from '../schema/db.js';
 import { LivePublisher, SharedLiveView } from './live-share.js';
 import { pruneLiveSummaries, upsertLiveSummaries } from './live-share.repository.js';
 import { LiveView } from './live-view.js';

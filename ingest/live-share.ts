@@ -1,7 +1,7 @@
 import os from 'node:os';
-import { Loop } from '../api/alerts/loop.js';
-import type { Database } from '../lib/db.js';
 import type { Logger } from '../lib/log.js';
+import { Loop } from '../lib/loop.js';
+import type { Database } from '../schema/db.js';
 import {
   pruneLiveSummaries,
   readLiveSummaries,

@@ -1,11 +1,11 @@
 import dgram from 'node:dgram';
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import type { DatabaseHandle } from '../lib/db.js';
 import { createLogger, type Logger } from '../lib/log.js';
 import { createRegistry, type Registry } from '../lib/metrics.js';
 import { capturingLogger } from '../lib/testing/capture-log.js';
 import { createTestDatabase } from '../lib/testing/db.js';
 import { waitFor } from '../lib/testing/wait.js';
+import type { DatabaseHandle } from '../schema/db.js';
 import { EventSink } from './event-sink.js';
 import { LiveView } from './live-view.js';
 import { IngestPipeline } from './pipeline.js';

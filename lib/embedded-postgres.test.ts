@@ -6,7 +6,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { expect, test } from 'vitest';
-import { embeddedFallbackDir } from './db.js';
+import { embeddedFallbackDir } from '../schema/db.js';
 import { sharedTempDir } from './testing/temp-dir.js';
 
 const run = promisify(execFile);
@@ -89,7 +89,7 @@ test.runIf(process.getuid?.() === 0)(
       const before = await modes(watched);
       const tmpBefore = new Set(await readdir(os.tmpdir()));
       const herd = (data: string) =>
-        spawnSync(process.execPath, [path.join(checkout, 'dist/lib/cli.js'), 'migrate'], {
+        spawnSync(process.execPath, [path.join(checkout, 'dist/app/cli.js'), 'migrate'], {
           cwd: checkout,
           encoding: 'utf8',
           timeout: 120_000,

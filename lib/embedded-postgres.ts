@@ -13,7 +13,7 @@ export interface EmbeddedDatabase {
   stop(): Promise<void>;
 }
 
-/** A start-up problem the operator can fix: one line, no stack trace (lib/cli.ts prints it so). */
+/** A start-up problem the operator can fix: one line, no stack trace (app/cli.ts prints it so). */
 export class EmbeddedPostgresError extends Error {
   readonly userFacing = true;
 }

@@ -52,7 +52,7 @@ type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
 type GeneratedTimestamp = ColumnType<Date, Date | string | undefined, Date | string>;
 type NullableTimestamp = ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
 type Json<T = unknown> = ColumnType<T, string | T | undefined, string | T>;
-/** int8 columns: pg returns them as strings unless parsed; lib/db.ts parses them as numbers. */
+/** int8 columns: pg returns them as strings unless parsed; schema/db.ts parses them as numbers. */
 type Int8 = ColumnType<number, number | bigint | string, number | bigint | string>;
 
 export interface UsersTable {

@@ -1,6 +1,6 @@
 import { expect, inject, test } from 'vitest';
-import { connect, migrateToLatest, migrator } from '../lib/db.js';
 import { createTestDatabase } from '../lib/testing/db.js';
+import { connect, migrateToLatest, migrator } from './db.js';
 import { migrations } from './index.js';
 
 test('every migration runs down and up again on a migrated database', async () => {

@@ -1,5 +1,5 @@
 import { type Expression, type SqlBool, sql } from 'kysely';
-import type { Database } from '../../lib/db.js';
+import type { Database } from '../../schema/db.js';
 import type { Role } from '../../schema/index.js';
 
 /** Larger is stronger; the strongest grant on a pool or any ancestor wins. */

@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import type { DatabaseHandle } from '../../lib/db.js';
 import { createTestDatabase } from '../../lib/testing/db.js';
 import { insertVm } from '../../lib/testing/fleet.js';
 import { createPool, createUserWithToken, grantRole } from '../../lib/testing/users.js';
+import type { DatabaseHandle } from '../../schema/db.js';
 import type { AuthUser } from '../auth/auth-user.js';
 import {
   assertPool,

@@ -1,5 +1,5 @@
-import type { Database } from '../../lib/db.js';
 import type { Logger } from '../../lib/log.js';
+import type { Database } from '../../schema/db.js';
 import type { AlertEvent, AlertFeed, AlertTransition } from './alert-feed.js';
 import { type AlertRule, type Clock, toRule } from './alert-rule.js';
 import { INITIAL_STATE, type InstanceState, type NotifyKind, type Observation, step } from './alert-state.js';

@@ -4,7 +4,6 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { encodeValueLists } from '../../ingest/protocol/encoder.js';
-import type { DatabaseHandle } from '../../lib/db.js';
 import { createTestDatabase, testInflux } from '../../lib/testing/db.js';
 import {
   apiCall,
@@ -16,6 +15,7 @@ import {
 import { writeTestHost } from '../../lib/testing/libvirt-hosts.js';
 import { createUserWithToken } from '../../lib/testing/users.js';
 import { waitFor } from '../../lib/testing/wait.js';
+import type { DatabaseHandle } from '../../schema/db.js';
 import { webhookReceiver } from './test-support.js';
 
 /**

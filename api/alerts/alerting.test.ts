@@ -1,12 +1,12 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { createMetricsStore } from '../../ingest/store/metrics-store.js';
 import { loadConfig } from '../../lib/config.js';
-import { connect, type DatabaseHandle } from '../../lib/db.js';
 import { createLogger } from '../../lib/log.js';
 import { createTestDatabase } from '../../lib/testing/db.js';
 import { insertHost } from '../../lib/testing/fleet.js';
 import { createPool } from '../../lib/testing/users.js';
 import { waitFor } from '../../lib/testing/wait.js';
+import { connect, type DatabaseHandle } from '../../schema/db.js';
 import { type AlertEvent, startAlertFeed } from './alert-feed.js';
 import { insertChannel, insertRule, insertSilence } from './alerts.repository.js';
 import { sign } from './notify/webhook-sender.js';

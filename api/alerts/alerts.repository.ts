@@ -1,5 +1,5 @@
 import { type Insertable, type Selectable, sql, type Updateable } from 'kysely';
-import type { Database } from '../../lib/db.js';
+import type { Database } from '../../schema/db.js';
 import type {
   AlertInstancesTable,
   AlertRulesTable,

@@ -1,4 +1,4 @@
-import type { Database } from '../../lib/db.js';
+import type { Database } from '../../schema/db.js';
 import type { AlertSeverity, AlertState } from '../../schema/index.js';
 import { visiblePoolIds } from '../access/access.service.js';
 import type { AuthUser } from '../auth/auth-user.js';

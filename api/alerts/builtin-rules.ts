@@ -1,5 +1,5 @@
 import type { Insertable } from 'kysely';
-import type { Database } from '../../lib/db.js';
+import type { Database } from '../../schema/db.js';
 import type { AlertRulesTable } from '../../schema/index.js';
 import { insertBuiltinRules } from './alerts.repository.js';
 

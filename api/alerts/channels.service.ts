@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import type { Database } from '../../lib/db.js';
 import { OutboundGuard } from '../../lib/outbound-guard.js';
+import type { Database } from '../../schema/db.js';
 import type { AlertSeverity } from '../../schema/index.js';
 import { assertPool, visiblePoolRoles } from '../access/access.service.js';
 import { audit } from '../audit/audit.service.js';

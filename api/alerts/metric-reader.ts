@@ -1,6 +1,6 @@
 import type { LiveView } from '../../ingest/live-view.js';
 import type { MetricsStore } from '../../ingest/store/metrics-store.js';
-import type { Database } from '../../lib/db.js';
+import type { Database } from '../../schema/db.js';
 import type { NotificationMatch, StoredSeverity } from '../events/events.repository.js';
 import type { ForecastResource, SeriesForecast } from '../forecast/forecast.service.js';
 import { QUOTA_RESOURCE } from '../forecast/forecast.service.js';

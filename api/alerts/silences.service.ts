@@ -1,4 +1,4 @@
-import type { Database } from '../../lib/db.js';
+import type { Database } from '../../schema/db.js';
 import { assertPool, visiblePoolIds } from '../access/access.service.js';
 import { audit } from '../audit/audit.service.js';
 import type { AuthUser } from '../auth/auth-user.js';

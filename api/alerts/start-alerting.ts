@@ -1,7 +1,8 @@
 import type pg from 'pg';
-import type { Database } from '../../lib/db.js';
 import type { Logger } from '../../lib/log.js';
+import { Loop } from '../../lib/loop.js';
 import { OutboundGuard } from '../../lib/outbound-guard.js';
+import type { Database } from '../../schema/db.js';
 import { countEventsByHost, pruneEvents } from '../events/events.repository.js';
 import type { ForecastSource } from '../forecast/forecast-source.js';
 import { AlertEvaluator, type EvaluationResult } from './alert-evaluator.js';
@@ -9,7 +10,6 @@ import { AlertFeed } from './alert-feed.js';
 import type { Clock } from './alert-rule.js';
 import { pruneHistory } from './alerts.repository.js';
 import { ensureBuiltinRules } from './builtin-rules.js';
-import { Loop } from './loop.js';
 import { type LiveSource, MetricReader, type StoreSource } from './metric-reader.js';
 import { type DispatchResult, NotificationDispatcher, type RetryPolicy } from './notify/dispatcher.js';
 import { emailSender, type SmtpDefaults } from './notify/email-sender.js';

@@ -12,10 +12,10 @@ import { PacketEncoder } from '../../ingest/protocol/encoder.js';
 import { DEFAULT_TYPES_DB, loadTypesDb } from '../../ingest/protocol/types-db.js';
 import type { Notification } from '../../ingest/types.js';
 import { UdpListener } from '../../ingest/udp-listener.js';
-import type { Database } from '../../lib/db.js';
 import type { Logger } from '../../lib/log.js';
 import { createRegistry } from '../../lib/metrics.js';
 import { waitFor } from '../../lib/testing/wait.js';
+import type { Database } from '../../schema/db.js';
 
 export class ManualClock {
   constructor(public now = Date.parse('2026-11-23T12:00:00Z')) {}

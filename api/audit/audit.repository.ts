@@ -1,4 +1,4 @@
-import type { Database } from '../../lib/db.js';
+import type { Database } from '../../schema/db.js';
 
 export interface AuditRow {
   user_id: number | null;

@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import type { Database } from '../../lib/db.js';
+import type { Database } from '../../schema/db.js';
 
 export async function findUserByUsername(db: Database, username: string) {
   return db

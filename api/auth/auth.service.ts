@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Config } from '../../lib/config.js';
-import { type Database, onTableWrite } from '../../lib/db.js';
 import type { Logger } from '../../lib/log.js';
+import { type Database, onTableWrite } from '../../schema/db.js';
 import { syncLdapGrants } from '../access/permissions.service.js';
 import { audit } from '../audit/audit.service.js';
 import { HttpError, notFound, unauthorized } from '../http/errors.js';

@@ -1,5 +1,5 @@
 import { type Expression, type SqlBool, sql } from 'kysely';
-import type { Database } from '../../lib/db.js';
+import type { Database } from '../../schema/db.js';
 import { type VmVisibility, vmVisibleWhere } from '../access/access.service.js';
 
 /** collectd's severity names as the events table keeps them. */
@@ -86,7 +86,7 @@ export async function listEvents(
       .execute(),
     q.select((eb) => eb.fn.countAll<number>().as('total')).executeTakeFirstOrThrow(),
   ]);
-  // events.id is bigint, parsed as a number (lib/db.ts)
+  // events.id is bigint, parsed as a number (schema/db.ts)
   return { items: items.map((r) => ({ ...r, id: Number(r.id) })), total: Number(total) };
 }
 

@@ -1,4 +1,4 @@
-import type { Database } from '../../lib/db.js';
+import type { Database } from '../../schema/db.js';
 import { assertVm, visiblePoolIds, vmVisibilityFilter } from '../access/access.service.js';
 import type { AuthUser } from '../auth/auth-user.js';
 import { hostFor } from '../hosts/hosts.service.js';

@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import type { Database } from '../../lib/db.js';
+import type { Database } from '../../schema/db.js';
 import { type VmVisibility, vmVisibleWhere } from '../access/access.repository.js';
 
 /** Pools to read: every pool, or these ids. */

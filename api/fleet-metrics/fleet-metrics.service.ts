@@ -1,6 +1,6 @@
 import type { HostLiveSummary } from '../../ingest/live-view.js';
-import type { Database } from '../../lib/db.js';
 import { Gauge, Registry } from '../../lib/metrics.js';
+import type { Database } from '../../schema/db.js';
 import { visiblePoolRoles, vmVisibilityFilter } from '../access/access.service.js';
 import type { AuthUser } from '../auth/auth-user.js';
 import { LIVE_MAX_AGE_INTERVALS, type LiveSummarySource } from '../placement/live-usage.js';

@@ -1,7 +1,7 @@
 import type { MetricsStore } from '../../ingest/store/metrics-store.js';
 import type { Point } from '../../ingest/types.js';
-import type { Database } from '../../lib/db.js';
 import type { Logger } from '../../lib/log.js';
+import type { Database } from '../../schema/db.js';
 import { hostInventory } from '../placement/inventory.js';
 import { RESOURCE_KEYS } from '../quota/quota.service.js';
 import { type QuotaStatus, quotaStatuses } from '../quota-enforcer/quota-status.js';

@@ -1,7 +1,7 @@
 import type { MetricsStore, RangeQuery } from '../../ingest/store/metrics-store.js';
 import { graphRange, type Rollups } from '../../ingest/store/rollups.js';
 import type { Config } from '../../lib/config.js';
-import type { Database } from '../../lib/db.js';
+import type { Database } from '../../schema/db.js';
 import { assertPool } from '../access/access.service.js';
 import type { AuthUser } from '../auth/auth-user.js';
 import { notFound } from '../http/errors.js';

@@ -1,7 +1,7 @@
 import type { EventEmitter } from 'node:events';
 import type { HostLiveSummary } from '../../ingest/live-view.js';
-import type { Database } from '../../lib/db.js';
 import type { Logger } from '../../lib/log.js';
+import type { Database } from '../../schema/db.js';
 import { type DomainEvent, DomainEventStreams } from './domain-events.js';
 import type { DomainInfo, HostConnections, HostInventory } from './driver/index.js';
 import { emitHostState, emitVmState } from './host-events.js';

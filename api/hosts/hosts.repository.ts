@@ -1,5 +1,5 @@
 import { type Selectable, sql } from 'kysely';
-import type { Database } from '../../lib/db.js';
+import type { Database } from '../../schema/db.js';
 import type { HostState, HostsTable } from '../../schema/index.js';
 import { type VmVisibility, vmVisibleWhere } from '../access/access.service.js';
 import type { HostInventory } from './driver/index.js';

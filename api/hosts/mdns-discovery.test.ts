@@ -3,7 +3,6 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Bonjour } from 'bonjour-service';
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import type { DatabaseHandle } from '../../lib/db.js';
 import { createLogger } from '../../lib/log.js';
 import { capturingLogger } from '../../lib/testing/capture-log.js';
 import { createTestDatabase } from '../../lib/testing/db.js';
@@ -11,6 +10,7 @@ import { sharedHypervisor } from '../../lib/testing/hypervisor.js';
 import { writeTestHost } from '../../lib/testing/libvirt-hosts.js';
 import { forwardTcpToUnix } from '../../lib/testing/tcp-forward.js';
 import { waitFor } from '../../lib/testing/wait.js';
+import type { DatabaseHandle } from '../../schema/db.js';
 import { HostConnections } from './driver/index.js';
 import { discoveredUri, MdnsDiscovery } from './mdns-discovery.js';
 

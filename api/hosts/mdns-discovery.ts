@@ -1,6 +1,6 @@
 import { Bonjour, type Browser, type Service } from 'bonjour-service';
-import type { Database } from '../../lib/db.js';
 import type { Logger } from '../../lib/log.js';
+import type { Database } from '../../schema/db.js';
 import { audit } from '../audit/audit.service.js';
 import type { HostConnections } from './driver/index.js';
 import { checkHostUri, HostUriError } from './host-uri.js';

@@ -1,5 +1,5 @@
 import { type ExpressionBuilder, sql } from 'kysely';
-import type { Database } from '../../lib/db.js';
+import type { Database } from '../../schema/db.js';
 import type { DB } from '../../schema/index.js';
 import { isActive } from '../vms/vm-states.js';
 import type { DomainInfo, DomainState } from './driver/index.js';

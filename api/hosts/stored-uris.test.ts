@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import type { DatabaseHandle } from '../../lib/db.js';
 import { capturingLogger } from '../../lib/testing/capture-log.js';
 import { createTestDatabase } from '../../lib/testing/db.js';
 import { createPool } from '../../lib/testing/users.js';
+import type { DatabaseHandle } from '../../schema/db.js';
 import { normaliseStoredHostUris } from './stored-uris.js';
 
 let database: DatabaseHandle;

@@ -1,5 +1,5 @@
-import type { Database } from '../../lib/db.js';
 import type { Logger } from '../../lib/log.js';
+import type { Database } from '../../schema/db.js';
 import { HostUriError, parseHostUri } from './host-uri.js';
 import { listHostUris, setHostUri } from './hosts.repository.js';
 

@@ -1,7 +1,6 @@
 import { rm } from 'node:fs/promises';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { loadConfig } from '../../lib/config.js';
-import type { DatabaseHandle } from '../../lib/db.js';
 import { createLogger } from '../../lib/log.js';
 import { createRegistry } from '../../lib/metrics.js';
 import { capturingLogger } from '../../lib/testing/capture-log.js';
@@ -9,6 +8,7 @@ import { type OwnPostgres, startOwnPostgres } from '../../lib/testing/db.js';
 import { sharedTempDir } from '../../lib/testing/temp-dir.js';
 import { createUserWithToken } from '../../lib/testing/users.js';
 import { waitFor } from '../../lib/testing/wait.js';
+import type { DatabaseHandle } from '../../schema/db.js';
 import { buildApp } from '../app.js';
 import { apiRoutes } from '../routes.js';
 

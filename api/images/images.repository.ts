@@ -1,5 +1,5 @@
 import type { Selectable } from 'kysely';
-import type { Database } from '../../lib/db.js';
+import type { Database } from '../../schema/db.js';
 import type { ImagesTable } from '../../schema/index.js';
 
 export type ImageRow = Selectable<ImagesTable>;

@@ -2,7 +2,7 @@ import type { MetricsStore } from '../../ingest/store/metrics-store.js';
 import { QueryError } from '../../ingest/store/range-query.js';
 import { graphRange, type Rollups, wantsRollups } from '../../ingest/store/rollups.js';
 import type { Config } from '../../lib/config.js';
-import type { Database } from '../../lib/db.js';
+import type { Database } from '../../schema/db.js';
 import { assertPool, assertVm, vmVisibilityFilter } from '../access/access.service.js';
 import type { AuthUser } from '../auth/auth-user.js';
 import { badRequest, HttpError, notFound } from '../http/errors.js';

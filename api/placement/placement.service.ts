@@ -1,4 +1,4 @@
-import type { Database } from '../../lib/db.js';
+import type { Database } from '../../schema/db.js';
 import type { PlacementPolicy } from '../../schema/index.js';
 import { effectiveRole, roleAllows } from '../access/access.service.js';
 import type { AuthUser } from '../auth/auth-user.js';

@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import type { Database } from '../../lib/db.js';
+import type { Database } from '../../schema/db.js';
 import type { PlacementPolicy, QuotaPolicy } from '../../schema/index.js';
 
 export const POOL_COLUMNS = [

@@ -1,4 +1,4 @@
-import type { Database } from '../../lib/db.js';
+import type { Database } from '../../schema/db.js';
 import type { PlacementPolicy, QuotaPolicy } from '../../schema/index.js';
 import { assertPool, effectiveRole, roleAllows, visiblePoolRoles } from '../access/access.service.js';
 import { audit } from '../audit/audit.service.js';

@@ -1,4 +1,4 @@
-import type { Database } from '../../lib/db.js';
+import type { Database } from '../../schema/db.js';
 import { VM_ACTION_RULES, type VmState } from '../vms/vm-states.js';
 import type { VmTaskArgs } from '../vms/vm-task-handler.js';
 import { queueVmTask } from '../vms/vms.repository.js';

@@ -1,5 +1,5 @@
 import { type Insertable, type Selectable, sql } from 'kysely';
-import type { Database } from '../../lib/db.js';
+import type { Database } from '../../schema/db.js';
 import type { QuotaEnforcementLogTable, QuotaEnforcementTable, QuotaPolicy } from '../../schema/index.js';
 
 export type EnforcementRow = Selectable<QuotaEnforcementTable>;

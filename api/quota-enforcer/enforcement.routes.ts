@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import type { Database } from '../../lib/db.js';
+import type { Database } from '../../schema/db.js';
 import { assertPool } from '../access/access.service.js';
 import type { AppDeps } from '../app.js';
 import type { AuthUser } from '../auth/auth-user.js';

@@ -1,4 +1,4 @@
-import type { Database } from '../../lib/db.js';
+import type { Database } from '../../schema/db.js';
 import { HttpError } from '../http/errors.js';
 import { ancestorChain } from '../quota/quota.repository.js';
 import { RESOURCE_NAMES, type ResourceKey } from '../quota/quota.service.js';

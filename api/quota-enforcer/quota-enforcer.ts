@@ -1,8 +1,8 @@
-import type { Database } from '../../lib/db.js';
 import type { Logger } from '../../lib/log.js';
+import { Loop } from '../../lib/loop.js';
+import type { Database } from '../../schema/db.js';
 import type { AlertFeed, QuotaEnforcementEvent } from '../alerts/alert-feed.js';
 import type { Clock } from '../alerts/alert-rule.js';
-import { Loop } from '../alerts/loop.js';
 import { type AlertEntry, enqueueNotification } from '../alerts/notify/enqueue.js';
 import { audit } from '../audit/audit.service.js';
 import { ancestorChain } from '../quota/quota.repository.js';

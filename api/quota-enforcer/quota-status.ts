@@ -1,4 +1,4 @@
-import type { Database } from '../../lib/db.js';
+import type { Database } from '../../schema/db.js';
 import { quotaRows, subtreeUsageByOwner, type UsageRow } from '../quota/quota.repository.js';
 import { RESOURCE_KEYS, type ResourceKey, type Resources } from '../quota/quota.service.js';
 

@@ -1,9 +1,9 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import type { DatabaseHandle } from '../../lib/db.js';
 import { createTestDatabase } from '../../lib/testing/db.js';
 import { insertVm } from '../../lib/testing/fleet.js';
 import { createPool, createUserWithToken } from '../../lib/testing/users.js';
+import type { DatabaseHandle } from '../../schema/db.js';
 import { ACTIVE_VM_STATES } from '../vms/vm-states.js';
 import { recount, usage } from './quota.service.js';
 

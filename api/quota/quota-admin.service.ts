@@ -1,4 +1,4 @@
-import type { Database } from '../../lib/db.js';
+import type { Database } from '../../schema/db.js';
 import { assertPool } from '../access/access.service.js';
 import { userExists } from '../access/permissions.repository.js';
 import { audit } from '../audit/audit.service.js';

@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import { connect, type DatabaseHandle } from '../../lib/db.js';
 import { createTestDatabase } from '../../lib/testing/db.js';
 import { insertVm } from '../../lib/testing/fleet.js';
 import { createPool, createUserWithToken } from '../../lib/testing/users.js';
+import { connect, type DatabaseHandle } from '../../schema/db.js';
 import { upsertQuota } from './quota.repository.js';
 import { claim, QuotaExceededError } from './quota.service.js';
 

@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import type { Database } from '../../lib/db.js';
+import type { Database } from '../../schema/db.js';
 import { ACTIVE_VM_STATES } from '../vms/vm-states.js';
 
 export interface ChainPool {

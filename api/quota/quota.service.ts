@@ -1,5 +1,5 @@
 import type { Transaction } from 'kysely';
-import type { Database, DB } from '../../lib/db.js';
+import type { Database, DB } from '../../schema/db.js';
 import { HttpError, notFound } from '../http/errors.js';
 import { isActive } from '../vms/vm-states.js';
 import {

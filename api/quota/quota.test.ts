@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import type { DatabaseHandle } from '../../lib/db.js';
 import { createTestDatabase } from '../../lib/testing/db.js';
 import { insertHost, insertVm } from '../../lib/testing/fleet.js';
 import { createPool, createUserWithToken } from '../../lib/testing/users.js';
+import type { DatabaseHandle } from '../../schema/db.js';
 import { upsertQuota } from './quota.repository.js';
 import {
   assertFitsLargestHost,

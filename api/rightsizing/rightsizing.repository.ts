@@ -1,5 +1,5 @@
 import { type RawBuilder, type SqlBool, sql } from 'kysely';
-import type { Database } from '../../lib/db.js';
+import type { Database } from '../../schema/db.js';
 import { type VmVisibility, vmVisibleWhere } from '../access/access.service.js';
 import { ACTIVE_VM_STATES } from '../vms/vm-states.js';
 

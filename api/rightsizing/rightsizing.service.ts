@@ -1,5 +1,5 @@
 import { type PercentileValue, percentileWindow, type Rollups } from '../../ingest/store/rollups.js';
-import type { Database } from '../../lib/db.js';
+import type { Database } from '../../schema/db.js';
 import { assertPool, visiblePoolIds, vmVisibilityFilter } from '../access/access.service.js';
 import type { AuthUser } from '../auth/auth-user.js';
 import { GUEST_MEASUREMENT, HOST_MEASUREMENT } from '../metrics/graph-recorder.js';

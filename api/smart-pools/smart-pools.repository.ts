@@ -1,4 +1,4 @@
-import type { Database } from '../../lib/db.js';
+import type { Database } from '../../schema/db.js';
 
 export type EntityType = 'pool' | 'host' | 'storage_pool' | 'vm';
 

@@ -1,5 +1,5 @@
 import { type Selectable, sql } from 'kysely';
-import type { Database } from '../../lib/db.js';
+import type { Database } from '../../schema/db.js';
 import type { StoragePoolsTable, VolumesTable } from '../../schema/index.js';
 import type { StorageVolumeInfo } from '../hosts/driver/index.js';
 import type { HostRow } from '../hosts/hosts.repository.js';

@@ -1,5 +1,5 @@
-import type { Database } from '../../lib/db.js';
 import type { Logger } from '../../lib/log.js';
+import type { Database } from '../../schema/db.js';
 import type { TaskRow } from './tasks.repository.js';
 
 export interface TaskContext {

@@ -1,8 +1,8 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import type { DatabaseHandle } from '../../lib/db.js';
 import { createLogger } from '../../lib/log.js';
 import { createTestDatabase } from '../../lib/testing/db.js';
+import type { DatabaseHandle } from '../../schema/db.js';
 import { prepareTaskQueue } from './task-queue.js';
 import { JOBLESS_AFTER_MS, queueJoblessTasks, queueTaskJobs } from './task-queue-jobs.js';
 import { taskJob } from './tasks.repository.js';

@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
-import { type Database, isDatabaseUnavailable } from '../../lib/db.js';
 import { createLogger, type Logger } from '../../lib/log.js';
+import { type Database, isDatabaseUnavailable } from '../../schema/db.js';
 import { taskJobs } from './tasks.repository.js';
 
 /** A task queued this long without a job was left by a process that died before adding it. */

@@ -1,5 +1,5 @@
 import { type RawBuilder, type Selectable, sql } from 'kysely';
-import type { Database } from '../../lib/db.js';
+import type { Database } from '../../schema/db.js';
 import type { TaskState, TasksTable } from '../../schema/index.js';
 
 export type TaskRow = Selectable<TasksTable>;

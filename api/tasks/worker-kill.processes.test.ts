@@ -11,7 +11,7 @@ import { createRealFleet, type RealFleet, type RealVm } from '../vms/testing/rea
  * The other worker takes the task over once its lease runs out, never runs it a second time, ends it failed
  * with the reason, and herd's VM state matches libvirt's within one heartbeat.
  */
-const CLI = path.resolve('dist/lib/cli.js');
+const CLI = path.resolve('dist/app/cli.js');
 const LEASE_SECONDS = 3;
 const HEARTBEAT_SECONDS = 2;
 

@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { type Runner, run, type Task } from 'graphile-worker';
 import type pg from 'pg';
-import { type Database, isDatabaseUnavailable } from '../../lib/db.js';
 import type { Logger } from '../../lib/log.js';
 import { Counter, Gauge, type Registry } from '../../lib/metrics.js';
+import { type Database, isDatabaseUnavailable } from '../../schema/db.js';
 import { publicMessage } from '../http/errors.js';
 import type { TaskContext, TaskHandler, TaskHandlers } from './task-handler.js';
 import { graphileLogger } from './task-queue.js';

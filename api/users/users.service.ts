@@ -1,5 +1,5 @@
 import type { Config } from '../../lib/config.js';
-import type { Database } from '../../lib/db.js';
+import type { Database } from '../../schema/db.js';
 import { canListUsers } from '../access/access.service.js';
 import { audit } from '../audit/audit.service.js';
 import { insertUser, revokeAllSessions } from '../auth/auth.repository.js';

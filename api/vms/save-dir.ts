@@ -4,8 +4,8 @@
  * says so plainly instead of libvirt's bare "open failed: No such file or directory".
  */
 import { existsSync } from 'node:fs';
-import type { Database } from '../../lib/db.js';
 import type { Logger } from '../../lib/log.js';
+import type { Database } from '../../schema/db.js';
 
 /** A libvirt URI without a remote host: `test:///default`, `qemu:///system`, `qemu+unix:///session`. */
 export function isLocalHostUri(uri: string): boolean {

@@ -1,5 +1,5 @@
-import type { Database } from '../../lib/db.js';
 import type { Logger } from '../../lib/log.js';
+import type { Database } from '../../schema/db.js';
 import { type Need, type PoolRole, seesVm } from '../access/access.service.js';
 import type { AuthUser } from '../auth/auth-user.js';
 import type { HostConnections } from '../hosts/driver/index.js';

@@ -1,9 +1,9 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, beforeEach, expect, test } from 'vitest';
-import type { DatabaseHandle } from '../../lib/db.js';
 import { insertHost, insertVm } from '../../lib/testing/fleet.js';
 import { createPool } from '../../lib/testing/users.js';
 import { waitFor } from '../../lib/testing/wait.js';
+import type { DatabaseHandle } from '../../schema/db.js';
 import { type StoredDecision, storedDecision, takenMeanwhileFormats } from '../placement/placement.js';
 import { allocationDrift } from '../placement/placement.repository.js';
 import { BUSY_REASON, decide, HOSTS_PER_CLAIM, hostClaims } from '../placement/placement.service.js';

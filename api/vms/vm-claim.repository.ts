@@ -1,8 +1,8 @@
 import { sql } from 'kysely';
 import { CoalescingBatcher } from '../../lib/coalescing-batcher.js';
 import { DEFAULTS } from '../../lib/config.js';
-import type { Database } from '../../lib/db.js';
 import { createLogger, type Logger } from '../../lib/log.js';
+import type { Database } from '../../schema/db.js';
 import type { PlacementPolicy, Role } from '../../schema/index.js';
 import type { CandidateHost, StoredDecision } from '../placement/placement.js';
 import type { HostClaim } from '../placement/placement.service.js';

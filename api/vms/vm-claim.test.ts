@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import type { DatabaseHandle } from '../../lib/db.js';
 import { insertVm } from '../../lib/testing/fleet.js';
+import type { DatabaseHandle } from '../../schema/db.js';
 import {
   explainCandidate,
   type StoredDecision,

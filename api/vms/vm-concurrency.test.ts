@@ -57,7 +57,7 @@ async function expectTenStarted(pool: number, answers: Array<{ status: number; b
 
 /** `herd serve --only api` on the test database (from sources, through tsx), answering its address. */
 async function apiProcess(): Promise<string> {
-  const script = ['lib/cli.ts', 'serve', '--only', 'api'];
+  const script = ['app/cli.ts', 'serve', '--only', 'api'];
   const child = spawn(process.execPath, ['--import', 'tsx', ...script], {
     env: {
       ...process.env,

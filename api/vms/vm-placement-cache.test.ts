@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, expect, inject, test } from 'vitest';
-import { connect, type DatabaseHandle } from '../../lib/db.js';
 import { insertHost, insertVm } from '../../lib/testing/fleet.js';
 import { createPool } from '../../lib/testing/users.js';
+import { connect, type DatabaseHandle } from '../../schema/db.js';
 import { allocationDrift } from '../placement/placement.repository.js';
 import { createClaimRack } from './testing/claim-rack.js';
 import { requestVmAction } from './vm-actions.service.js';

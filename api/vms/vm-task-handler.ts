@@ -1,6 +1,6 @@
 import { access } from 'node:fs/promises';
 import path from 'node:path';
-import type { Database } from '../../lib/db.js';
+import type { Database } from '../../schema/db.js';
 import type { DomainInfo, HostConnections, HostDriver, VirtTypeSetting } from '../hosts/driver/index.js';
 import type { TaskContext, TaskHandler } from '../tasks/task-handler.js';
 import type { TaskRow } from '../tasks/tasks.repository.js';

@@ -1,5 +1,5 @@
 import { type Selectable, sql, type Updateable } from 'kysely';
-import type { Database } from '../../lib/db.js';
+import type { Database } from '../../schema/db.js';
 import type { PlacementPolicy, VirtTypeSetting, VmsTable } from '../../schema/index.js';
 import { type VmVisibility, vmVisibleWhere } from '../access/access.service.js';
 import { type NewTask, TASK_COLUMNS, taskJob, taskValues } from '../tasks/tasks.repository.js';

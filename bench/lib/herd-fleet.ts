@@ -1,5 +1,5 @@
 /**
- * Real herd processes for benchmarks (the built command line, `dist/lib/cli.js serve`) and a simulated fleet
+ * Real herd processes for benchmarks (the built command line, `dist/app/cli.js serve`) and a simulated fleet
  * sending them the captured collectd traffic over UDP; values landed in InfluxDB counted.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -8,7 +8,7 @@ import path from 'node:path';
 import { type Replay, stampTimes } from './replay.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
-export const CLI = path.join(ROOT, 'dist/lib/cli.js');
+export const CLI = path.join(ROOT, 'dist/app/cli.js');
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** A host sends its 31 captured packets over this many seconds: 2 packets (a 10 s interval's values) each 10 s. */
 export const CYCLE_SECONDS = 150;

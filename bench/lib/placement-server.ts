@@ -1,17 +1,17 @@
-// The heap limits every herd process started from its command line runs with (lib/cli.ts).
+// The heap limits every herd process started from its command line runs with (app/cli.ts).
 import '../../lib/small-heap.js';
 import { buildApp } from '../../api/app.js';
 import { apiRoutes } from '../../api/routes.js';
 import { LiveView } from '../../ingest/live-view.js';
 import { loadConfig } from '../../lib/config.js';
-import { connect } from '../../lib/db.js';
 import { createLogger } from '../../lib/log.js';
 import { createRegistry } from '../../lib/metrics.js';
+import { connect } from '../../schema/db.js';
 
 /**
  * The API process of the placement benchmark (bench/placement.ts): herd's HTTP API on DATABASE_URL with a live
  * view holding collectd figures for every host, as the ingest role would keep it. Logs its address.
- * BENCH_POOL_SIZE: PostgreSQL connections (default: herd's, DEFAULT_POOL_SIZE in lib/db.ts).
+ * BENCH_POOL_SIZE: PostgreSQL connections (default: herd's, DEFAULT_POOL_SIZE in schema/db.ts).
  */
 const config = loadConfig();
 const log = createLogger(config.logLevel);

@@ -7,11 +7,11 @@ import { LiveView } from '../../ingest/live-view.js';
 import { type ExpectedValues, replayAt } from '../../ingest/protocol/test-fixtures.js';
 import { createMetricsStore, type MetricsStore } from '../../ingest/store/metrics-store.js';
 import { loadConfig } from '../../lib/config.js';
-import type { DatabaseHandle } from '../../lib/db.js';
 import { createLogger } from '../../lib/log.js';
 import { createRegistry } from '../../lib/metrics.js';
 import { createTestDatabase, testInflux } from '../../lib/testing/db.js';
 import { influxQuery, waitFor } from '../../lib/testing/wait.js';
+import type { DatabaseHandle } from '../../schema/db.js';
 
 /**
  * The shipped Grafana dashboard, proven against herd's own InfluxDB data: the real captured collectd packets go

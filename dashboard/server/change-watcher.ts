@@ -1,6 +1,6 @@
 import { type EventAnswer, toEventAnswer } from '../../api/events/events.service.js';
-import type { Database } from '../../lib/db.js';
 import type { Logger } from '../../lib/log.js';
+import type { Database } from '../../schema/db.js';
 import {
   activeTaskIds,
   allHosts,

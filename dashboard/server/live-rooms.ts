@@ -1,6 +1,6 @@
 import { visiblePoolRoles } from '../../api/access/access.service.js';
 import type { AuthUser } from '../../api/auth/auth-user.js';
-import type { Database } from '../../lib/db.js';
+import type { Database } from '../../schema/db.js';
 import { allPoolIds } from './live.repository.js';
 
 /**

@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import type { EventRow } from '../../api/events/events.repository.js';
-import type { Database } from '../../lib/db.js';
+import type { Database } from '../../schema/db.js';
 
 export interface HostRow {
   id: number;

@@ -12,8 +12,8 @@ import {
 } from '../../api/hosts/host-events.js';
 import { isSameOrigin } from '../../api/http/same-origin.js';
 import type { LiveReader } from '../../ingest/live-view.js';
-import type { Database } from '../../lib/db.js';
 import type { Logger } from '../../lib/log.js';
+import type { Database } from '../../schema/db.js';
 import { ChangeWatcher } from './change-watcher.js';
 import { rooms, roomsOf, vmRooms } from './live-rooms.js';
 

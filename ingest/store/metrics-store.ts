@@ -1,8 +1,8 @@
 import path from 'node:path';
 import type { Config } from '../../lib/config.js';
-import type { Database } from '../../lib/db.js';
 import type { Logger } from '../../lib/log.js';
 import type { Registry } from '../../lib/metrics.js';
+import type { Database } from '../../schema/db.js';
 import type { Point } from '../types.js';
 import { InfluxStore } from './influx-store.js';
 import { PostgresStore } from './postgres-store.js';

@@ -1,11 +1,11 @@
 import { readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import type { DatabaseHandle } from '../../lib/db.js';
 import { createLogger } from '../../lib/log.js';
 import { type OwnPostgres, startOwnPostgres } from '../../lib/testing/db.js';
 import { sharedTempDir } from '../../lib/testing/temp-dir.js';
 import { waitFor } from '../../lib/testing/wait.js';
+import type { DatabaseHandle } from '../../schema/db.js';
 import type { Point } from '../types.js';
 import { PostgresStore, type PostgresStoreOptions } from './postgres-store.js';
 

@@ -1,6 +1,6 @@
 import { type RawBuilder, sql } from 'kysely';
-import type { Database } from '../../lib/db.js';
 import type { Logger } from '../../lib/log.js';
+import type { Database } from '../../schema/db.js';
 import type { RangeQuery, Series } from './metrics-store.js';
 import { AGGREGATE_SQL, COMBINE_SQL, tagWhere } from './postgres-sql.js';
 import { type PlannedRange, planRange, sortSeries, tidyTags } from './range-query.js';

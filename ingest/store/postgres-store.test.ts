@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import { connect, type DatabaseHandle } from '../../lib/db.js';
 import { freePort } from '../../lib/embedded-postgres.js';
 import { createLogger } from '../../lib/log.js';
 import { createRegistry } from '../../lib/metrics.js';
 import { capturingLogger } from '../../lib/testing/capture-log.js';
 import { createTestDatabase } from '../../lib/testing/db.js';
+import { connect, type DatabaseHandle } from '../../schema/db.js';
 import type { Point } from '../types.js';
 import { PostgresStore, type PostgresStoreOptions } from './postgres-store.js';
 

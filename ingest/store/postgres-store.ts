@@ -1,9 +1,9 @@
 import { promisify } from 'node:util';
 import { gunzip as gunzipCb, gzip as gzipCb } from 'node:zlib';
 import { type RawBuilder, sql } from 'kysely';
-import type { Database } from '../../lib/db.js';
 import type { Logger } from '../../lib/log.js';
 import type { Registry } from '../../lib/metrics.js';
+import type { Database } from '../../schema/db.js';
 import type { Point } from '../types.js';
 import type {
   LatestQuery,

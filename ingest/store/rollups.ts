@@ -1,6 +1,6 @@
 import type { Config } from '../../lib/config.js';
-import type { Database } from '../../lib/db.js';
 import type { Logger } from '../../lib/log.js';
+import type { Database } from '../../schema/db.js';
 import { InfluxRollups } from './influx-rollups.js';
 import { InfluxStore } from './influx-store.js';
 import type { MetricsStore, RangeQuery, Series, TagFilter } from './metrics-store.js';

@@ -1,8 +1,8 @@
 import type { FastifyInstance } from 'fastify';
 import { type AppDeps, buildApp, type RoutePlugin } from '../../api/app.js';
 import { apiRoutes } from '../../api/routes.js';
+import type { DatabaseHandle } from '../../schema/db.js';
 import { loadConfig } from '../config.js';
-import type { DatabaseHandle } from '../db.js';
 import { createLogger } from '../log.js';
 import { createRegistry } from '../metrics.js';
 import { createTestDatabase } from './db.js';

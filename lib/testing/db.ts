@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { inject } from 'vitest';
-import { connect, type DatabaseHandle, migrateToLatest } from '../db.js';
+import { connect, type DatabaseHandle, migrateToLatest } from '../../schema/db.js';
 import { startEmbeddedPostgres } from '../embedded-postgres.js';
 import type { Logger } from '../log.js';
 

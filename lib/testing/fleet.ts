@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { Database } from '../db.js';
+import type { Database } from '../../schema/db.js';
 
 /** Rows inserted directly for tests of quotas and access: hosts, VMs with NICs and volumes. */
 export async function insertHost(

@@ -1,7 +1,7 @@
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { TestProject } from 'vitest/node';
-import { connect, migrateToLatest } from '../db.js';
+import { connect, migrateToLatest } from '../../schema/db.js';
 import { startEmbeddedPostgres } from '../embedded-postgres.js';
 import { createLogger } from '../log.js';
 import { startSharedHypervisor } from './hypervisor.js';

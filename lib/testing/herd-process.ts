@@ -3,7 +3,7 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 
 /** The built command line (`npm run build` first). */
-export const CLI = path.resolve('dist/lib/cli.js');
+export const CLI = path.resolve('dist/app/cli.js');
 
 export type HerdRole = 'ingest' | 'api' | 'worker';
 

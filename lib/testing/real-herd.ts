@@ -4,9 +4,9 @@ import { readFile, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
+import { ROLES, type RunningHerd, startHerd } from '../../app/server.js';
 import { loadConfig } from '../config.js';
 import { createLogger } from '../log.js';
-import { ROLES, type RunningHerd, startHerd } from '../server.js';
 import { createTestDatabase, testInflux } from './db.js';
 import { HOST_FROM_GUEST } from './hypervisor.js';
 

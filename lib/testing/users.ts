@@ -1,8 +1,8 @@
 import { insertUser } from '../../api/auth/auth.repository.js';
 import { issueToken } from '../../api/auth/auth.service.js';
 import { hashPassword } from '../../api/auth/secrets.js';
+import type { Database } from '../../schema/db.js';
 import type { Role } from '../../schema/index.js';
-import type { Database } from '../db.js';
 
 /** A user (local, no password unless given) with an API token, for tests: `authHeader(token)` in inject. */
 export async function createUserWithToken(

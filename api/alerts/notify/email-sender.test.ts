@@ -1,11 +1,11 @@
 import type { AddressInfo } from 'node:net';
 import { SMTPServer } from 'smtp-server';
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import type { DatabaseHandle } from '../../../lib/db.js';
 import { createLogger } from '../../../lib/log.js';
 import { createTestDatabase } from '../../../lib/testing/db.js';
 import { insertVm } from '../../../lib/testing/fleet.js';
 import { createPool, createUserWithToken } from '../../../lib/testing/users.js';
+import type { DatabaseHandle } from '../../../schema/db.js';
 import { insertChannel } from '../alerts.repository.js';
 import { startAlerting } from '../start-alerting.js';
 import { ManualClock } from '../test-support.js';

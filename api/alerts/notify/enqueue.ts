@@ -1,4 +1,4 @@
-import type { Database } from '../../../lib/db.js';
+import type { Database } from '../../../schema/db.js';
 import type { AlertSeverity } from '../../../schema/index.js';
 import { SEVERITY_RANK } from '../alert-rule.js';
 import { addToGroup, channelsFor } from '../alerts.repository.js';

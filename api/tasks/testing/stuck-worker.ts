@@ -1,5 +1,5 @@
-import { connect } from '../../../lib/db.js';
 import { createLogger } from '../../../lib/log.js';
+import { connect } from '../../../schema/db.js';
 import { createHostDriver, HostConnections, type HostDriver } from '../../hosts/driver/index.js';
 import { createVmTaskHandler } from '../../vms/vm-task-handler.js';
 import { startWorker } from '../worker.js';

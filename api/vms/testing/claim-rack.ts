@@ -1,8 +1,8 @@
-import type { DatabaseHandle } from '../../../lib/db.js';
 import { createLogger } from '../../../lib/log.js';
 import { createTestDatabase } from '../../../lib/testing/db.js';
 import { insertHost } from '../../../lib/testing/fleet.js';
 import { createPool, createUserWithToken, grantRole } from '../../../lib/testing/users.js';
+import type { DatabaseHandle } from '../../../schema/db.js';
 import { prepareTaskQueue } from '../../tasks/task-queue.js';
 import { configureVmClaims } from '../vm-claim.repository.js';
 

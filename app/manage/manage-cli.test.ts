@@ -5,14 +5,14 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { RunningWorker } from '../../api/tasks/worker.js';
 import { createFleet, type Fleet, type User } from '../../api/vms/testing/vm-fleet.js';
-import { createPool, createUserWithToken, grantRole } from '../testing/users.js';
+import { createPool, createUserWithToken, grantRole } from '../../lib/testing/users.js';
 import { credentialsFile } from './client.js';
 
 /**
  * The built command line (`npm run build` first), as operators run it, against a real herd API on a port: a
  * real database, libvirt test-driver hosts and a task worker.
  */
-const CLI = path.resolve('dist/lib/cli.js');
+const CLI = path.resolve('dist/app/cli.js');
 
 let f: Fleet;
 let worker: RunningWorker;

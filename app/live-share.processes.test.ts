@@ -5,18 +5,18 @@ import path from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { encodeValueLists } from '../ingest/protocol/encoder.js';
 import type { ValueList } from '../ingest/types.js';
-import type { DatabaseHandle } from './db.js';
-import { createTestDatabase } from './testing/db.js';
+import { createTestDatabase } from '../lib/testing/db.js';
 import {
   apiCall,
   type HerdProcess,
   type HerdRole,
   startHerdProcess,
   stopHerdProcess,
-} from './testing/herd-process.js';
-import { writeTestHost } from './testing/libvirt-hosts.js';
-import { createPool, createUserWithToken } from './testing/users.js';
-import { waitFor } from './testing/wait.js';
+} from '../lib/testing/herd-process.js';
+import { writeTestHost } from '../lib/testing/libvirt-hosts.js';
+import { createPool, createUserWithToken } from '../lib/testing/users.js';
+import { waitFor } from '../lib/testing/wait.js';
+import type { DatabaseHandle } from '../schema/db.js';
 
 /**
  * Two of every role on one database, as the built command line runs them: `--only ingest` ×2 (each hears one of

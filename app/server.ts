@@ -8,10 +8,10 @@ import { LivePublisher, processName, SharedLiveView } from '../ingest/live-share
 import { LiveView } from '../ingest/live-view.js';
 import { createMetricsStore, type MetricsStore } from '../ingest/store/metrics-store.js';
 import { createRollups, type Rollups } from '../ingest/store/rollups.js';
-import type { Config } from './config.js';
-import { type DatabaseHandle, migrateOrThrow, openDatabase } from './db.js';
-import type { Logger } from './log.js';
-import { createRegistry } from './metrics.js';
+import type { Config } from '../lib/config.js';
+import type { Logger } from '../lib/log.js';
+import { createRegistry } from '../lib/metrics.js';
+import { type DatabaseHandle, migrateOrThrow, openDatabase } from '../schema/db.js';
 
 export const ROLES = ['ingest', 'api', 'worker'] as const;
 export type Role = (typeof ROLES)[number];

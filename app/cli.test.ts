@@ -7,12 +7,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { fixturePackets, replayAt, retimePacket } from '../ingest/protocol/test-fixtures.js';
-import type { DatabaseHandle } from './db.js';
-import { createTestDatabase, testInflux } from './testing/db.js';
-import { influxQuery, waitFor } from './testing/wait.js';
+import { createTestDatabase, testInflux } from '../lib/testing/db.js';
+import { influxQuery, waitFor } from '../lib/testing/wait.js';
+import type { DatabaseHandle } from '../schema/db.js';
 
 /** The built command line (`npm test` builds first), as users run it. */
-const CLI = path.resolve('dist/lib/cli.js');
+const CLI = path.resolve('dist/app/cli.js');
 
 let dir: string;
 beforeAll(async () => {

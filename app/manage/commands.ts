@@ -1,4 +1,4 @@
-// `herd pools|hosts|vms|quota|login …`: operators' commands over herd's HTTP API (lib/cli-commands.ts adds them).
+// `herd pools|hosts|vms|quota|login …`: operators' commands over herd's HTTP API (app/cli-commands.ts adds them).
 import os from 'node:os';
 import { Argument, type Command, InvalidArgumentError, Option } from 'commander';
 import { VM_ACTIONS, VM_STATES } from '../../api/vms/vm-states.js';

@@ -6,9 +6,9 @@ import path from 'node:path';
 import { expect, test } from 'vitest';
 import { copyValueList, PacketDecoder } from '../ingest/protocol/decoder.js';
 import type { ValueList } from '../ingest/types.js';
+import { createLogger } from '../lib/log.js';
 import { collectdInstalled, putval, startTraffic } from './demo-traffic.js';
 import { hostValueLists } from './fleet-signal.js';
-import { createLogger } from './log.js';
 
 const HOST = { name: 'demo-model-h1', cpus: 6, memoryMiB: 24_576 };
 

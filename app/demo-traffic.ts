@@ -5,8 +5,8 @@ import net from 'node:net';
 import path from 'node:path';
 import { PacketEncoder } from '../ingest/protocol/encoder.js';
 import type { ValueList } from '../ingest/types.js';
+import type { Logger } from '../lib/log.js';
 import { guestValueLists, hostValueLists, type SimulatedGuest, type SimulatedHost } from './fleet-signal.js';
-import type { Logger } from './log.js';
 
 export interface TrafficOptions {
   hosts: SimulatedHost[];
@@ -40,7 +40,7 @@ export function collectdInstalled(): boolean {
 /**
  * collectd traffic for simulated hosts, over UDP to herd's listener: per host a real collectd daemon under
  * that host's name, or else herd's own encoder. Either way the figures are the simulated host's own, from one
- * model (lib/fleet-signal.ts: its CPUs, memory, load, network and disk) that the demo's backfilled history comes
+ * model (app/fleet-signal.ts: its CPUs, memory, load, network and disk) that the demo's backfilled history comes
  * from too, so history and live figures meet without a seam. A real collectd is handed them each interval with
  * PUTVAL over its unixsock plugin and sends them on with its network plugin (it does not read this machine). Guests always come from the encoder — the virt plugin of a real collectd could not
  * see the libvirt test driver's domains — with the virt plugin's names and the guest's UUID as host.

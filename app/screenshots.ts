@@ -13,9 +13,9 @@ import { chmod, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { chromium, type Page } from 'playwright-core';
-import { startDemo } from '../lib/demo.js';
 import { CHROMIUM } from '../lib/testing/browser.js';
 import { goTo, graphDrawn, signIn } from '../lib/testing/dashboard-pages.js';
+import { startDemo } from './demo.js';
 
 const out = path.resolve(process.argv[2] ?? path.join(import.meta.dirname, '..', 'docs', 'screenshots'));
 const WIDE = { width: 1400, height: 1000 };

@@ -16,12 +16,12 @@ import {
   type TableNode,
 } from 'kysely';
 import pg from 'pg';
-import { type DB, migrations } from '../schema/index.js';
-import type { Config } from './config.js';
-import { startEmbeddedPostgres } from './embedded-postgres.js';
-import type { Logger } from './log.js';
-import { createFailoverPool } from './pg-failover.js';
-import { isMultiHostUrl, parsePgUrl } from './pg-url.js';
+import type { Config } from '../lib/config.js';
+import { startEmbeddedPostgres } from '../lib/embedded-postgres.js';
+import type { Logger } from '../lib/log.js';
+import { createFailoverPool } from '../lib/pg-failover.js';
+import { isMultiHostUrl, parsePgUrl } from '../lib/pg-url.js';
+import { type DB, migrations } from './index.js';
 
 export type { DB };
 export type Database = Kysely<DB>;

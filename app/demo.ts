@@ -3,7 +3,9 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import { loadConfig } from './config.js';
+import { loadConfig } from '../lib/config.js';
+import { createLogger, type Logger } from '../lib/log.js';
+import { writeTestHost } from '../lib/testing/libvirt-hosts.js';
 import { collectdInstalled, startTraffic, type Traffic } from './demo-traffic.js';
 import {
   guestFigures,
@@ -14,9 +16,7 @@ import {
   type SimulatedHost,
   toPoints,
 } from './fleet-signal.js';
-import { createLogger, type Logger } from './log.js';
 import { ROLES, type RunningHerd, startHerd } from './server.js';
-import { writeTestHost } from './testing/libvirt-hosts.js';
 
 export interface DemoOptions {
   /** The environment herd's configuration is read from (process.env by default). */

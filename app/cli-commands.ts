@@ -1,12 +1,12 @@
-// herd's command line (lib/cli.ts loads it once the process is set up).
+// herd's command line (app/cli.ts loads it once the process is set up).
 import { Command, Option } from 'commander';
 import type { SecurityLevel } from '../ingest/protocol/parts.js';
-import { loadConfig } from './config.js';
-import { migrateOrThrow, openDatabase } from './db.js';
-import { createLogger } from './log.js';
+import { loadConfig } from '../lib/config.js';
+import { createLogger } from '../lib/log.js';
+import { startupErrorLine } from '../lib/startup-error.js';
+import { migrateOrThrow, openDatabase } from '../schema/db.js';
 import { registerManageCommands } from './manage/commands.js';
 import { ROLES, type Role, startHerd } from './server.js';
-import { startupErrorLine } from './startup-error.js';
 
 const program = new Command('herd').description('Watches and governs a fleet of libvirt hosts.');
 
