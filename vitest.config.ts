@@ -2,7 +2,7 @@ import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
-    include: ['{libvirt,lib,app,ingest,api,schema,dashboard}/**/*.test.ts'],
+    include: ['{libvirt,lib,app,ingest,api,schema,dashboard,docs}/**/*.test.ts'],
     exclude: ['**/node_modules/**', 'dist/**'],
     globalSetup: ['lib/testing/global-setup.ts'],
     testTimeout: 60_000,

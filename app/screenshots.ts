@@ -1,5 +1,5 @@
 /**
- * The README's screenshots, taken anew on a fresh `herd demo` with its embedded defaults (its own PostgreSQL,
+ * The screenshots of the README and docs/dashboard.md, taken anew on a fresh `herd demo` with its embedded defaults (its own PostgreSQL,
  * metrics kept there, the demo's simulated hosts and their collectd traffic) in Debian's chromium:
  *
  *   npm run screenshots                 writes docs/screenshots/*.png

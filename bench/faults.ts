@@ -1,6 +1,6 @@
 /**
  * Faults injected into real herd processes, with what was lost, duplicated and how long recovery took; writes
- * bench/results/faults.json (the README's "Faults survived" table).
+ * bench/results/faults.json (docs/benchmarks.md's "Faults survived" table).
  *
  *   npm run bench:faults [-- --hosts 1000 --outage 60 --pg-down 10 --fuzz 10000000 --only influx,postgres,fuzz]
  *

@@ -1,7 +1,7 @@
 /**
  * Soak: one `herd serve` (every role) for HERD_SOAK_MINUTES (default 30) with 1,000 simulated hosts sending the
  * captured collectd traffic over UDP (a 10 s interval) and a bounded API load; writes bench/results/soak.json
- * (the README's "Soak" section).
+ * (docs/benchmarks.md's "Soak" section).
  *
  *   npm run bench:soak            HERD_SOAK_MINUTES=3 npm run bench:soak
  *

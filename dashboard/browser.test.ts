@@ -17,7 +17,7 @@ import { type Kdc, startKdc } from '../lib/testing/kdc.js';
 /**
  * The dashboard in Debian's chromium (headless), against `herd demo` on the suite's real PostgreSQL and
  * InfluxDB: who sees what, a VM started from its page, graphs drawn with data, live updates without reload.
- * The README's screenshots are taken by `npm run screenshots` (app/screenshots.ts), not here.
+ * The screenshots of the README and docs/dashboard.md are taken by `npm run screenshots` (app/screenshots.ts), not here.
  */
 const LIVE_MS = 8000;
 

@@ -110,7 +110,7 @@ describe('the VM console in the browser', () => {
     const first = await snapshot(page);
     await page.waitForTimeout(3_000);
     const second = await snapshot(page);
-    // With HERD_SCREENSHOTS=1 the README's screenshot of the console is taken again.
+    // With HERD_SCREENSHOTS=1 docs/dashboard.md's screenshot of the console is taken again.
     if (process.env.HERD_SCREENSHOTS === '1')
       await page.screenshot({ path: path.join(ROOT, 'docs', 'screenshots', 'console.png') });
     expect(first.width).toBeGreaterThanOrEqual(640);

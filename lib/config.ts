@@ -5,7 +5,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { isMultiHostUrl, PgUrlError, parsePgUrl } from './pg-url.js';
 
-/** Defaults, named once. The README's configuration table lists each with its variable. */
+/** Defaults, named once. docs/configuration.md lists each with its variable. */
 export const DEFAULTS = {
   dataDir: './data',
   /** Where hosts write saved VM images (a path on each host, as libvirtd sees it). */

@@ -16,7 +16,7 @@ import {
 } from './quota.repository.js';
 
 /**
- * The quota engine. Semantics (README, "Quota semantics"):
+ * The quota engine. Semantics (docs/quotas.md, "Quota semantics"):
  * - every quota row limits the usage in the subtree of its pool: a per-user row that user's VMs there, the
  *   pool-total row (user_id NULL) all VMs there;
  * - a claim in pool P is checked against the rows on P and on every ancestor of P, so a pool without its own

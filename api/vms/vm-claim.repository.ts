@@ -82,7 +82,7 @@ export async function claimVmAction(db: Database, request: VmClaimRequest): Prom
  * claims never wait on each other, and it holds its locks until all of them are made, so claims go at most
  * CLAIMS_PER_BATCH to a batch, sorted by pool then VM so that batches lock pools in the same order. Two batches of
  * claims are in flight at a time per process: one waiting on a lock or on its commit's flush no longer holds up
- * the next (with one, every claim queued behind each stall: README, "Placement"). Claims of the two may wait on
+ * the next (with one, every claim queued behind each stall: docs/benchmarks.md, "Placement"). Claims of the two may wait on
  * each other as those of two processes do: a pool's quota lock is waited for, a host held is passed over in the
  * first round. A batch of claims that fails as a whole (a deadlock, say) is claimed again one by one: each request
  * still gets its own answer.

@@ -23,7 +23,7 @@ export type VmState = (typeof VM_STATES)[number];
 
 /**
  * States in which a VM holds vCPUs, memory, NICs and a VM-count slot: running or on its way to running.
- * Storage is counted in every state. (README, "Quota semantics".)
+ * Storage is counted in every state. (docs/quotas.md, "Quota semantics".)
  */
 export const ACTIVE_VM_STATES: readonly VmState[] = [
   'starting',

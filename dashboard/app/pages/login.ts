@@ -15,7 +15,7 @@ type Answer = { csrfToken: string; user: Me };
 
 /**
  * The login form; the session cookie and CSRF token it gets authenticate everything after. Where herd offers
- * Kerberos (README: Kerberos sign-on), the page first tries it (`GET /api/v1/session`, which the browser answers
+ * Kerberos (docs/security.md: Kerberos sign-on), the page first tries it (`GET /api/v1/session`, which the browser answers
  * with its ticket when it may), unless the user just logged out; a "Sign in with Kerberos" button tries again.
  */
 export function loginPage(root: HTMLElement, loggedIn: (me: Me) => Promise<void>): void {
