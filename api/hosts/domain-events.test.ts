@@ -8,6 +8,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { createLogger } from '../../lib/log.js';
 import { createTestApp, type TestApp } from '../../lib/testing/app.js';
+import { sharedHypervisor } from '../../lib/testing/hypervisor.js';
 import { cutConnection } from '../../lib/testing/libvirt-hosts.js';
 import { authHeader, createPool, createUserWithToken } from '../../lib/testing/users.js';
 import { waitFor } from '../../lib/testing/wait.js';
@@ -34,6 +35,8 @@ let t: TestApp;
 let dir: string;
 let monitor: HostMonitor;
 let hostId: number;
+let adminToken: string;
+let rackId: number;
 let vmId: number;
 const connections = new HostConnections(log);
 const events = new EventEmitter();
@@ -61,6 +64,8 @@ beforeAll(async () => {
   const db = t.database.db;
   const admin = await createUserWithToken(db, { username: 'root', superAdmin: true });
   const rack = await createPool(db, { name: 'rack' });
+  rackId = rack;
+  adminToken = admin.token;
   const vmPool = await createPool(db, { name: 'vms', kind: 'vm', parentId: rack });
   const res = await t.app.inject({
     method: 'POST',
@@ -137,5 +142,30 @@ describe('domain events over the RPC connection', () => {
     const result = await monitor.tick();
     expect(result).toMatchObject({ hosts: 1, up: 1, failed: 0 });
     expect(sent() - before).toBe(1);
+  });
+
+  test("a heartbeat that times out leaves the host's connection to the calls using it", async () => {
+    const real = sharedHypervisor().hosts[0].uri;
+    const res = await t.app.inject({
+      method: 'POST',
+      url: '/api/v1/hosts',
+      headers: authHeader(adminToken),
+      payload: { uri: real, poolId: rackId },
+    });
+    expect(res.statusCode, res.body).toBe(201);
+    const driver = await connections.get(real);
+    // No answer is quick enough: every host's check times out.
+    const hasty = new HostMonitor({
+      db: t.database.db,
+      connections,
+      log,
+      intervalSeconds: 3600,
+      timeoutMs: 1,
+    });
+    const result = await hasty.tick();
+    expect(result.failed).toBeGreaterThan(0);
+    expect(await connections.get(real)).toBe(driver);
+    expect((await driver.inventory()).uuid).toBe(sharedHypervisor().hosts[0].hostUuid);
+    await hasty.stop();
   });
 });

@@ -270,11 +270,8 @@ export class HostMonitor {
       vms: [],
       error: `no answer from libvirt within ${this.timeoutMs() / 1000} s (waiting for ${at.step}${late ? '; previous heartbeat still pending' : ''})`,
     }));
-    if (outcome.error && !host.uri.startsWith('test:')) {
-      // The connection may be dead (libvirtd restarted, network cut): reopen it next time. Never for the test
-      // driver, whose fake host would be reborn empty.
-      void this.options.connections.drop(host.uri);
-    }
+    // A failed or slow heartbeat leaves the host's connection alone: it notices a dead host itself (keepalive) and
+    // reconnects by itself, and closing it would fail the calls of the tasks using it (a save, a migration).
 
     const live = this.options.liveView?.hostSummary(host.hostname);
     const lastSeenMs = Math.max(host.last_seen_at?.getTime() ?? 0, live?.lastSeen ?? 0) || null;
