@@ -1,0 +1,117 @@
+import { execFile } from 'node:child_process';
+import { access, mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { freePort } from '../embedded-postgres.js';
+import { type Daemon, startDaemon } from './daemon.js';
+
+const run = promisify(execFile);
+const GiB = 1024 ** 3;
+
+/**
+ * A test's own iSCSI target: Debian's `tgtd` (package `tgt`) on 127.0.0.1 and a free port, one target with
+ * file-backed (sparse) LUNs and CHAP. Its control socket lives in its own temporary directory
+ * (`TGT_IPC_SOCKET`, which tgtd and tgtadm both read), so it runs beside the machine's tgtd, if any.
+ */
+export interface Tgtd {
+  portal: string;
+  port: number;
+  iqn: string;
+  chapUsername: string;
+  chapSecret: string;
+  /** Adds a LUN (its number, from 1) backed by a new sparse file of `sizeGiB`. */
+  addLun(lun: number, sizeGiB: number): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** Why tgtd cannot run here, or null when it can. */
+export async function tgtdMissing(): Promise<string | null> {
+  return access('/usr/sbin/tgtd').then(
+    () => null,
+    () => 'tgtd is not installed (apt-get install tgt)',
+  );
+}
+
+export async function startTgtd(options: {
+  iqn: string;
+  luns: number[];
+  chapUsername: string;
+  chapSecret: string;
+}): Promise<Tgtd> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'herd-tgtd-'));
+  const port = await freePort();
+  const env = { ...process.env, TGT_IPC_SOCKET: path.join(dir, 'socket') };
+  const daemon: Daemon = startDaemon(
+    '/usr/sbin/tgtd',
+    ['-f', '-C', '0', '--iscsi', `portal=127.0.0.1:${port}`],
+    env,
+  );
+  const tgtadm = async (...args: string[]) => {
+    const { stdout } = await run('tgtadm', ['-C', '0', '--lld', 'iscsi', ...args], { env, timeout: 30_000 });
+    return stdout;
+  };
+  const stop = async () => {
+    await daemon.stop();
+    await rm(dir, { recursive: true, force: true });
+  };
+  try {
+    const started = Date.now();
+    for (;;) {
+      if (daemon.child.exitCode !== null) throw new Error(`tgtd exited: ${daemon.stderr()}`);
+      if (
+        await tgtadm('--mode', 'target', '--op', 'show').then(
+          () => true,
+          () => false,
+        )
+      )
+        break;
+      if (Date.now() - started > 20_000) throw new Error(`tgtd did not answer: ${daemon.stderr()}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    await tgtadm('--mode', 'target', '--op', 'new', '--tid', '1', '--targetname', options.iqn);
+    const addLun = async (lun: number, sizeGiB: number) => {
+      const file = path.join(dir, `lun${lun}.img`);
+      await writeFile(file, '', { mode: 0o600 });
+      await truncate(file, Math.round(sizeGiB * GiB));
+      await tgtadm(
+        '--mode',
+        'logicalunit',
+        '--op',
+        'new',
+        '--tid',
+        '1',
+        '--lun',
+        String(lun),
+        '--backing-store',
+        file,
+      );
+    };
+    for (const [i, sizeGiB] of options.luns.entries()) await addLun(i + 1, sizeGiB);
+    // The secret travels as an argument to this process only (a test's throwaway credential).
+    await tgtadm(
+      '--mode',
+      'account',
+      '--op',
+      'new',
+      '--user',
+      options.chapUsername,
+      '--password',
+      options.chapSecret,
+    );
+    await tgtadm('--mode', 'account', '--op', 'bind', '--tid', '1', '--user', options.chapUsername);
+    await tgtadm('--mode', 'target', '--op', 'bind', '--tid', '1', '--initiator-address', 'ALL');
+    return {
+      portal: '127.0.0.1',
+      port,
+      iqn: options.iqn,
+      chapUsername: options.chapUsername,
+      chapSecret: options.chapSecret,
+      addLun,
+      stop,
+    };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
