@@ -56,7 +56,7 @@ export const createStoragePoolBody = {
     mountPoint: { ...absolutePath, description: 'nfs: where hosts mount it (/var/lib/herd/nfs/<name>)' },
     volumeGroup: { type: 'string', pattern: '^[A-Za-z0-9+_.][A-Za-z0-9+_.-]{0,127}$', description: 'lvm' },
   },
-  dependentRequired: { chapUsername: ['chapSecret'], chapSecret: ['chapUsername'] },
+  dependencies: { chapUsername: ['chapSecret'], chapSecret: ['chapUsername'] },
   allOf: [
     whenType('iscsi', ['portal', 'targetIqn']),
     whenType('nfs', ['server', 'export']),

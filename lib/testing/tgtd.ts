@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { access, mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -20,6 +21,8 @@ export interface Tgtd {
   iqn: string;
   chapUsername: string;
   chapSecret: string;
+  /** What herd's iSCSI pool takes to reach this target: portal, port, IQN and CHAP credentials. */
+  poolFields(): { portal: string; port: number; targetIqn: string; chapUsername: string; chapSecret: string };
   /** Adds a LUN (its number, from 1) backed by a new sparse file of `sizeGiB`. */
   addLun(lun: number, sizeGiB: number): Promise<void>;
   stop(): Promise<void>;
@@ -33,12 +36,16 @@ export async function tgtdMissing(): Promise<string | null> {
   );
 }
 
-export async function startTgtd(options: {
-  iqn: string;
-  luns: number[];
-  chapUsername: string;
-  chapSecret: string;
-}): Promise<Tgtd> {
+/**
+ * Starts the target; by default with a fresh IQN, LUN 1 of 1 GiB and LUN 2 of 2 GiB (`luns`: their sizes in GiB,
+ * LUN 1 first) and CHAP user `herd-initiator` with a fresh secret.
+ */
+export async function startTgtd(
+  options: { iqn?: string; luns?: number[]; chapUsername?: string; chapSecret?: string } = {},
+): Promise<Tgtd> {
+  const iqn = options.iqn ?? `iqn.2026-12.org.herd.test:${randomUUID().slice(0, 8)}`;
+  const chapUsername = options.chapUsername ?? 'herd-initiator';
+  const chapSecret = options.chapSecret ?? `s3cr3t-${randomUUID().slice(0, 12)}`;
   const dir = await mkdtemp(path.join(os.tmpdir(), 'herd-tgtd-'));
   const port = await freePort();
   const env = { ...process.env, TGT_IPC_SOCKET: path.join(dir, 'socket') };
@@ -69,7 +76,7 @@ export async function startTgtd(options: {
       if (Date.now() - started > 20_000) throw new Error(`tgtd did not answer: ${daemon.stderr()}`);
       await new Promise((r) => setTimeout(r, 100));
     }
-    await tgtadm('--mode', 'target', '--op', 'new', '--tid', '1', '--targetname', options.iqn);
+    await tgtadm('--mode', 'target', '--op', 'new', '--tid', '1', '--targetname', iqn);
     const addLun = async (lun: number, sizeGiB: number) => {
       const file = path.join(dir, `lun${lun}.img`);
       await writeFile(file, '', { mode: 0o600 });
@@ -87,26 +94,19 @@ export async function startTgtd(options: {
         file,
       );
     };
-    for (const [i, sizeGiB] of options.luns.entries()) await addLun(i + 1, sizeGiB);
+    for (const [i, sizeGiB] of (options.luns ?? [1, 2]).entries()) await addLun(i + 1, sizeGiB);
     // The secret travels as an argument to this process only (a test's throwaway credential).
-    await tgtadm(
-      '--mode',
-      'account',
-      '--op',
-      'new',
-      '--user',
-      options.chapUsername,
-      '--password',
-      options.chapSecret,
-    );
-    await tgtadm('--mode', 'account', '--op', 'bind', '--tid', '1', '--user', options.chapUsername);
+    await tgtadm('--mode', 'account', '--op', 'new', '--user', chapUsername, '--password', chapSecret);
+    await tgtadm('--mode', 'account', '--op', 'bind', '--tid', '1', '--user', chapUsername);
     await tgtadm('--mode', 'target', '--op', 'bind', '--tid', '1', '--initiator-address', 'ALL');
+    const portal = '127.0.0.1';
     return {
-      portal: '127.0.0.1',
+      portal,
       port,
-      iqn: options.iqn,
-      chapUsername: options.chapUsername,
-      chapSecret: options.chapSecret,
+      iqn,
+      chapUsername,
+      chapSecret,
+      poolFields: () => ({ portal, port, targetIqn: iqn, chapUsername, chapSecret }),
       addLun,
       stop,
     };

@@ -19,6 +19,7 @@ import {
   UnsupportedByDriverError,
   type VirtSupport,
 } from './host-driver.js';
+import { storagePoolXml } from './storage-xml.js';
 import { VirshShell } from './virsh-shell.js';
 import { chooseVirtType, virtSupportFromCapabilities } from './virt-type.js';
 
@@ -457,18 +458,4 @@ function libvirtMessage(err: unknown): string {
 
 function isNoDomain(err: unknown): boolean {
   return /domain not found|no domain with matching/i.test(err instanceof Error ? err.message : String(err));
-}
-
-/** libvirt storage pool XML for the pool types herd defines itself. */
-export function storagePoolXml(def: StoragePoolDefinition): string {
-  const esc = (s: string) =>
-    s.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;').replaceAll("'", '&apos;');
-  switch (def.type) {
-    case 'iscsi':
-      return `<pool type='iscsi'><name>${esc(def.name)}</name><source><host name='${esc(def.portal)}' port='${def.port}'/><device path='${esc(def.targetIqn)}'/></source><target><path>/dev/disk/by-path</path></target></pool>`;
-    case 'nfs':
-      return `<pool type='netfs'><name>${esc(def.name)}</name><source><host name='${esc(def.server)}'/><dir path='${esc(def.export)}'/><format type='nfs'/></source><target><path>${esc(def.mountPoint ?? `/var/lib/herd/nfs/${def.name}`)}</path></target></pool>`;
-    case 'lvm':
-      return `<pool type='logical'><name>${esc(def.name)}</name><source><name>${esc(def.volumeGroup)}</name><format type='lvm2'/></source><target><path>/dev/${esc(def.volumeGroup)}</path></target></pool>`;
-  }
 }

@@ -31,16 +31,7 @@ const virsh = async (...args: string[]) =>
 const secretsDir = path.join(path.dirname(path.dirname(host.socket)), 'etc', 'secrets');
 
 const definition = (name: string, over: Partial<StoragePoolDefinition> = {}): StoragePoolDefinition =>
-  ({
-    type: 'iscsi',
-    name,
-    portal: tgtd.portal,
-    port: tgtd.port,
-    targetIqn: tgtd.iqn,
-    chapUsername: tgtd.chapUsername,
-    chapSecret: tgtd.chapSecret,
-    ...over,
-  }) as StoragePoolDefinition;
+  ({ type: 'iscsi', name, ...tgtd.poolFields(), ...over }) as StoragePoolDefinition;
 
 /** What libvirt has of pool `name`: the pool, and the secret by its usage. */
 async function leftOver(name: string) {
@@ -50,12 +41,7 @@ async function leftOver(name: string) {
 }
 
 beforeAll(async () => {
-  tgtd = await startTgtd({
-    iqn: `iqn.2026-12.org.herd.test:${randomUUID().slice(0, 8)}`,
-    luns: [1, 2],
-    chapUsername: 'herd-initiator',
-    chapSecret: `s3cr3t-${randomUUID().slice(0, 12)}`,
-  });
+  tgtd = await startTgtd();
   rpc = await RpcDriver.open(host.uri, log);
 });
 afterAll(async () => {
