@@ -2,13 +2,12 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { freePort } from '../../lib/embedded-postgres.js';
 import { startTgtd, type Tgtd } from '../../lib/testing/tgtd.js';
-import { RpcDriver } from '../hosts/driver/rpc-driver.js';
 import { chapSecretUsage } from '../hosts/driver/storage-xml.js';
 import { createRealFleet, type RealFleet } from '../vms/testing/real-fleet.js';
 
 /**
  * `POST /api/v1/storage-pools {type: "iscsi"}` against the test's own tgtd (CHAP) and the suite's two real
- * libvirtds (through the RPC driver): the pool and its CHAP secret are defined on both hosts, the secret is in
+ * libvirtds: the pool and its CHAP secret are defined on both hosts, the secret is in
  * no answer and in herd's database nowhere; the LUNs are listed with their sizes, a LUN added on the target is
  * found by a refresh; a wrong secret or a closed portal answers 400 and leaves nothing on either host. One VM
  * per LUN (409 for a second, also when both ask at once), LUN sizes counted in the storage quota.
@@ -35,7 +34,7 @@ async function onHost(index: number, name: string) {
 
 beforeAll(async () => {
   tgtd = await startTgtd();
-  r = await createRealFleet({ driverFactory: (uri, log) => RpcDriver.open(uri, log) });
+  r = await createRealFleet();
 });
 afterAll(async () => {
   if (storageId) {

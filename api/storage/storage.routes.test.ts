@@ -310,7 +310,11 @@ describe('pools herd defines', () => {
       hostId: hostB,
     });
     expect(iscsi.statusCode).toBe(201);
-    expect(iscsi.json()).toMatchObject({ libvirtType: 'iscsi-direct', supportsVolumeCreation: false, volumes: 0 });
+    expect(iscsi.json()).toMatchObject({
+      libvirtType: 'iscsi-direct',
+      supportsVolumeCreation: false,
+      volumes: 0,
+    });
     const lun = await api('POST', `/api/v1/storage-pools/${iscsi.json().id}/volumes`, rackAdmin, {
       name: 'x',
       sizeGiB: 1,

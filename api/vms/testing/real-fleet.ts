@@ -12,7 +12,6 @@ import {
   startGuestSignals,
 } from '../../../lib/testing/hypervisor.js';
 import { createPool, createUserWithToken, grantRole } from '../../../lib/testing/users.js';
-import type { HostDriverFactory } from '../../hosts/driver/index.js';
 import { HostMonitor } from '../../hosts/host-monitor.js';
 import type { RunningWorker } from '../../tasks/worker.js';
 import { createVmTaskHandler } from '../vm-task-handler.js';
@@ -55,10 +54,10 @@ export interface RealVm {
 }
 
 export async function createRealFleet(
-  options: { heartbeatSeconds?: number; inProcess?: boolean; driverFactory?: HostDriverFactory } = {},
+  options: { heartbeatSeconds?: number; inProcess?: boolean } = {},
 ): Promise<RealFleet> {
   const hv = sharedHypervisor();
-  const f = await createFleet({ driverFactory: options.driverFactory });
+  const f = await createFleet();
   const db = f.t.database.db;
   const log = createLogger(process.env.HERD_TEST_LOG_LEVEL ?? 'silent');
   const signals = await startGuestSignals();

@@ -9,7 +9,7 @@ import { type TestHostOptions, writeTestHost } from '../../../lib/testing/libvir
 import { authHeader, createUserWithToken } from '../../../lib/testing/users.js';
 import { waitFor } from '../../../lib/testing/wait.js';
 import type { RoutePlugin } from '../../app.js';
-import { HostConnections, type HostDriverFactory } from '../../hosts/driver/index.js';
+import { HostConnections } from '../../hosts/driver/index.js';
 import { apiRoutes } from '../../routes.js';
 import { prepareTaskQueue } from '../../tasks/task-queue.js';
 import type { TaskAnswer } from '../../tasks/tasks.service.js';
@@ -45,16 +45,10 @@ export interface Fleet {
 }
 
 export async function createFleet(
-  options: {
-    liveView?: LiveView;
-    env?: NodeJS.ProcessEnv;
-    routes?: RoutePlugin[];
-    /** How hosts are opened (default: createHostDriver). */
-    driverFactory?: HostDriverFactory;
-  } = {},
+  options: { liveView?: LiveView; env?: NodeJS.ProcessEnv; routes?: RoutePlugin[] } = {},
 ): Promise<Fleet> {
   const log = createLogger(process.env.HERD_TEST_LOG_LEVEL ?? 'silent');
-  const connections = new HostConnections(log, options.driverFactory);
+  const connections = new HostConnections(log);
   const t = await createTestApp({
     routes: options.routes ?? apiRoutes,
     env: options.env,
