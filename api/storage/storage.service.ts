@@ -549,7 +549,7 @@ export async function removeStoragePool(deps: StorageDeps, user: AuthUser, id: n
       if (!host) continue;
       await deps.hostConnections
         .get(host.uri)
-        .then((driver) => driver.undefineStoragePool?.(definition))
+        .then((driver) => driver.undefineStoragePool(definition))
         .catch((err) =>
           deps.log.warn(
             { err: (err as Error).message, host: host.hostname, storagePool: pool.name },

@@ -170,14 +170,13 @@ export interface HostDriver {
   listStoragePools(): Promise<StoragePoolInfo[]>;
   /**
    * Defines (persistent, autostart), builds where needed and starts a storage pool (iSCSI: with its CHAP secret).
-   * When a step fails, the RPC driver undefines what it defined before throwing.
+   * When a step fails, what it defined is undefined again before it throws.
    */
   defineStoragePool(definition: StoragePoolDefinition): Promise<void>;
   /**
-   * Stops and undefines a pool herd defined, and its CHAP secret; what is already gone is skipped. Optional:
-   * only the RPC driver has it.
+   * Stops and undefines a pool herd defined, and its CHAP secret; what is already gone is skipped.
    */
-  undefineStoragePool?(definition: StoragePoolDefinition): Promise<void>;
+  undefineStoragePool(definition: StoragePoolDefinition): Promise<void>;
   /** Starts the pool if inactive, then rescans its volumes (new LUNs, LVs made outside herd). */
   refreshStoragePool(pool: string): Promise<void>;
   listVolumes(pool: string): Promise<StorageVolumeInfo[]>;
