@@ -60,6 +60,7 @@ describe('iSCSI storage pools through the API', { timeout: 120_000 }, () => {
     );
     expect(wrong.status, JSON.stringify(wrong.body)).toBe(400);
     expect(wrong.body.message).toMatch(/Authentication failure/);
+    expect(wrong.body.field).toBe('chapSecret');
     expect(JSON.stringify(wrong.body)).not.toContain('wrong-one');
     const closed = await r.f.request(
       r.f.admin,
@@ -68,6 +69,7 @@ describe('iSCSI storage pools through the API', { timeout: 120_000 }, () => {
       body({ port: await freePort() }),
     );
     expect(closed.status, JSON.stringify(closed.body)).toBe(400);
+    expect(closed.body.field).toBe('portal');
     for (const index of r.hv.hosts.keys()) {
       expect(await onHost(index, poolName)).toEqual({ pool: false, secret: false });
     }

@@ -262,9 +262,11 @@ async function defineIscsiOnHosts(
       await driver.defineStoragePool(definition);
     } catch (err) {
       await undo();
+      const message = (err as Error).message;
       throw badRequest(
-        `iSCSI target ${body.targetIqn} at ${body.portal}:${body.port ?? 3260} refused host ${host.hostname} (check portal, port, target IQN and CHAP credentials): ${(err as Error).message}`,
-        { field: 'portal' },
+        `iSCSI target ${body.targetIqn} at ${body.portal}:${body.port ?? 3260} refused host ${host.hostname} (check portal, port, target IQN and CHAP credentials): ${message}`,
+        // A login the target refused names the credentials; anything else, where the target is.
+        { field: /Authentication failure|CHAP/i.test(message) ? 'chapSecret' : 'portal' },
       );
     }
     done.push(driver);
