@@ -58,7 +58,20 @@ export async function startTgtd(
     const { stdout } = await run('tgtadm', ['-C', '0', '--lld', 'iscsi', ...args], { env, timeout: 30_000 });
     return stdout;
   };
+  // tgtd ignores SIGTERM: it leaves when asked over its socket, once it has no target (else SIGKILL, by
+  // Daemon.stop after 5 s).
   const stop = async () => {
+    if (daemon.child.exitCode === null) {
+      const exited = new Promise((resolve) => daemon.child.once('exit', resolve));
+      const asked = await tgtadm('--mode', 'target', '--op', 'delete', '--force', '--tid', '1')
+        .catch(() => undefined)
+        .then(() => tgtadm('--mode', 'system', '--op', 'delete'))
+        .then(
+          () => true,
+          () => false,
+        );
+      if (asked) await Promise.race([exited, new Promise((r) => setTimeout(r, 5000))]);
+    }
     await daemon.stop();
     await rm(dir, { recursive: true, force: true });
   };
