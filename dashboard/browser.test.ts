@@ -25,6 +25,7 @@ let dir: string;
 let demo: RunningDemo;
 let browser: Browser;
 let closeDb: () => Promise<void>;
+let db: Awaited<ReturnType<typeof createTestDatabase>>['db'];
 let influx: { url: string; db: string };
 /** A real MIT KDC: herd offers Kerberos sign-on (its demo user alice has a principal). */
 let kdc: Kdc;
@@ -36,6 +37,7 @@ beforeAll(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'herd-browser-'));
   const database = await createTestDatabase();
   closeDb = database.close;
+  db = database.db;
   influx = testInflux();
   kdc = await startKdc({
     users: [{ name: 'alice', password: 'alice-kerberos-pw' }],
@@ -317,6 +319,57 @@ describe('alerts', () => {
     await alice.waitForSelector('section.enforcement dl.facts');
     await alice.waitForSelector('section.alerts table.data');
     await alice.close();
+  });
+});
+
+describe('storage', () => {
+  test("a hardware pool lists its storage; an iSCSI pool's page lists its LUNs with the VM holding each", async () => {
+    // Recorded as herd records a target's LUNs (the demo's test-driver hosts have no iSCSI target).
+    const rack = await db
+      .selectFrom('pools')
+      .select('id')
+      .where('name', '=', 'Rack A')
+      .executeTakeFirstOrThrow();
+    const web1 = await db
+      .selectFrom('vms')
+      .select('id')
+      .where('name', '=', 'web-1')
+      .executeTakeFirstOrThrow();
+    const san = await db
+      .insertInto('storage_pools')
+      .values({
+        pool_id: rack.id,
+        host_id: null,
+        type: 'iscsi',
+        name: 'san-a',
+        params: JSON.stringify({
+          portal: '192.0.2.10',
+          port: 3260,
+          targetIqn: 'iqn.2026-01.com.example:vms',
+          chapUsername: 'herd',
+          libvirtType: 'iscsi-direct',
+        }),
+      })
+      .returning('id')
+      .executeTakeFirstOrThrow();
+    await db
+      .insertInto('volumes')
+      .values([
+        { storage_pool_id: san.id, name: 'unit:0:0:1', path: 'lun-1', size_gib: 20, vm_id: web1.id },
+        { storage_pool_id: san.id, name: 'unit:0:0:2', path: 'lun-2', size_gib: 40, vm_id: null },
+      ])
+      .execute();
+    const admin = await loggedIn('admin');
+    await go(admin, 'Rack A');
+    await admin.locator('table.data[aria-label="Storage of Rack A"] a:has-text("san-a")').click();
+    const luns = admin.locator('table.data[aria-label="LUNs of san-a"] tbody tr');
+    await expect.poll(() => luns.count()).toBe(2);
+    const rows = (await luns.allTextContents()).sort();
+    expect(rows[0]).toMatch(/^unit:0:0:1\s*20(\.00)?\s*web-1/);
+    expect(rows[1]).toMatch(/^unit:0:0:2\s*40(\.00)?\s*free/);
+    await admin.locator('table.data[aria-label="LUNs of san-a"] a:has-text("web-1")').click();
+    await admin.waitForURL(`**/#/vm/${web1.id}`);
+    await admin.close();
   });
 });
 

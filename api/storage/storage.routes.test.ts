@@ -310,7 +310,11 @@ describe('pools herd defines', () => {
       hostId: hostB,
     });
     expect(iscsi.statusCode).toBe(201);
-    expect(iscsi.json()).toMatchObject({ libvirtType: 'iscsi', supportsVolumeCreation: false, volumes: 0 });
+    expect(iscsi.json()).toMatchObject({
+      libvirtType: 'iscsi-direct',
+      supportsVolumeCreation: false,
+      volumes: 0,
+    });
     const lun = await api('POST', `/api/v1/storage-pools/${iscsi.json().id}/volumes`, rackAdmin, {
       name: 'x',
       sizeGiB: 1,
@@ -320,7 +324,7 @@ describe('pools herd defines', () => {
 
     const driver = await connections.get(uriB);
     const defined = Object.fromEntries((await driver.listStoragePools()).map((p) => [p.name, p.type]));
-    expect(defined).toMatchObject({ 'nfs-vms': 'netfs', 'vg-fast': 'logical', san: 'iscsi' });
+    expect(defined).toMatchObject({ 'nfs-vms': 'netfs', 'vg-fast': 'logical', san: 'iscsi-direct' });
 
     // Defining a name libvirt already has is refused, pointing at adoption.
     await driver.defineStoragePool({ type: 'lvm', name: 'made-by-hand', volumeGroup: 'slow' });

@@ -38,11 +38,25 @@ export const createStoragePoolBody = {
       maxLength: 223,
       description: 'iscsi',
     },
+    chapUsername: {
+      type: 'string',
+      pattern: '^[A-Za-z0-9._:@-]{1,128}$',
+      description: 'iscsi: CHAP user name (with chapSecret)',
+    },
+    chapSecret: {
+      type: 'string',
+      minLength: 1,
+      maxLength: 255,
+      pattern: '^[\\x21-\\x7e]+$',
+      description:
+        "iscsi: CHAP secret (printable ASCII); kept in the hosts' libvirt, never answered or logged",
+    },
     server: { ...hostName, description: 'nfs: server' },
     export: { ...absolutePath, description: 'nfs: exported path' },
     mountPoint: { ...absolutePath, description: 'nfs: where hosts mount it (/var/lib/herd/nfs/<name>)' },
     volumeGroup: { type: 'string', pattern: '^[A-Za-z0-9+_.][A-Za-z0-9+_.-]{0,127}$', description: 'lvm' },
   },
+  dependencies: { chapUsername: ['chapSecret'], chapSecret: ['chapUsername'] },
   allOf: [
     whenType('iscsi', ['portal', 'targetIqn']),
     whenType('nfs', ['server', 'export']),

@@ -1,7 +1,7 @@
 import { assertPool, visiblePoolIds } from '../access/access.service.js';
 import { audit } from '../audit/audit.service.js';
 import type { AuthUser } from '../auth/auth-user.js';
-import type { HostDriver, StoragePoolDefinition } from '../hosts/driver/index.js';
+import type { HostDriver, StoragePoolDefinition, StorageVolumeInfo } from '../hosts/driver/index.js';
 import { findHost, type HostRow, isInPoolTree, poolKind } from '../hosts/hosts.repository.js';
 import type { HostDeps } from '../hosts/hosts.service.js';
 import { badRequest, conflict, HttpError, notFound } from '../http/errors.js';
@@ -34,6 +34,9 @@ export type StoragePoolBody =
       portal: string;
       port?: number;
       targetIqn: string;
+      chapUsername?: string;
+      /** Write-only: handed to each host's libvirt as a private secret, never stored by herd nor answered. */
+      chapSecret?: string;
     }
   | {
       type: 'nfs';
@@ -49,7 +52,7 @@ export type StoragePoolBody =
 
 /** libvirt pool types whose volumes libvirt can create and delete (iSCSI LUNs are made on the array). */
 const LIBVIRT_TYPES_WITH_VOLUMES = new Set(['dir', 'fs', 'netfs', 'logical', 'zfs', 'rbd', 'gluster']);
-const HERD_TYPE_TO_LIBVIRT = { iscsi: 'iscsi', nfs: 'netfs', lvm: 'logical' } as const;
+const HERD_TYPE_TO_LIBVIRT = { iscsi: 'iscsi-direct', nfs: 'netfs', lvm: 'logical' } as const;
 
 export interface StoragePoolAnswer {
   id: number;
@@ -140,6 +143,7 @@ function definitionOf(body: Exclude<StoragePoolBody, { type: 'libvirt' }>): Stor
         portal: body.portal,
         port: body.port ?? 3260,
         targetIqn: body.targetIqn,
+        ...(body.chapUsername ? { chapUsername: body.chapUsername, chapSecret: body.chapSecret } : {}),
       };
     case 'nfs':
       return {
@@ -152,6 +156,129 @@ function definitionOf(body: Exclude<StoragePoolBody, { type: 'libvirt' }>): Stor
     case 'lvm':
       return { type: 'lvm', name: body.name, volumeGroup: body.volumeGroup };
   }
+}
+
+interface ChosenHost {
+  host: HostRow;
+  driver: HostDriver;
+  libvirtType: string;
+  /** Undefines what was defined on the hosts (when recording the pool fails afterwards). */
+  undo?: () => Promise<void>;
+  /** The hosts the pool was defined on (iSCSI: all that answered). */
+  definedOn?: number[];
+}
+
+/**
+ * `libvirt` adopts the pool from the first host that has it; NFS and LVM are defined on the first answering
+ * host.
+ */
+async function chooseHost(
+  deps: StorageDeps,
+  hosts: HostRow[],
+  body: Exclude<StoragePoolBody, { type: 'iscsi' }>,
+): Promise<ChosenHost> {
+  const tried: string[] = [];
+  for (const host of hosts) {
+    let driver: HostDriver;
+    let existing: Awaited<ReturnType<HostDriver['listStoragePools']>>;
+    try {
+      driver = await deps.hostConnections.get(host.uri);
+      existing = await driver.listStoragePools();
+    } catch (err) {
+      tried.push(`${host.hostname}: ${(err as Error).message}`);
+      continue;
+    }
+    const found = existing.find((p) => p.name === body.name);
+    if (body.type === 'libvirt') {
+      if (found) return { host, driver, libvirtType: found.type };
+      tried.push(`${host.hostname}: no libvirt storage pool named ${body.name}`);
+      continue;
+    }
+    if (found) throw poolExistsOn(host, body.name);
+    await onHost(`defining ${body.type} pool ${body.name} on ${host.hostname}`, () =>
+      driver.defineStoragePool(definitionOf(body)),
+    );
+    return { host, driver, libvirtType: HERD_TYPE_TO_LIBVIRT[body.type] };
+  }
+  throw badRequest(`name: no host could provide storage pool ${body.name} (${tried.join('; ')})`, {
+    field: 'name',
+  });
+}
+
+function poolExistsOn(host: HostRow, name: string): HttpError {
+  return conflict(
+    'storage_pool_exists',
+    `host ${host.hostname} already has a libvirt storage pool named ${name}: adopt it with type "libvirt"`,
+  );
+}
+
+/**
+ * An iSCSI pool is defined on every answering host of the pool (or on `hostId`): a VM on a LUN may run, and
+ * migrate, on any of them, and each host's libvirt keeps the CHAP secret for qemu. When one host's login fails
+ * (wrong secret, portal unreachable), the pool and secret are undefined again on every host: nothing stays
+ * half-defined. Hosts that do not answer are skipped (logged); at least one must take the pool.
+ */
+async function defineIscsiOnHosts(
+  deps: StorageDeps,
+  hosts: HostRow[],
+  body: Extract<StoragePoolBody, { type: 'iscsi' }>,
+): Promise<ChosenHost> {
+  const definition = definitionOf(body);
+  const reachable: Array<{ host: HostRow; driver: HostDriver }> = [];
+  const tried: string[] = [];
+  for (const host of hosts) {
+    try {
+      const driver = await deps.hostConnections.get(host.uri);
+      const existing = await driver.listStoragePools();
+      if (existing.some((p) => p.name === body.name)) throw poolExistsOn(host, body.name);
+      reachable.push({ host, driver });
+    } catch (err) {
+      if (err instanceof HttpError) throw err;
+      tried.push(`${host.hostname}: ${(err as Error).message}`);
+    }
+  }
+  if (reachable.length === 0) {
+    throw badRequest(`name: no host could provide storage pool ${body.name} (${tried.join('; ')})`, {
+      field: 'name',
+    });
+  }
+  if (tried.length)
+    deps.log.warn({ storagePool: body.name, skipped: tried }, 'iSCSI pool not defined on unreachable hosts');
+  const done: HostDriver[] = [];
+  const definedOn: number[] = [];
+  const undo = async () => {
+    await Promise.all(
+      done.map((driver) =>
+        driver
+          .undefineStoragePool?.(definition)
+          .catch((e) =>
+            deps.log.warn({ err: (e as Error).message, host: driver.uri }, 'undoing iSCSI pool failed'),
+          ),
+      ),
+    );
+  };
+  for (const { host, driver } of reachable) {
+    try {
+      await driver.defineStoragePool(definition);
+    } catch (err) {
+      await undo();
+      const message = (err as Error).message;
+      throw badRequest(
+        `iSCSI target ${body.targetIqn} at ${body.portal}:${body.port ?? 3260} refused host ${host.hostname} (check portal, port, target IQN and CHAP credentials): ${message}`,
+        // A login the target refused names the credentials; anything else, where the target is.
+        { field: /Authentication failure|CHAP/i.test(message) ? 'chapSecret' : 'portal' },
+      );
+    }
+    done.push(driver);
+    definedOn.push(host.id);
+  }
+  return { ...reachable[0], libvirtType: HERD_TYPE_TO_LIBVIRT.iscsi, undo, definedOn };
+}
+
+/** The pool's volumes; of an iSCSI target, its LUNs that hold data (not LUN 0, the target's controller). */
+async function volumesOf(driver: HostDriver, pool: string, type: StoragePoolBody['type'] | string) {
+  const volumes = await driver.listVolumes(pool);
+  return type === 'iscsi' ? volumes.filter((v) => v.sizeGiB > 0) : volumes;
 }
 
 /**
@@ -177,67 +304,38 @@ export async function createStoragePool(
     );
   }
   const hosts = await candidateHosts(deps, user, body);
-
-  let chosen: { host: HostRow; driver: HostDriver; libvirtType: string } | undefined;
-  const tried: string[] = [];
-  for (const host of hosts) {
-    let driver: HostDriver;
-    let existing: Awaited<ReturnType<HostDriver['listStoragePools']>>;
-    try {
-      driver = await deps.hostConnections.get(host.uri);
-      existing = await driver.listStoragePools();
-    } catch (err) {
-      tried.push(`${host.hostname}: ${(err as Error).message}`);
-      continue;
-    }
-    const found = existing.find((p) => p.name === body.name);
-    if (body.type === 'libvirt') {
-      if (found) {
-        chosen = { host, driver, libvirtType: found.type };
-        break;
-      }
-      tried.push(`${host.hostname}: no libvirt storage pool named ${body.name}`);
-      continue;
-    }
-    if (found) {
-      throw conflict(
-        'storage_pool_exists',
-        `host ${host.hostname} already has a libvirt storage pool named ${body.name}: adopt it with type "libvirt"`,
-      );
-    }
-    await onHost(`defining ${body.type} pool ${body.name} on ${host.hostname}`, () =>
-      driver.defineStoragePool(definitionOf(body)),
-    );
-    chosen = { host, driver, libvirtType: HERD_TYPE_TO_LIBVIRT[body.type] };
-    break;
-  }
-  if (!chosen) {
-    throw badRequest(`name: no host could provide storage pool ${body.name} (${tried.join('; ')})`, {
-      field: 'name',
-    });
-  }
+  const chosen =
+    body.type === 'iscsi' ? await defineIscsiOnHosts(deps, hosts, body) : await chooseHost(deps, hosts, body);
   const { host, driver, libvirtType } = chosen;
-  const volumes = await onHost(`listing volumes of ${body.name}`, () => driver.listVolumes(body.name));
-
+  // The CHAP secret lives in the hosts' libvirt only.
   const { type, poolId, name, hostId: _hostId, ...rest } = body;
-  const row = await deps.db.transaction().execute(async (trx) => {
-    const pool = await insertStoragePool(trx, {
-      poolId,
-      hostId: host.id,
-      type,
-      name,
-      params: { ...rest, libvirtType },
+  if ('chapSecret' in rest) delete rest.chapSecret;
+  let row: Awaited<ReturnType<typeof insertStoragePool>>;
+  let volumes: StorageVolumeInfo[];
+  try {
+    volumes = await onHost(`listing volumes of ${body.name}`, () => volumesOf(driver, body.name, body.type));
+    row = await deps.db.transaction().execute(async (trx) => {
+      const pool = await insertStoragePool(trx, {
+        poolId,
+        hostId: host.id,
+        type,
+        name,
+        params: { ...rest, libvirtType, ...(chosen.definedOn ? { definedOn: chosen.definedOn } : {}) },
+      });
+      for (const v of volumes) await insertVolume(trx, pool.id, v);
+      await audit(trx, {
+        userId: user.id,
+        action: 'storage_pool.create',
+        entityType: 'storage_pool',
+        entityId: pool.id,
+        after: pool,
+      });
+      return pool;
     });
-    for (const v of volumes) await insertVolume(trx, pool.id, v);
-    await audit(trx, {
-      userId: user.id,
-      action: 'storage_pool.create',
-      entityType: 'storage_pool',
-      entityId: pool.id,
-      after: pool,
-    });
-    return pool;
-  });
+  } catch (err) {
+    await chosen.undo?.();
+    throw err;
+  }
   deps.log.info(
     { storagePoolId: row.id, host: host.hostname, volumes: volumes.length },
     'storage pool added',
@@ -389,7 +487,7 @@ export async function refreshStoragePool(
   const { driver } = await hostOf(deps, pool);
   const found = await onHost(`refreshing ${pool.name}`, async () => {
     await driver.refreshStoragePool(pool.name);
-    return driver.listVolumes(pool.name);
+    return volumesOf(driver, pool.name, pool.type);
   });
   return deps.db.transaction().execute(async (trx) => {
     const known = new Map((await allVolumes(trx, id)).map((v) => [v.name, v]));
@@ -433,5 +531,33 @@ export async function removeStoragePool(deps: StorageDeps, user: AuthUser, id: n
       entityId: id,
       before: pool,
     });
-  });
+  }); // herd defined an iSCSI pool and its CHAP secret on the hosts: they go with it (other pools stay in libvirt).
+  if (pool.type === 'iscsi') {
+    const params = pool.params as {
+      portal?: string;
+      port?: number;
+      targetIqn?: string;
+      definedOn?: number[];
+    };
+    const definition: StoragePoolDefinition = {
+      type: 'iscsi',
+      name: pool.name,
+      portal: params.portal ?? '',
+      port: params.port ?? 3260,
+      targetIqn: params.targetIqn ?? '',
+    };
+    for (const hostId of params.definedOn ?? []) {
+      const host = await findHost(deps.db, hostId);
+      if (!host) continue;
+      await deps.hostConnections
+        .get(host.uri)
+        .then((driver) => driver.undefineStoragePool(definition))
+        .catch((err) =>
+          deps.log.warn(
+            { err: (err as Error).message, host: host.hostname, storagePool: pool.name },
+            'iSCSI pool left on host',
+          ),
+        );
+    }
+  }
 }

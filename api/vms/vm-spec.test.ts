@@ -62,3 +62,41 @@ describe('network installs on qemu’s user network', () => {
     expect(() => pxeBootUrl(`http://${'x'.repeat(100)}`, '52:54:00:00:00:02')).toThrow(/HERD_PXE_BASE_URL/);
   });
 });
+
+describe('a LUN of a herd iSCSI pool', () => {
+  const lun = {
+    name: 'unit:0:0:3',
+    path: 'ip-192.0.2.10:3260-iscsi-iqn.2026-01.com.example:vms-lun-3',
+    storage_type: 'iscsi',
+    storage_name: 'san-a',
+    storage_params: {
+      portal: '192.0.2.10',
+      port: 3260,
+      targetIqn: 'iqn.2026-01.com.example:vms',
+      chapUsername: 'herd',
+    },
+  };
+
+  test('is a network disk qemu opens over iSCSI, CHAP through the host’s libvirt secret', () => {
+    const spec = buildDomainSpec({ ...vm, boot_network: false }, { ...parts, volumes: [lun] }, undefined);
+    const xml = domainXml(spec, 'qemu');
+    expect(xml).toContain('<disk type="network" device="disk">');
+    expect(xml).toContain('<source protocol="iscsi" name="iqn.2026-01.com.example:vms/3">');
+    expect(xml).toContain('<host name="192.0.2.10" port="3260"/>');
+    expect(xml).toContain('<iqn name="iqn.2026-12.org.herd:san-a"/>');
+    expect(xml).toMatch(
+      /<auth username="herd">\s*<secret type="iscsi" usage="herd-iscsi-san-a"\/>\s*<\/auth>/,
+    );
+    expect(xml).toContain('cache="none"');
+  });
+
+  test('without CHAP: no auth; a volume that is no LUN is refused', () => {
+    const open = { ...lun, storage_params: { ...lun.storage_params, chapUsername: undefined } };
+    const xml = domainXml(buildDomainSpec(vm, { ...parts, volumes: [open] }, undefined), 'qemu');
+    expect(xml).toContain('protocol="iscsi"');
+    expect(xml).not.toContain('<auth');
+    expect(() => buildDomainSpec(vm, { ...parts, volumes: [{ ...lun, name: 'lun3' }] }, undefined)).toThrow(
+      /not a LUN/,
+    );
+  });
+});

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { USER_NETWORK } from '../hosts/driver/domain-xml.js';
-import type { DomainSpec, VirtTypeSetting } from '../hosts/driver/index.js';
+import type { DomainSpec, IscsiDiskSource, VirtTypeSetting } from '../hosts/driver/index.js';
+import { chapSecretUsage, initiatorIqn, lunOfVolume } from '../hosts/driver/storage-xml.js';
 
 /** KVM's locally administered prefix: herd's MACs are 52:54:00 and three random bytes. */
 export const MAC_PREFIX = '52:54:00';
@@ -37,6 +38,34 @@ export function effectiveCpuLimit(
   return limits.length ? Math.min(...limits) : null;
 }
 
+export interface VolumeForSpec {
+  name: string;
+  path: string | null;
+  /** The volume's storage pool: herd's type (`iscsi`, …), libvirt name and parameters. */
+  storage_type?: string;
+  storage_name?: string;
+  storage_params?: Record<string, unknown>;
+}
+
+/** A LUN of a herd iSCSI pool as qemu reaches it: the pool's portal and target, CHAP through the host's secret. */
+function iscsiDiskSource(v: VolumeForSpec): IscsiDiskSource {
+  const p = v.storage_params ?? {};
+  const lun = lunOfVolume(v.name);
+  if (lun === null || typeof p.portal !== 'string' || typeof p.targetIqn !== 'string' || !v.storage_name) {
+    throw new Error(`volume ${v.name} is not a LUN of an iSCSI pool herd defined`);
+  }
+  return {
+    portal: p.portal,
+    port: typeof p.port === 'number' ? p.port : 3260,
+    targetIqn: p.targetIqn,
+    lun,
+    initiatorIqn: initiatorIqn(v.storage_name),
+    ...(typeof p.chapUsername === 'string'
+      ? { chap: { username: p.chapUsername, secretUsage: chapSecretUsage(v.storage_name) } }
+      : {}),
+  };
+}
+
 export interface ImageForSpec {
   name: string;
   /** Set for an ISO image: the install medium's path. */
@@ -55,7 +84,7 @@ export interface ImageForSpec {
 export function buildDomainSpec(
   vm: VmRecordForSpec,
   parts: {
-    volumes: Array<{ name: string; path: string | null }>;
+    volumes: Array<VolumeForSpec>;
     nics: Array<{ mac: string; network: string }>;
     /** The CPU limit of the VM's pool. */
     poolCpuLimitPercent?: number | null;
@@ -68,7 +97,8 @@ export function buildDomainSpec(
 ): DomainSpec {
   const disks: DomainSpec['disks'] = parts.volumes.map((v) => {
     if (!v.path) throw new Error(`volume ${v.name} has no path on the host: refresh its storage pool`);
-    return { path: v.path, device: 'disk' };
+    const iscsi = v.storage_type === 'iscsi' ? iscsiDiskSource(v) : undefined;
+    return { path: v.path, device: 'disk', ...(iscsi ? { iscsi } : {}) };
   });
   const installing = image !== undefined && vm.boot_network;
   const iso = image?.iso_volume_id != null;

@@ -157,9 +157,20 @@ export async function vmParts(db: Database, vmIds: number[]) {
   const [volumes, nics, images, limits] = await Promise.all([
     db
       .selectFrom('volumes')
-      .select(['id', 'vm_id', 'name', 'path', 'size_gib', 'storage_pool_id'])
-      .where('vm_id', 'in', vmIds)
-      .orderBy('id')
+      .innerJoin('storage_pools', 'storage_pools.id', 'volumes.storage_pool_id')
+      .select([
+        'volumes.id',
+        'volumes.vm_id',
+        'volumes.name',
+        'volumes.path',
+        'volumes.size_gib',
+        'volumes.storage_pool_id',
+        'storage_pools.type as storage_type',
+        'storage_pools.name as storage_name',
+        'storage_pools.params as storage_params',
+      ])
+      .where('volumes.vm_id', 'in', vmIds)
+      .orderBy('volumes.id')
       .execute(),
     db
       .selectFrom('vm_nics')

@@ -10,6 +10,7 @@ import { hostPage } from './pages/host.js';
 import { loginPage, rememberLogout } from './pages/login.js';
 import { poolPage } from './pages/pool.js';
 import { searchPage } from './pages/search.js';
+import { storagePage } from './pages/storage.js';
 import { vmPage } from './pages/vm.js';
 import { clearState, followLive, loadAll, state } from './state.js';
 import type { Me } from './types.js';
@@ -26,6 +27,7 @@ const ROUTES: Array<[RegExp, Page]> = [
   [/^\/pool\/(\d+)$/, poolPage],
   [/^\/host\/(\d+)$/, hostPage],
   [/^\/vm\/(\d+)$/, vmPage],
+  [/^\/storage\/(\d+)$/, storagePage],
   [/^\/vm\/(\d+)\/console$/, consolePage],
   [/^\/search$/, searchPage],
   [/^\/alerts$/, alertsPage],

@@ -1,5 +1,5 @@
 import { XMLBuilder, XMLParser } from 'fast-xml-parser';
-import type { DomainSpec, DomainState } from './host-driver.js';
+import type { DomainSpec, DomainState, IscsiDiskSource } from './host-driver.js';
 
 /** libvirt's virDomainState numbers (include/libvirt/libvirt-domain.h). */
 const LIBVIRT_STATES: Record<number, DomainState> = {
@@ -61,11 +61,11 @@ export function domainXml(spec: DomainSpec, domainType: string): string {
     const isBlock = d.path.startsWith('/dev/');
     const target = isCdrom ? `sd${letters(cdrom++)}` : `vd${letters(disk++)}`;
     return {
-      '@type': isBlock ? 'block' : 'file',
+      '@type': d.iscsi ? 'network' : isBlock ? 'block' : 'file',
       '@device': isCdrom ? 'cdrom' : 'disk',
       // No host cache: the disk is consistent on shared storage, which live migration needs.
       driver: { '@name': 'qemu', '@type': 'raw', ...(isCdrom ? {} : { '@cache': 'none' }) },
-      source: isBlock ? { '@dev': d.path } : { '@file': d.path },
+      source: d.iscsi ? iscsiSource(d.iscsi) : isBlock ? { '@dev': d.path } : { '@file': d.path },
       target: { '@dev': target, '@bus': isCdrom ? 'sata' : 'virtio' },
       ...(isCdrom ? { readonly: '' } : {}),
       ...(bootOrder[i] ?? {}),
@@ -143,6 +143,27 @@ function pxeNicArgs(nic: { mac: string; bootUrl?: string }): string[] {
     '-device',
     `virtio-net-pci,id=herdpxenic0,netdev=herdpxe0,mac=${nic.mac},bootindex=1,bus=pci.0,addr=0x1e`,
   ];
+}
+
+/**
+ * A LUN qemu opens itself over iSCSI (its libiscsi block driver), logging in with CHAP from the host's libvirt
+ * secret: every host that may run the guest reaches the LUN the same way, so a live migration copies no disk.
+ */
+function iscsiSource(src: IscsiDiskSource) {
+  return {
+    '@protocol': 'iscsi',
+    '@name': `${src.targetIqn}/${src.lun}`,
+    host: { '@name': src.portal, '@port': src.port },
+    initiator: { iqn: { '@name': src.initiatorIqn } },
+    ...(src.chap
+      ? {
+          auth: {
+            '@username': src.chap.username,
+            secret: { '@type': 'iscsi', '@usage': src.chap.secretUsage },
+          },
+        }
+      : {}),
+  };
 }
 
 /** vda, vdb, …, vdz, vdaa: libvirt's disk naming. */

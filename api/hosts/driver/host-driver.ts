@@ -43,7 +43,8 @@ export interface DomainSpec {
   name: string;
   vcpus: number;
   memoryMiB: number;
-  disks: Array<{ path: string; device?: 'disk' | 'cdrom' }>;
+  /** `iscsi`: a LUN qemu reaches itself (libiscsi), a network disk; `path` then only names it. */
+  disks: Array<{ path: string; device?: 'disk' | 'cdrom'; iscsi?: IscsiDiskSource }>;
   /**
    * `bootUrl`: the NIC (on qemu's user network) network-boots from this URL, which qemu's DHCP hands out as the
    * boot file name to the NIC's iPXE ROM (a network install; see domain-xml.ts).
@@ -67,9 +68,30 @@ export interface StoragePoolInfo {
   active: boolean;
 }
 
+/** A LUN of an iSCSI target as a guest disk (libvirt `<disk type='network'><source protocol='iscsi'>`). */
+export interface IscsiDiskSource {
+  portal: string;
+  port: number;
+  targetIqn: string;
+  lun: number;
+  /** The initiator name qemu logs in with. */
+  initiatorIqn: string;
+  /** CHAP: the user name and the usage id of the host's libvirt secret (usage `iscsi`) holding the secret. */
+  chap?: { username: string; secretUsage: string };
+}
+
 /** What herd asks libvirt to define; `libvirt` pools are adopted as they are, never defined. */
 export type StoragePoolDefinition =
-  | { type: 'iscsi'; name: string; portal: string; port: number; targetIqn: string }
+  | {
+      type: 'iscsi';
+      name: string;
+      portal: string;
+      port: number;
+      targetIqn: string;
+      /** CHAP credentials: the secret becomes a private libvirt secret on the host, never written elsewhere. */
+      chapUsername?: string;
+      chapSecret?: string;
+    }
   | { type: 'nfs'; name: string; server: string; export: string; mountPoint?: string }
   | { type: 'lvm'; name: string; volumeGroup: string };
 
@@ -146,8 +168,15 @@ export interface HostDriver {
    */
   setCpuLimit(uuid: string, limitPercent: number | null): Promise<void>;
   listStoragePools(): Promise<StoragePoolInfo[]>;
-  /** Defines (persistent, autostart), builds where needed and starts a storage pool. */
+  /**
+   * Defines (persistent, autostart), builds where needed and starts a storage pool (iSCSI: with its CHAP secret).
+   * When a step fails, what it defined is undefined again before it throws.
+   */
   defineStoragePool(definition: StoragePoolDefinition): Promise<void>;
+  /**
+   * Stops and undefines a pool herd defined, and its CHAP secret; what is already gone is skipped.
+   */
+  undefineStoragePool(definition: StoragePoolDefinition): Promise<void>;
   /** Starts the pool if inactive, then rescans its volumes (new LUNs, LVs made outside herd). */
   refreshStoragePool(pool: string): Promise<void>;
   listVolumes(pool: string): Promise<StorageVolumeInfo[]>;

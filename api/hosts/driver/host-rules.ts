@@ -1,5 +1,3 @@
-import type { StoragePoolDefinition } from './host-driver.js';
-
 /** libvirt's virDomainJobOperation numbers (include/libvirt/libvirt-domain.h). */
 export const JOB_OPERATIONS: Record<string, string> = {
   '1': 'start',
@@ -30,18 +28,4 @@ export function migratesOnThisMachine(destinationUri: string): boolean {
     return false;
   }
   return host === '' || host === 'localhost' || host === '::1' || /^127\./.test(host);
-}
-
-/** libvirt storage pool XML for the pool types herd defines itself. */
-export function storagePoolXml(def: StoragePoolDefinition): string {
-  const esc = (s: string) =>
-    s.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;').replaceAll("'", '&apos;');
-  switch (def.type) {
-    case 'iscsi':
-      return `<pool type='iscsi'><name>${esc(def.name)}</name><source><host name='${esc(def.portal)}' port='${def.port}'/><device path='${esc(def.targetIqn)}'/></source><target><path>/dev/disk/by-path</path></target></pool>`;
-    case 'nfs':
-      return `<pool type='netfs'><name>${esc(def.name)}</name><source><host name='${esc(def.server)}'/><dir path='${esc(def.export)}'/><format type='nfs'/></source><target><path>${esc(def.mountPoint ?? `/var/lib/herd/nfs/${def.name}`)}</path></target></pool>`;
-    case 'lvm':
-      return `<pool type='logical'><name>${esc(def.name)}</name><source><name>${esc(def.volumeGroup)}</name><format type='lvm2'/></source><target><path>/dev/${esc(def.volumeGroup)}</path></target></pool>`;
-  }
 }

@@ -8,6 +8,7 @@ import {
   type DomainRef,
   P,
   type Procedure,
+  type SecretRef,
   type StoragePoolRef,
   type StorageVolRef,
 } from '../../../libvirt/procedures.js';
@@ -28,7 +29,8 @@ import {
   UnsupportedByDriverError,
   type VirtSupport,
 } from './host-driver.js';
-import { JOB_OPERATIONS, migratesOnThisMachine, storagePoolXml } from './host-rules.js';
+import { JOB_OPERATIONS, migratesOnThisMachine } from './host-rules.js';
+import { chapSecretUsage, chapSecretXml, SECRET_USAGE_ISCSI, storagePoolXml } from './storage-xml.js';
 import { chooseVirtType, virtSupportFromCapabilities } from './virt-type.js';
 
 const KiB_PER_MiB = 1024;
@@ -324,12 +326,45 @@ export class RpcDriver implements HostDriver {
   }
 
   async defineStoragePool(definition: StoragePoolDefinition): Promise<void> {
-    const pool = await this.call(P.storagePoolDefineXml, { xml: storagePoolXml(definition) });
-    // netfs needs its mount point made; an LVM group or an iSCSI target already exists and must not be
-    // "built" (that would format the group's physical volumes).
-    if (definition.type === 'nfs') await this.call(P.storagePoolBuild, { pool }, STORAGE_TIMEOUT_MS);
-    await this.call(P.storagePoolSetAutostart, { pool, autostart: true });
-    await this.call(P.storagePoolCreate, { pool }, STORAGE_TIMEOUT_MS);
+    let secret: SecretRef | undefined;
+    let pool: StoragePoolRef | undefined;
+    try {
+      if (definition.type === 'iscsi' && definition.chapUsername) {
+        secret = await this.call(P.secretDefineXml, { xml: chapSecretXml(definition.name) });
+        await this.call(P.secretSetValue, {
+          secret,
+          value: new TextEncoder().encode(definition.chapSecret ?? ''),
+        });
+      }
+      pool = await this.call(P.storagePoolDefineXml, { xml: storagePoolXml(definition) });
+      // netfs needs its mount point made; an LVM group or an iSCSI target already exists and must not be
+      // "built" (that would format the group's physical volumes).
+      if (definition.type === 'nfs') await this.call(P.storagePoolBuild, { pool }, STORAGE_TIMEOUT_MS);
+      await this.call(P.storagePoolSetAutostart, { pool, autostart: true });
+      await this.call(P.storagePoolCreate, { pool }, STORAGE_TIMEOUT_MS);
+    } catch (err) {
+      // Nothing half-defined stays behind: the pool, then the secret it referred to.
+      if (pool) await this.dropPool(pool);
+      if (secret) await this.dropSecret(secret);
+      throw err;
+    }
+  }
+
+  async undefineStoragePool(definition: StoragePoolDefinition): Promise<void> {
+    const pool = await this.pool(definition.name).catch((err) => {
+      if (isLibvirtCode(err, ErrorCode.NO_STORAGE_POOL)) return null;
+      throw err;
+    });
+    if (pool) await this.dropPool(pool);
+    if (definition.type !== 'iscsi') return;
+    const secret = await this.call(P.secretLookupByUsage, {
+      usageType: SECRET_USAGE_ISCSI,
+      usageId: chapSecretUsage(definition.name),
+    }).catch((err) => {
+      if (isLibvirtCode(err, ErrorCode.NO_SECRET)) return null;
+      throw err;
+    });
+    if (secret) await this.dropSecret(secret);
   }
 
   async refreshStoragePool(name: string): Promise<void> {
@@ -394,6 +429,24 @@ export class RpcDriver implements HostDriver {
     await this.conn.close();
   }
 
+  /** Stops (if running) and undefines a pool; a failure is logged, not thrown (a cleanup step). */
+  private async dropPool(pool: StoragePoolRef): Promise<void> {
+    if (await this.call(P.storagePoolIsActive, pool).catch(() => false)) {
+      await this.call(P.storagePoolDestroy, pool).catch((err) =>
+        this.log.warn({ err: (err as Error).message, pool: pool.name }, 'storage pool stop failed'),
+      );
+    }
+    await this.call(P.storagePoolUndefine, pool).catch((err) =>
+      this.log.warn({ err: (err as Error).message, pool: pool.name }, 'storage pool undefine failed'),
+    );
+  }
+
+  private async dropSecret(secret: SecretRef): Promise<void> {
+    await this.call(P.secretUndefine, secret).catch((err) =>
+      this.log.warn({ err: (err as Error).message, usage: secret.usageId }, 'secret undefine failed'),
+    );
+  }
+
   private async describe(dom: DomainRef): Promise<DomainInfo> {
     const info = await this.call(P.domainGetInfo, dom);
     const size = { vcpus: info.vcpus, memoryMiB: Number(info.maxMemKiB / BigInt(KiB_PER_MiB)) };
@@ -438,6 +491,10 @@ export class RpcDriver implements HostDriver {
 }
 
 function isNoDomain(err: unknown): boolean {
+  return isLibvirtCode(err, ErrorCode.NO_DOMAIN);
+}
+
+function isLibvirtCode(err: unknown, code: number): boolean {
   const cause = err instanceof Error && err.cause instanceof LibvirtError ? err.cause : err;
-  return cause instanceof LibvirtError && cause.code === ErrorCode.NO_DOMAIN;
+  return cause instanceof LibvirtError && cause.code === code;
 }

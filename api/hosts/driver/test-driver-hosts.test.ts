@@ -176,7 +176,7 @@ describe('storage', () => {
       expect.arrayContaining([
         ['nfs1', 'netfs', true],
         ['vg', 'logical', true],
-        ['san', 'iscsi', true],
+        ['san', 'iscsi-direct', true],
       ]),
     );
     await driver.refreshStoragePool('san');

@@ -11,6 +11,7 @@ import { breadcrumbs, HOST_METRICS, hostsTable, tasksPanel, VM_METRICS, vmsTable
 import { enforcementPanel } from './enforcement.js';
 import { forecastPanel } from './forecast.js';
 import { rightsizingPanel } from './rightsizing.js';
+import { type StoragePool, storagePoolsTable } from './storage.js';
 
 interface UsedLimit {
   used: number;
@@ -46,6 +47,12 @@ export const poolPage: Page = async (main, [id]) => {
   const enforcement = enforcementPanel(poolId);
   const forecast = forecastPanel(poolId);
   const rightsizing = rightsizingPanel(poolId);
+  const storage = storagePoolsTable(`Storage of ${pool.name}`);
+  if (pool.kind === 'hardware') {
+    void get<{ items: StoragePool[] }>(`/api/v1/storage-pools?poolId=${poolId}&limit=1000`)
+      .then((answer) => storage.setRows(answer.items))
+      .catch(() => undefined);
+  }
 
   const poolHosts = () => [...state.hosts.values()].filter((x) => tree.has(x.poolId));
   const poolVms = () => {
@@ -121,6 +128,7 @@ export const poolPage: Page = async (main, [id]) => {
     alerts.el,
     enforcement.el,
     pool.kind === 'hardware' && h('section', { class: 'card' }, h('h2', null, 'Hosts'), hosts.el),
+    pool.kind === 'hardware' && h('section', { class: 'card' }, h('h2', null, 'Storage'), storage.el),
     h('section', { class: 'card' }, h('h2', null, 'VMs'), vms.el),
     rightsizing.el,
     tasks.el,
