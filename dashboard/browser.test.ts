@@ -360,7 +360,7 @@ describe('storage', () => {
       ])
       .execute();
     const admin = await loggedIn('admin');
-    await go(admin, 'Rack A');
+    await goTo(admin, 'Rack A');
     await admin.locator('table.data[aria-label="Storage of Rack A"] a:has-text("san-a")').click();
     const luns = admin.locator('table.data[aria-label="LUNs of san-a"] tbody tr');
     await expect.poll(() => luns.count()).toBe(2);
