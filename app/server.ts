@@ -41,7 +41,7 @@ const HTTP_CLOSE_GRACE_MS = 5_000;
 /**
  * Starts the requested roles of herd on one database. `stop()` is safe to call twice.
  * Each role's modules load only when that role runs: `serve --only ingest` then carries neither the HTTP
- * API and dashboard nor the libvirt binding and task worker, which were most of its memory at start.
+ * API and dashboard nor the libvirt client and task worker, which were most of its memory at start.
  */
 export async function startHerd(
   config: Config,

@@ -129,7 +129,7 @@ function trends(samples: Sample[]) {
   };
 }
 
-/** Child processes of `pid` (herd's worker keeps one virsh shell per libvirt host). */
+/** Child processes of `pid` (herd's worker kept one virsh shell per libvirt host before issue 24; now none). */
 async function childCount(pid: number): Promise<number> {
   let n = 0;
   for (const entry of await readdir('/proc')) {

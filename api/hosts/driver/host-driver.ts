@@ -162,8 +162,8 @@ export interface HostDriver {
   jobInfo(uuid: string): Promise<DomainJobInfo | null>;
   domainXml(uuid: string): Promise<string>;
   /**
-   * Sets (null: lifts) a domain's CPU hard limit (scheduler parameters vcpu_quota/vcpu_period, as `virsh schedinfo` sets them) in its persistent
-   * definition and, while it runs, live. libvirt's test driver has no CPU scheduler: there only the next
+   * Sets (null: lifts) a domain's CPU hard limit (scheduler parameters vcpu_quota/vcpu_period, as `virsh
+   * schedinfo` sets them) in its persistent definition and, while it runs, live. libvirt's test driver has no CPU scheduler: there only the next
    * definition carries it.
    */
   setCpuLimit(uuid: string, limitPercent: number | null): Promise<void>;
