@@ -7,7 +7,7 @@
  * Environment: BENCH_FLEET_HOSTS (default 1000), BENCH_FLEET_DOMAINS (domains per host, default 20),
  * BENCH_FLEET_DAEMONS (libvirtds serving the hosts, default one per 2,500 hosts), BENCH_FLEET_WINDOW_SECONDS
  * (the measured window once every host had its first heartbeat, default 120), BENCH_FLEET_STARTUP_SECONDS (how
- * long herd may take to heartbeat every host once before the window starts anyway, default 300),
+ * long herd may take to heartbeat every host once before the window starts anyway, default 360),
  * BENCH_FLEET_EVENTS (suspends and resumes each, default 100), BENCH_FLEET_SIDE (the key in fleet.json; default
  * `legacy` while package.json depends on `@unraid/libvirt`, else `rpc`).
  *
@@ -51,13 +51,15 @@ const HOSTS = Number(process.env.BENCH_FLEET_HOSTS ?? 1000);
 const DOMAINS = Number(process.env.BENCH_FLEET_DOMAINS ?? 20);
 const DAEMONS = Number(process.env.BENCH_FLEET_DAEMONS ?? Math.max(1, Math.ceil(HOSTS / 2500)));
 const WINDOW_S = Number(process.env.BENCH_FLEET_WINDOW_SECONDS ?? 120);
-const STARTUP_S = Number(process.env.BENCH_FLEET_STARTUP_SECONDS ?? 300);
+const STARTUP_S = Number(process.env.BENCH_FLEET_STARTUP_SECONDS ?? 360);
+/** Events in all: suspends and resumes in turn. */
 const EVENTS = Number(process.env.BENCH_FLEET_EVENTS ?? 100);
 const INTERVAL_S = 10;
 const POOLS = 10;
 const SAMPLE_MS = 2000;
-/** How long herd may take to show one event's state change before it counts as missed. */
-const EVENT_TIMEOUT_MS = 30_000;
+const EVENTS_S = Number(process.env.BENCH_FLEET_EVENTS_SECONDS ?? 300);
+/** How long herd may take to show one event's state change (by the event or the heartbeat) before it counts as missed. */
+const EVENT_TIMEOUT_MS = 60_000;
 /** The domain libvirt's shared test driver state (`test:///default`) starts with. */
 const DEFAULT_DOMAIN = 'test';
 const log = createLogger('warn', 'bench');
@@ -269,7 +271,16 @@ async function cycles(db: pg.Client, from: Date, to: Date) {
   // Complete cycles (every host) that started in the window; the first one (with the inventory) apart.
   const inWindow = all.filter((c) => c.k > 1 && c.hosts === HOSTS + 1 && c.start >= from && c.start <= to);
   const seconds = inWindow.map((c) => c.seconds);
+  // However long a cycle is (longer than the window, say): heartbeats per second over the window, and the cycle
+  // that rate makes.
+  const { rows: rate } = await db.query<{ n: number }>(
+    'SELECT count(*)::int AS n FROM bench_heartbeats WHERE at BETWEEN $1 AND $2',
+    [from, to],
+  );
+  const perSecond = rate[0].n / ((to.getTime() - from.getTime()) / 1000);
   return {
+    heartbeatsPerSecond: round1(perSecond),
+    cycleSecondsAtThatRate: perSecond > 0 ? round1((HOSTS + 1) / perSecond) : null,
     first: all[0] ? { hosts: all[0].hosts, seconds: round1(all[0].seconds) } : null,
     inWindow: inWindow.length,
     incompleteInWindow: all.filter(
@@ -288,35 +299,40 @@ async function eventLatency(db: pg.Client, uri: string, uuid: string) {
   const dom = await client.call(P.domainLookupByName, DEFAULT_DOMAIN);
   const state = async () =>
     (await db.query<{ state: string }>('SELECT state FROM vms WHERE uuid = $1', [uuid])).rows[0]?.state;
-  const waitFor = async (want: string, t0: number) => {
+  const waitFor = async (want: string, t0: number, timeoutMs = EVENT_TIMEOUT_MS) => {
     for (;;) {
       if ((await state()) === want) return performance.now() - t0;
-      if (performance.now() - t0 > EVENT_TIMEOUT_MS) return null;
+      if (performance.now() - t0 > timeoutMs) return null;
       await sleep(5);
     }
   };
   const suspend: number[] = [];
   const resume: number[] = [];
   let missed = 0;
+  let started = performance.now();
   try {
     // The VM row must start running (the heartbeat agrees with the domain) before the first event.
-    if ((await waitFor('running', performance.now())) === null)
+    if ((await waitFor('running', performance.now(), EVENTS_S * 1000)) === null)
       throw new Error('the shared VM is not running');
-    for (let i = 0; i < EVENTS; i++) {
-      for (const [call, want, into] of [
-        [P.domainSuspend, 'paused', suspend],
-        [P.domainResume, 'running', resume],
-      ] as const) {
-        const t0 = performance.now();
-        await client.call(call, dom);
-        const ms = await waitFor(want, t0);
-        if (ms === null) {
-          missed++;
-          // Caught up by the next heartbeat at the latest: wait for it, so the next event starts from a known state.
-          if ((await waitFor(want, performance.now())) === null) throw new Error(`herd never saw ${want}`);
-        } else into.push(ms);
-        await sleep(100 + Math.random() * 200);
+    started = performance.now();
+    for (let i = 0; i < EVENTS && performance.now() - started < EVENTS_S * 1000; i++) {
+      const [call, want, into] =
+        i % 2 === 0
+          ? ([P.domainSuspend, 'paused', suspend] as const)
+          : ([P.domainResume, 'running', resume] as const);
+      const t0 = performance.now();
+      await client.call(call, dom);
+      const ms = await waitFor(want, t0);
+      if (ms === null) {
+        // Not seen within EVENT_TIMEOUT_MS: counted missed; the next event starts once herd shows this state.
+        missed++;
+        const left = EVENTS_S * 1000 - (performance.now() - started);
+        if (left <= 0 || (await waitFor(want, performance.now(), left)) === null) break;
+        continue;
       }
+      into.push(ms);
+      if ((i + 1) % 20 === 0) console.log(`${i + 1} events, last ${Math.round(ms)} ms`);
+      await sleep(100 + Math.random() * 200);
     }
   } finally {
     await client.close();
@@ -328,6 +344,8 @@ async function eventLatency(db: pg.Client, uri: string, uuid: string) {
     maxMs: round1(xs.length ? Math.max(...xs) : null),
   });
   return {
+    asked: EVENTS,
+    seconds: round1((performance.now() - started) / 1000),
     suspend: figures(suspend),
     resume: figures(resume),
     both: figures([...suspend, ...resume]),
@@ -432,7 +450,12 @@ async function main() {
     ).rows;
     console.log(`heartbeat cycles: ${JSON.stringify({ ...heartbeat, all: undefined })}`);
 
-    const events = EVENTS > 0 ? await eventLatency(db, seeded.sharedUri, seeded.sharedUuid) : null;
+    const events =
+      EVENTS > 0
+        ? await eventLatency(db, seeded.sharedUri, seeded.sharedUuid).catch((err: Error) => ({
+            error: err.message,
+          }))
+        : null;
     console.log(`events: ${JSON.stringify(events)}`);
     const exitedEarly = herd.exited();
 
