@@ -2,6 +2,7 @@ import type { EventEmitter } from 'node:events';
 import type { HostLiveSummary } from '../../ingest/live-view.js';
 import type { Database } from '../../lib/db.js';
 import type { Logger } from '../../lib/log.js';
+import { Histogram, type Registry } from '../../lib/metrics.js';
 import { type DomainEvent, DomainEventStreams } from './domain-events.js';
 import type { DomainInfo, HostConnections, HostInventory } from './driver/index.js';
 import { emitHostState, emitVmState } from './host-events.js';
@@ -37,6 +38,8 @@ export interface HostMonitorOptions {
    * Never for test:// hosts (another connection would be another fake host).
    */
   domainEvents?: boolean;
+  /** Where the heartbeat's cycle duration is reported (`herd_host_heartbeat_cycle_seconds`). */
+  registry?: Registry;
   now?: () => number;
 }
 
@@ -81,9 +84,18 @@ export class HostMonitor {
   /** Hosts being checked because of a domain event, and those to check once more after that check. */
   private readonly poking = new Map<number, Promise<void>>();
   private readonly pokeAgain = new Set<number>();
+  private readonly cycleSeconds: Histogram | undefined;
 
   constructor(private readonly options: HostMonitorOptions) {
     this.now = options.now ?? Date.now;
+    if (options.registry) {
+      this.cycleSeconds = new Histogram({
+        name: 'herd_host_heartbeat_cycle_seconds',
+        help: 'How long one heartbeat over every host took (the next starts HERD_HEARTBEAT_SECONDS after it ends)',
+        buckets: [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300],
+        registers: [options.registry],
+      });
+    }
     if (options.domainEvents) {
       this.streams = new DomainEventStreams(options.log.child({ part: 'domain-events' }), (uri, event) =>
         this.onDomainEvent(uri, event),
@@ -161,9 +173,13 @@ export class HostMonitor {
 
   /** One heartbeat over every host; exported for tests and for `herd` to run one at startup. */
   tick(): Promise<TickResult> {
-    this.running ??= this.runTick().finally(() => {
-      this.running = undefined;
-    });
+    if (!this.running) {
+      const end = this.cycleSeconds?.startTimer();
+      this.running = this.runTick().finally(() => {
+        end?.();
+        this.running = undefined;
+      });
+    }
     return this.running;
   }
 
