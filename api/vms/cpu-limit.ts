@@ -14,7 +14,7 @@ export interface CpuLimitDeps {
 
 /**
  * Puts the CPU limit of a running or paused VM, as the database now has it (the lower of its own and its pool's),
- * on its host: live and in the persistent definition (`virsh schedinfo --live --config`). A VM not on a host
+ * on its host: live and in the persistent definition (as `virsh schedinfo --live --config`). A VM not on a host
  * picks its limit up from its definition at the next start. A host that refuses is a 409 `host_unreachable`:
  * called inside the transaction that changed the limit, the change is then not made.
  */

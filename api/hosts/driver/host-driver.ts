@@ -1,7 +1,6 @@
 /**
- * The small interface the rest of herd uses to act on a libvirt host. One implementation speaks the
- * `@unraid/libvirt` binding; what the binding lacks (migration, storage pools, scheduler limits, events)
- * goes through `virsh` from libvirt-clients. Callers never care which.
+ * The small interface the rest of herd uses to act on a libvirt host. Its implementation (rpc-driver.ts) speaks
+ * libvirt's RPC protocol through herd's own client (`libvirt/`): one connection per host.
  */
 
 /** What an operator sets per host (and a VM may override with `kvm` or `qemu`). */
@@ -81,9 +80,9 @@ export interface StorageVolumeInfo {
 }
 
 /**
- * A domain's job while it runs (save, restore, migration), as libvirt reports it (`virsh domjobinfo --rawstats`):
- * bytes of the domain's state processed so far out of the total libvirt expects. The total can grow while a
- * migration runs (memory the guest dirties again).
+ * A domain's job while it runs (save, restore, migration), as libvirt reports it (`DomainGetJobStats`, what
+ * `virsh domjobinfo --rawstats` prints): bytes of the domain's state processed so far out of the total libvirt
+ * expects. The total can grow while a migration runs (memory the guest dirties again).
  */
 export interface DomainJobInfo {
   /** libvirt's operation name: save, restore, outgoing migration, … */
@@ -91,6 +90,24 @@ export interface DomainJobInfo {
   dataProcessedBytes: number;
   dataTotalBytes: number;
   dataRemainingBytes: number;
+}
+
+/**
+ * A domain event libvirt pushed (api/hosts/host-monitor.ts applies it to the one VM it names): lifecycle (started,
+ * suspended, stopped, …, with `detail` its name), reboot, a job completed (save, migration), a migration iteration.
+ */
+export interface HostDomainEvent {
+  kind: 'lifecycle' | 'reboot' | 'job-completed' | 'migration-iteration';
+  uuid: string;
+  name: string;
+  /** For lifecycle events: libvirt's event name (started, suspended, resumed, stopped, …). */
+  detail?: string;
+}
+
+export interface DomainEventCallbacks {
+  onEvent(event: HostDomainEvent): void;
+  /** The connection came back: events sent meanwhile were missed (re-subscribed already). */
+  onReconnect?(): void;
 }
 
 /** An operation this host's libvirt driver cannot do (e.g. live migration on the test driver). */
@@ -123,7 +140,7 @@ export interface HostDriver {
   jobInfo(uuid: string): Promise<DomainJobInfo | null>;
   domainXml(uuid: string): Promise<string>;
   /**
-   * Sets (null: lifts) a domain's CPU hard limit (`virsh schedinfo` vcpu_quota/vcpu_period) in its persistent
+   * Sets (null: lifts) a domain's CPU hard limit (scheduler parameters vcpu_quota/vcpu_period, as `virsh schedinfo` sets them) in its persistent
    * definition and, while it runs, live. libvirt's test driver has no CPU scheduler: there only the next
    * definition carries it.
    */
@@ -136,5 +153,10 @@ export interface HostDriver {
   listVolumes(pool: string): Promise<StorageVolumeInfo[]>;
   createVolume(pool: string, name: string, sizeGiB: number): Promise<StorageVolumeInfo>;
   deleteVolume(pool: string, name: string): Promise<void>;
+  /**
+   * Follows the host's domain events, pushed over the driver's connection and re-registered after a reconnect.
+   * Answers the unsubscribe.
+   */
+  watchDomainEvents(handlers: DomainEventCallbacks): Promise<() => Promise<void>>;
   close(): Promise<void>;
 }
