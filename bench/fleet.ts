@@ -250,6 +250,21 @@ async function descendants(pid: number): Promise<{ count: number; byName: Record
   return { count, byName };
 }
 
+/** The bench's PostgreSQL postmaster and libvirtds: the processes whose command line names its directory. */
+async function serverPids(dir: string): Promise<{ postgres: number; libvirtds: number[] }> {
+  let postgres = 0;
+  const libvirtds: number[] = [];
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const cmdline = (await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '')).split('\0');
+    if (!cmdline.some((arg) => arg.startsWith(dir))) continue;
+    const name = path.basename(cmdline[0]);
+    if (name === 'postgres') postgres = Number(entry);
+    if (name === 'libvirtd') libvirtds.push(Number(entry));
+  }
+  return { postgres, libvirtds };
+}
+
 async function rssMiB(pid: number): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8');
   return Math.round(Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 102.4) / 10;
@@ -411,10 +426,13 @@ async function main() {
     console.log(`first heartbeat of ${heartbeated}/${HOSTS + 1} hosts after ${startupSeconds} s`);
 
     // The window.
+    const servers = await serverPids(dir);
     const windowStart = new Date();
     const cpu0 = {
       herd: await cpuTicks(pid),
       tree: await treeCpuTicks(pid),
+      postgres: await treeCpuTicks(servers.postgres),
+      libvirtd: (await Promise.all(servers.libvirtds.map(cpuTicks))).reduce((a, b) => a + b, 0),
       machine: await machineBusyTicks(),
     };
     const t0 = performance.now();
@@ -430,6 +448,8 @@ async function main() {
     const cpu1 = {
       herd: await cpuTicks(pid),
       tree: await treeCpuTicks(pid),
+      postgres: await treeCpuTicks(servers.postgres),
+      libvirtd: (await Promise.all(servers.libvirtds.map(cpuTicks))).reduce((a, b) => a + b, 0),
       machine: await machineBusyTicks(),
     };
     const windowEnd = new Date();
@@ -505,6 +525,11 @@ async function main() {
       workerCpuPercentOfOneCore: {
         herd: pct(cpu1.herd - cpu0.herd),
         withChildren: pct(cpu1.tree - cpu0.tree),
+      },
+      // What herd waits on: PostgreSQL (postmaster and backends) and the libvirtds (all together).
+      serversCpuPercentOfOneCore: {
+        postgres: pct(cpu1.postgres - cpu0.postgres),
+        libvirtd: pct(cpu1.libvirtd - cpu0.libvirtd),
       },
       heartbeatCycle: heartbeat,
       hostStates,
