@@ -8,8 +8,9 @@
  * BENCH_FLEET_DAEMONS (libvirtds serving the hosts, default one per 2,500 hosts), BENCH_FLEET_WINDOW_SECONDS
  * (the measured window once every host had its first heartbeat, default 120), BENCH_FLEET_STARTUP_SECONDS (how
  * long herd may take to heartbeat every host once before the window starts anyway, default 360),
- * BENCH_FLEET_EVENTS (suspends and resumes each, default 100), BENCH_FLEET_SIDE (the key in fleet.json; default
- * `legacy` while package.json depends on `@unraid/libvirt`, else `rpc`).
+ * BENCH_FLEET_EVENTS (suspends and resumes in turn, default 100 in all), BENCH_FLEET_SIDE (the key in fleet.json; default
+ * `legacy` while package.json depends on `@unraid/libvirt`, else `rpc`), BENCH_FLEET_EVENTS_SECONDS (the event part's
+ * bound, default 300), BENCH_FLEET_SUMMARIZE=1 (no run: fleet.json's medians computed again from its runs).
  *
  * Its own embedded PostgreSQL and its own libvirtds (root, each in a mount namespace: lib/testing/libvirtd.ts)
  * with their client limits raised. Each host is a test-driver file (lib/testing/libvirt-hosts.ts) with 32 CPUs,
@@ -158,7 +159,8 @@ async function seed(dir: string, databaseUrl: string, daemons: Libvirtd[]) {
     const probe = await LibvirtClient.connect(sharedUri);
     const sharedUuid = (await probe.call(P.domainLookupByName, DEFAULT_DOMAIN)).uuid;
     await probe.close();
-    hosts.push({
+    // First (the lowest id): the heartbeat takes hosts in id order, and the event part needs this one connected.
+    hosts.unshift({
       name: 'fleet-shared',
       uri: sharedUri,
       pool: 2,
@@ -326,6 +328,15 @@ async function eventLatency(db: pg.Client, uri: string, uuid: string) {
   let missed = 0;
   let started = performance.now();
   try {
+    // herd must have reached the host (its first heartbeat) before its events can reach herd.
+    const connected = async () =>
+      (await db.query('SELECT 1 FROM hosts WHERE uri = $1 AND heartbeat_at IS NOT NULL', [uri])).rowCount ===
+      1;
+    while (!(await connected())) {
+      if (performance.now() - started > EVENTS_S * 1000)
+        throw new Error('herd never reached the shared host');
+      await sleep(100);
+    }
     // The VM row must start running (the heartbeat agrees with the domain) before the first event.
     if ((await waitFor('running', performance.now(), EVENTS_S * 1000)) === null)
       throw new Error('the shared VM is not running');
@@ -602,13 +613,23 @@ function medians(runs: Array<Record<string, any>>) {
   for (const [name, f] of Object.entries(pick)) {
     const xs = runs.map(f).filter((x): x is number => typeof x === 'number');
     const s = [...xs].sort((a, b) => a - b);
-    out[name] = s.length
-      ? s.length % 2
-        ? s[(s.length - 1) / 2]
-        : (s[s.length / 2 - 1] + s[s.length / 2]) / 2
-      : null;
+    out[name] = round1(
+      s.length ? (s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2) : null,
+    );
   }
   return out;
 }
 
-await main();
+/** BENCH_FLEET_SUMMARIZE=1: no run; the medians in fleet.json computed again from its runs. */
+async function summarizeAgain() {
+  const file = path.join(ROOT, 'bench/results/fleet.json');
+  const all = JSON.parse(await readFile(file, 'utf8'));
+  for (const bySide of Object.values(all) as Array<
+    Record<string, { runs: Array<Record<string, unknown>>; median?: unknown }>
+  >)
+    for (const [n, entry] of Object.entries(bySide)) bySide[n] = { ...entry, median: medians(entry.runs) };
+  await writeFile(file, `${JSON.stringify(all, null, 2)}\n`);
+}
+
+if (process.env.BENCH_FLEET_SUMMARIZE) await summarizeAgain();
+else await main();
