@@ -212,6 +212,7 @@ export async function startHerd(
         liveView: has('ingest') ? shared : undefined,
         intervalSeconds: config.hosts.heartbeatSeconds,
         domainEvents: true,
+        registry,
       });
       monitor.start();
       stops.push(() => monitor.stop());

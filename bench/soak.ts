@@ -31,7 +31,16 @@ import { createInflux } from '../lib/testing/influxd.js';
 import { writeTestHost } from '../lib/testing/libvirt-hosts.js';
 import { sharedTempDir } from '../lib/testing/temp-dir.js';
 import { connect, migrateToLatest } from '../schema/db.js';
-import { apiToken, Fleet, influxCount, settle, sleep, startHerd, stopHerd } from './lib/herd-fleet.js';
+import {
+  apiToken,
+  Fleet,
+  influxCount,
+  seedPools,
+  settle,
+  sleep,
+  startHerd,
+  stopHerd,
+} from './lib/herd-fleet.js';
 import { machineBusyTicks } from './lib/proc.js';
 import { buildReplay } from './lib/replay.js';
 
@@ -147,14 +156,7 @@ async function seed(dir: string, databaseUrl: string) {
     const { error } = await migrateToLatest(handle.db);
     if (error) throw error;
     const q = (s: ReturnType<typeof sql>) => s.execute(handle.db);
-    await q(sql`
-      INSERT INTO pools (id, name, kind, parent_id, placement_policy)
-      SELECT 1 + i, 'rack' || i, 'hardware', 1, (ARRAY['spread', 'pack', 'load'])[1 + i % 3]
-      FROM generate_series(1, ${POOLS}) i`);
-    await q(sql`
-      INSERT INTO pools (id, name, kind, parent_id)
-      SELECT 100 + i, 'team' || i, 'vm', 1 + i FROM generate_series(1, ${POOLS}) i`);
-    await q(sql`SELECT setval(pg_get_serial_sequence('pools', 'id'), 1000)`);
+    await seedPools(handle.db, POOLS, ['spread', 'pack', 'load']);
     await q(sql`
       INSERT INTO quotas (pool_id, user_id, vcpus, memory_mib, storage_gib, nics, vms)
       SELECT id, NULL, 10000, 10000000, 100000, 10000, 10000 FROM pools WHERE kind = 'vm'`);

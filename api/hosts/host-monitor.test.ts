@@ -6,6 +6,7 @@ import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { LiveView } from '../../ingest/live-view.js';
 import { createLogger } from '../../lib/log.js';
+import { createRegistry } from '../../lib/metrics.js';
 import { createTestApp, type TestApp } from '../../lib/testing/app.js';
 import { testUuid, writeTestHost } from '../../lib/testing/libvirt-hosts.js';
 import { authHeader, createPool, createUserWithToken } from '../../lib/testing/users.js';
@@ -362,5 +363,25 @@ describe('a host monitor without a live view (ingest in another process)', () =>
     // Up, and not flagged silent: no change to announce.
     expect(changes.filter((e) => e.hostId === hostId)).toEqual([]);
     expect((await hostView(hostId)).state).toBe('up');
+  });
+});
+
+describe('heartbeat metrics', () => {
+  test('each heartbeat over every host is one observation of herd_host_heartbeat_cycle_seconds', async () => {
+    const registry = createRegistry();
+    const counted = new HostMonitor({ db: t.database.db, connections, log, intervalSeconds: 60, registry });
+    const figure = async (suffix: 'count' | 'sum') =>
+      Number(
+        new RegExp(`^herd_host_heartbeat_cycle_seconds_${suffix} (\\S+)$`, 'm').exec(
+          await registry.getSingleMetricAsString('herd_host_heartbeat_cycle_seconds'),
+        )?.[1],
+      );
+    const cycles = () => figure('count');
+    expect(await cycles()).toBe(0);
+    // Two calls while one heartbeat runs are that one heartbeat.
+    await Promise.all([counted.tick(), counted.tick()]);
+    await counted.tick();
+    expect(await cycles()).toBe(2);
+    expect(await figure('sum')).toBeGreaterThan(0);
   });
 });

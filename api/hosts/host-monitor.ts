@@ -1,6 +1,7 @@
 import type { EventEmitter } from 'node:events';
 import type { HostLiveSummary } from '../../ingest/live-view.js';
 import type { Logger } from '../../lib/log.js';
+import { Histogram, type Registry } from '../../lib/metrics.js';
 import type { Database } from '../../schema/db.js';
 import { DomainEventWatch, type WatchedHost } from './domain-events.js';
 import type { DomainInfo, HostConnections, HostDomainEvent, HostInventory } from './driver/index.js';
@@ -37,6 +38,8 @@ export interface HostMonitorOptions {
    * reconciles the one VM it names at once, instead of at the next heartbeat.
    */
   domainEvents?: boolean;
+  /** Where the heartbeat's cycle duration is reported (`herd_host_heartbeat_cycle_seconds`). */
+  registry?: Registry;
   now?: () => number;
 }
 
@@ -85,6 +88,7 @@ export class HostMonitor {
   /** Hosts being checked out of the heartbeat's rhythm, and those to check once more after that check. */
   private readonly poking = new Map<number, Promise<void>>();
   private readonly pokeAgain = new Set<number>();
+  private readonly cycleSeconds: Histogram | undefined;
   /** VMs (by UUID) an event is being applied to, and those to apply once more after that. */
   private readonly applying = new Map<string, Promise<void>>();
   private readonly applyAgain = new Map<string, WatchedHost>();
@@ -97,6 +101,14 @@ export class HostMonitor {
 
   constructor(private readonly options: HostMonitorOptions) {
     this.now = options.now ?? Date.now;
+    if (options.registry) {
+      this.cycleSeconds = new Histogram({
+        name: 'herd_host_heartbeat_cycle_seconds',
+        help: 'How long one heartbeat over every host took (the next starts HERD_HEARTBEAT_SECONDS after it ends)',
+        buckets: [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300],
+        registers: [options.registry],
+      });
+    }
     if (options.domainEvents) {
       this.watch = new DomainEventWatch(options.connections, options.log.child({ part: 'domain-events' }), {
         onEvent: (host, event) => this.onDomainEvent(host, event),
@@ -229,9 +241,13 @@ export class HostMonitor {
 
   /** One heartbeat over every host; exported for tests and for `herd` to run one at startup. */
   tick(): Promise<TickResult> {
-    this.running ??= this.runTick().finally(() => {
-      this.running = undefined;
-    });
+    if (!this.running) {
+      const end = this.cycleSeconds?.startTimer();
+      this.running = this.runTick().finally(() => {
+        end?.();
+        this.running = undefined;
+      });
+    }
     return this.running;
   }
 

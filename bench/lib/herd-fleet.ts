@@ -5,6 +5,8 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import dgram from 'node:dgram';
 import path from 'node:path';
+import { sql } from 'kysely';
+import type { Database } from '../../schema/db.js';
 import { type Replay, stampTimes } from './replay.js';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
@@ -41,7 +43,6 @@ export async function startHerd(env: Record<string, string>, roles: string[]): P
   child.once('exit', () => {
     exited = true;
   });
-  let buffered = '';
   let udpPort = 0;
   let http: string | undefined;
   const wantHttp = !roles.includes('--only') || roles.includes('api');
@@ -51,18 +52,10 @@ export async function startHerd(env: Record<string, string>, roles: string[]): P
       reject(new Error('herd did not start within 60 s'));
     }, 60_000);
     child.once('exit', (code) => reject(new Error(`herd exited with ${code}`)));
-    child.stdout!.on('data', (d) => {
-      buffered += d;
-      for (let i = buffered.indexOf('\n'); i >= 0; i = buffered.indexOf('\n')) {
-        const line = buffered.slice(0, i);
-        buffered = buffered.slice(i + 1);
-        try {
-          const e = JSON.parse(line) as { msg?: string; port?: number; address?: string; level?: number };
-          if (e.msg === 'collectd listener bound') udpPort = e.port!;
-          if (e.msg === 'HTTP API listening') http = e.address;
-          if ((e.level ?? 0) >= 50) console.error('herd:', line);
-        } catch {}
-      }
+    followLog(child, (e, line) => {
+      if (e.msg === 'collectd listener bound') udpPort = e.port!;
+      if (e.msg === 'HTTP API listening') http = e.address;
+      if ((e.level ?? 0) >= 50) console.error('herd:', line);
       if (udpPort && (http || !wantHttp)) {
         clearTimeout(timer);
         resolve();
@@ -70,6 +63,48 @@ export async function startHerd(env: Record<string, string>, roles: string[]): P
     });
   });
   return { child, udpPort, http, exited: () => exited };
+}
+
+/** One line of herd's JSON log (pino). */
+export interface LogEntry {
+  msg?: string;
+  level?: number;
+  port?: number;
+  address?: string;
+}
+
+/** Calls `onEntry` with each JSON line herd writes to stdout (other lines skipped). */
+export function followLog(child: ChildProcess, onEntry: (entry: LogEntry, line: string) => void): void {
+  let buffered = '';
+  child.stdout!.on('data', (d) => {
+    buffered += d;
+    for (let i = buffered.indexOf('\n'); i >= 0; i = buffered.indexOf('\n')) {
+      const line = buffered.slice(0, i);
+      buffered = buffered.slice(i + 1);
+      let entry: LogEntry;
+      try {
+        entry = JSON.parse(line);
+      } catch {
+        continue;
+      }
+      onEntry(entry, line);
+    }
+  });
+}
+
+/**
+ * Pools as the benchmarks lay them out: `count` hardware pools (ids 2…, under the root pool, placement policies
+ * taken in turn from `policies`) with one VM pool each (ids 101…, VM pool 100 + i under hardware pool 1 + i).
+ */
+export async function seedPools(db: Database, count: number, policies: string[] = ['spread']): Promise<void> {
+  await sql`
+    INSERT INTO pools (id, name, kind, parent_id, placement_policy)
+    SELECT 1 + i, 'rack' || i, 'hardware', 1, (${policies}::text[])[1 + i % ${policies.length}]
+    FROM generate_series(1, ${count}) i`.execute(db);
+  await sql`
+    INSERT INTO pools (id, name, kind, parent_id)
+    SELECT 100 + i, 'team' || i, 'vm', 1 + i FROM generate_series(1, ${count}) i`.execute(db);
+  await sql`SELECT setval(pg_get_serial_sequence('pools', 'id'), 1000)`.execute(db);
 }
 
 /** SIGTERMs the process and waits for it to exit (at once if it already has). */
