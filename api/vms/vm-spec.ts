@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { USER_NETWORK } from '../hosts/driver/domain-xml.js';
 import type { DomainSpec, VirtTypeSetting } from '../hosts/driver/index.js';
+import { effectiveLimits, ioLimits, type LimitRow } from './limits.js';
 
 /** KVM's locally administered prefix: herd's MACs are 52:54:00 and three random bytes. */
 export const MAC_PREFIX = '52:54:00';
@@ -14,7 +15,7 @@ export function domainName(vm: { id: number; name: string }): string {
   return `herd-${vm.id}-${vm.name}`;
 }
 
-export interface VmRecordForSpec {
+export interface VmRecordForSpec extends Partial<LimitRow> {
   id: number;
   uuid: string;
   name: string;
@@ -24,17 +25,7 @@ export interface VmRecordForSpec {
   boot_kernel?: string | null;
   boot_initrd?: string | null;
   boot_cmdline?: string | null;
-  cpu_limit_percent?: number | null;
   virt_type?: 'kvm' | 'qemu' | null;
-}
-
-/** A VM's CPU hard limit: the lower of its own and its VM pool's (null: neither has one). */
-export function effectiveCpuLimit(
-  own: number | null | undefined,
-  pool: number | null | undefined,
-): number | null {
-  const limits = [own, pool].filter((v): v is number => typeof v === 'number');
-  return limits.length ? Math.min(...limits) : null;
 }
 
 export interface ImageForSpec {
@@ -57,8 +48,8 @@ export function buildDomainSpec(
   parts: {
     volumes: Array<{ name: string; path: string | null }>;
     nics: Array<{ mac: string; network: string }>;
-    /** The CPU limit of the VM's pool. */
-    poolCpuLimitPercent?: number | null;
+    /** The limits of the VM's pool. */
+    poolLimits?: Partial<LimitRow>;
     /** The setting of the host it is defined on; the VM's own `virt_type` wins. */
     hostVirtType?: VirtTypeSetting;
   },
@@ -79,7 +70,8 @@ export function buildDomainSpec(
   const boot: DomainSpec['boot'] = installing ? [iso ? 'cdrom' : 'network', 'hd'] : ['hd'];
   const pxeNic =
     installing && !iso && pxeBaseUrl ? parts.nics.find((n) => n.network === USER_NETWORK) : undefined;
-  const cpuLimitPercent = effectiveCpuLimit(vm.cpu_limit_percent, parts.poolCpuLimitPercent);
+  const limits = effectiveLimits(vm, parts.poolLimits);
+  const io = ioLimits(limits);
   return {
     uuid: vm.uuid,
     name,
@@ -101,7 +93,8 @@ export function buildDomainSpec(
           },
         }
       : {}),
-    ...(cpuLimitPercent !== null ? { cpuLimitPercent } : {}),
+    ...(limits.cpuLimitPercent !== null ? { cpuLimitPercent: limits.cpuLimitPercent } : {}),
+    ...(Object.keys(io).length ? { ioLimits: io } : {}),
     virtType: vm.virt_type ?? parts.hostVirtType ?? 'auto',
   };
 }
