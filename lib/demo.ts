@@ -83,8 +83,8 @@ export async function startDemo(options: DemoOptions = {}): Promise<RunningDemo>
   env.HERD_COLLECTD_HOST ||= '127.0.0.1';
   env.HERD_LOG_LEVEL ||= 'warn';
   const dataDir = path.resolve(env.HERD_DATA_DIR);
-  // The demo's hosts are libvirt's test driver, in herd's own process: saved VMs go under the data directory
-  // (libvirt's own save directory exists only where libvirt-daemon is installed).
+  // The demo's hosts are libvirt's test driver, served by a libvirtd herd starts for them (test-daemon.ts in
+  // api/hosts/driver): saved VMs go under the data directory, which that daemon writes as herd's own user.
   env.HERD_SAVE_DIR ||= path.join(dataDir, 'save');
   await mkdir(dataDir, { recursive: true });
   await mkdir(env.HERD_SAVE_DIR, { recursive: true });

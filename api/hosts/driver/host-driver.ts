@@ -1,7 +1,6 @@
 /**
- * The small interface the rest of herd uses to act on a libvirt host. One implementation speaks the
- * `@unraid/libvirt` binding; what the binding lacks (migration, storage pools, scheduler limits, events)
- * goes through `virsh` from libvirt-clients. Callers never care which.
+ * The small interface the rest of herd uses to act on a libvirt host. Its implementation (rpc-driver.ts) speaks
+ * libvirt's RPC protocol through herd's own client (`libvirt/`): one connection per host.
  */
 
 /** What an operator sets per host (and a VM may override with `kvm` or `qemu`). */

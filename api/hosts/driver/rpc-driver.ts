@@ -11,6 +11,7 @@ import {
 } from '../../../libvirt/procedures.js';
 import { parseLibvirtUri } from '../../../libvirt/uri.js';
 import { paramsRecord, type TypedParam } from '../../../libvirt/xdr.js';
+import { parseHostUri } from '../host-uri.js';
 import {
   BANDWIDTH_PARAMS,
   bandwidthOf,
@@ -60,7 +61,7 @@ const JOB_NONE = 0;
 
 /**
  * A libvirt host through herd's own RPC client (`libvirt/`): one connection per host, calls multiplexed on it,
- * reconnecting by itself. Not wired in yet (issue 24): `createHostDriver` still opens `LibvirtDriver`.
+ * reconnecting by itself.
  *
  * URIs are libvirt remote URIs (`qemu+unix:///system?socket=…`, `qemu+tls://host/system`,
  * `test+unix:///path/host.xml?socket=…`). A test-driver host file opened through a libvirtd is a fresh fake host
@@ -81,8 +82,9 @@ export class RpcDriver implements HostDriver {
     this.testHostName = parsed.driver === 'test' ? path.basename(file, '.xml') || 'test' : null;
   }
 
-  static async open(uri: string, log: Logger): Promise<RpcDriver> {
-    const conn = new LibvirtConnection(uri);
+  /** `via`: the URI to connect to, when not `uri` itself (a `test:///…` host through a libvirtd's socket). */
+  static async open(uri: string, log: Logger, via: string = uri): Promise<RpcDriver> {
+    const conn = new LibvirtConnection(via);
     const hostLog = log.child({ host: uri });
     conn.on('disconnected', (err) =>
       hostLog.warn({ err: err?.message }, 'libvirt connection lost; reconnecting'),
@@ -227,6 +229,8 @@ export class RpcDriver implements HostDriver {
         "live migration not supported by this host's driver (test); use cold migration",
       );
     }
+    // The source libvirtd opens the destination URI (peer to peer): the same gate as for opening one.
+    parseHostUri(destinationUri);
     const dom = await this.lookup(uuid);
     const params: TypedParam[] = [];
     let flags = MIGRATE_LIVE | MIGRATE_PEER2PEER | MIGRATE_PERSIST_DEST | MIGRATE_UNDEFINE_SOURCE;
