@@ -263,5 +263,6 @@ async function setOnHost(deps: LimitDeps, vm: LiveVm, fields: LimitField[]): Pro
   const pool = Object.fromEntries(LIMIT_COLUMNS.map((c) => [c, vm[`pool_${c}`]])) as LimitRow;
   const effective = effectiveLimits(own, pool);
   if (fields.includes('cpuLimitPercent')) await driver.setCpuLimit(vm.uuid, effective.cpuLimitPercent);
-  if (fields.some((f) => f !== 'cpuLimitPercent')) await driver.setIoLimits(vm.uuid, ioLimits(effective));
+  const kinds = (['net', 'disk'] as const).filter((k) => fields.some((f) => f.startsWith(k)));
+  if (kinds.length) await driver.setIoLimits(vm.uuid, ioLimits(effective), kinds);
 }

@@ -148,11 +148,12 @@ export interface HostDriver {
    */
   setCpuLimit(uuid: string, limitPercent: number | null): Promise<void>;
   /**
-   * Sets a domain's network and disk limits (every limit: one left out is lifted) on each NIC that can be
-   * shaped (see domain-xml.ts) and each disk, in its persistent definition and, while it runs, live. libvirt's
-   * test driver shapes nothing: there only the next definition carries them.
+   * Sets a domain's network limits on each NIC that can be shaped (see domain-xml.ts) and its disk limits on
+   * each disk (every limit of the kinds in `kinds`, default both: one left out is lifted), in its persistent
+   * definition and, while it runs, live. libvirt's test driver shapes nothing: there only the next definition
+   * carries them.
    */
-  setIoLimits(uuid: string, limits: IoLimits): Promise<void>;
+  setIoLimits(uuid: string, limits: IoLimits, kinds?: ReadonlyArray<'net' | 'disk'>): Promise<void>;
   listStoragePools(): Promise<StoragePoolInfo[]>;
   /** Defines (persistent, autostart), builds where needed and starts a storage pool. */
   defineStoragePool(definition: StoragePoolDefinition): Promise<void>;

@@ -297,7 +297,11 @@ export class RpcDriver implements HostDriver {
    * virDomainSetInterfaceParameters on each NIC that can be shaped (by MAC; every field, 0 lifting it) and
    * virDomainSetBlockIoTune on each disk (by target), on the persistent definition and, while it runs, live.
    */
-  async setIoLimits(uuid: string, limits: IoLimits): Promise<void> {
+  async setIoLimits(
+    uuid: string,
+    limits: IoLimits,
+    kinds: ReadonlyArray<'net' | 'disk'> = ['net', 'disk'],
+  ): Promise<void> {
     if (this.isTestDriver) return;
     const dom = await this.lookup(uuid);
     const { state } = await this.describe(dom);
@@ -314,7 +318,7 @@ export class RpcDriver implements HostDriver {
         value: set?.[name as keyof typeof set] ?? 0,
       }));
     });
-    for (const nic of asArray(devices.interface)) {
+    for (const nic of kinds.includes('net') ? asArray(devices.interface) : []) {
       const mac = nic.mac?.['@address'];
       if (typeof mac !== 'string' || !shapeableNetwork(String(nic['@type']))) continue;
       await this.call(P.domainSetInterfaceParameters, { dom, device: mac, params: nicParams, flags });
@@ -324,7 +328,7 @@ export class RpcDriver implements HostDriver {
       type: 'ullong',
       value: BigInt(limits[name] ?? 0),
     }));
-    for (const disk of asArray(devices.disk)) {
+    for (const disk of kinds.includes('disk') ? asArray(devices.disk) : []) {
       const target = disk.target?.['@dev'];
       if (disk['@device'] !== 'disk' || typeof target !== 'string') continue;
       await this.call(P.domainSetBlockIoTune, { dom, disk: target, params: diskParams, flags });
