@@ -5,15 +5,8 @@ import { audit } from '../audit/audit.service.js';
 import type { AuthUser } from '../auth/auth-user.js';
 import { badRequest, conflict, forbidden } from '../http/errors.js';
 import { lockPools } from '../quota/quota.repository.js';
-import {
-  applyPoolLimits,
-  assertPoolMayLimit,
-  LIMITS,
-  type LimitDeps,
-  type LimitInput,
-  limitColumns,
-  limitsOf,
-} from '../vms/limits.js';
+import { assertPoolMayLimit, LIMITS, type LimitInput, limitColumns, limitsOf } from '../vms/limits.js';
+import { applyPoolLimits, type LimitDeps } from '../vms/limits.service.js';
 import {
   contents,
   deletePool as deletePoolRow,

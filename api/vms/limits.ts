@@ -1,14 +1,12 @@
-import type { Database } from '../../lib/db.js';
-import type { Logger } from '../../lib/log.js';
-import type { HostConnections, IoLimits } from '../hosts/driver/index.js';
-import { badRequest, HttpError } from '../http/errors.js';
-import { vmsWithLiveLimits } from './vms.repository.js';
+import type { IoLimits } from '../hosts/driver/host-driver.js';
+import { badRequest } from '../http/errors.js';
 
 /**
  * Resource limits of a VM and of a VM pool for its VMs: a VM's effective limit of each kind is the lower of its
  * own and its pool's (null: neither has one). The CPU limit is libvirt's `<cputune>`; NIC limits its
  * `<bandwidth>` on every interface (KiB/s, burst in KiB; inbound and outbound as the guest sees them); disk
- * limits its `<iotune>` on every disk. Each applies live to a running VM and stays in its definition.
+ * limits its `<iotune>` on every disk. Each applies live to a running VM and stays in its definition
+ * (limits.service.ts). This module is the table of them and what follows from it (answers, schemas, columns).
  */
 const NET_MAX_KiBps = 100 * 1024 * 1024; // 100 GiB/s: above any NIC; tc and libvirt take 32-bit KiB/s
 const DISK_MAX_BYTES = 1e15; // qemu's throttle ceiling (THROTTLE_VALUE_MAX)
@@ -196,73 +194,4 @@ export function ioLimits(limits: Limits): IoLimits {
   const out: IoLimits = {};
   for (const f of IO_FIELDS) if (limits[f] !== null) out[f as keyof IoLimits] = limits[f]!;
   return out;
-}
-
-/** What applying limits on hosts needs: the database (or the transaction that changed them) and the hosts. */
-export interface LimitDeps {
-  db: Database;
-  hostConnections?: HostConnections;
-  log?: Logger;
-}
-
-type LiveVm = Awaited<ReturnType<typeof vmsWithLiveLimits>>[number];
-
-/**
- * Puts the limits named in `fields` of a running or paused VM, as the database now has them, on its host: live
- * and in the persistent definition. A VM not on a host picks them up from its definition at the next start. A
- * host that refuses is a 409 `host_unreachable`: called inside the transaction that changed the limits, the
- * change is then not made.
- */
-export async function applyVmLimits(deps: LimitDeps, vmId: number, fields: LimitField[]): Promise<void> {
-  if (!fields.length) return;
-  for (const vm of await vmsWithLiveLimits(deps.db, { vmId })) {
-    try {
-      await setOnHost(deps, vm, fields);
-    } catch (err) {
-      throw new HttpError(
-        409,
-        'host_unreachable',
-        `${fields.join(', ')}: could not apply the limits of VM ${vm.name} (${vm.id}) on host ${vm.hostname}: ${(err as Error).message}`,
-        { field: fields[0] },
-      );
-    }
-  }
-}
-
-/**
- * After a VM pool's limits changed: every running or paused VM of the pool gets its new effective limits on its
- * host. A host that refuses is logged and answered; its VMs get the limits at their next start.
- */
-export async function applyPoolLimits(
-  deps: LimitDeps,
-  poolId: number,
-  fields: LimitField[],
-): Promise<Array<{ vmId: number; error: string }>> {
-  const failed: Array<{ vmId: number; error: string }> = [];
-  if (!fields.length) return failed;
-  await Promise.all(
-    (await vmsWithLiveLimits(deps.db, { poolId })).map(async (vm) => {
-      try {
-        await setOnHost(deps, vm, fields);
-      } catch (err) {
-        deps.log?.warn(
-          { err, vmId: vm.id, host: vm.hostname },
-          'could not apply the pool limits on the host',
-        );
-        failed.push({ vmId: vm.id, error: (err as Error).message });
-      }
-    }),
-  );
-  return failed;
-}
-
-async function setOnHost(deps: LimitDeps, vm: LiveVm, fields: LimitField[]): Promise<void> {
-  if (!deps.hostConnections) throw new Error('this herd process has no connection to hosts');
-  const driver = await deps.hostConnections.get(vm.uri);
-  const own = Object.fromEntries(LIMIT_COLUMNS.map((c) => [c, vm[c]])) as LimitRow;
-  const pool = Object.fromEntries(LIMIT_COLUMNS.map((c) => [c, vm[`pool_${c}`]])) as LimitRow;
-  const effective = effectiveLimits(own, pool);
-  if (fields.includes('cpuLimitPercent')) await driver.setCpuLimit(vm.uuid, effective.cpuLimitPercent);
-  const kinds = (['net', 'disk'] as const).filter((k) => fields.some((f) => f.startsWith(k)));
-  if (kinds.length) await driver.setIoLimits(vm.uuid, ioLimits(effective), kinds);
 }
