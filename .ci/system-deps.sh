@@ -5,10 +5,12 @@
 # own on free ports); services of packages that were already installed are never touched.
 set -euo pipefail
 
-# What `npm install` needs to build the libvirt addon, libvirtd serving the demo's test-driver hosts, and collectd to send
-# the demo hosts' traffic.
-demo=(python3 make g++ pkg-config libvirt-dev libvirt-clients libvirt-daemon collectd-core)
-tests=("${demo[@]}" influxdb slapd ldap-utils chromium
+# libvirtd serving the demo's test-driver hosts (herd speaks libvirt's protocol itself: no addon, no virsh), and
+# collectd to send the demo hosts' traffic.
+demo=(libvirt-daemon collectd-core)
+# The tests add: the toolchain and libkrb5-dev that build the optional `kerberos` addon, virsh (libvirt-clients) to act
+# on hosts outside herd, and the services they start.
+tests=("${demo[@]}" python3 make g++ pkg-config libvirt-clients influxdb slapd ldap-utils chromium
   libvirt-daemon-system qemu-system-x86 ipxe-qemu busybox-static linux-image-amd64
   krb5-kdc krb5-admin-server krb5-user libkrb5-dev openssh-server netcat-openbsd)
 

@@ -90,6 +90,9 @@ const envSchema = z.object({
   HERD_PLACEMENT_CACHE_MS: z.coerce.number().int().min(0).max(60_000).default(DEFAULTS.placementCacheMs),
   HERD_LIVE_PUBLISH_MS: z.coerce.number().int().min(100).max(60_000).default(DEFAULTS.livePublishMs),
   HERD_SAVE_DIR: z.string().min(1).default(DEFAULTS.saveDir),
+  HERD_LIBVIRT_TLS_CERT: optionalString,
+  HERD_LIBVIRT_TLS_KEY: optionalString,
+  HERD_LIBVIRT_TLS_CA: optionalString,
   HERD_PXE_BASE_URL: optionalString.pipe(
     z
       .string()
@@ -228,6 +231,16 @@ function toConfig(env: z.infer<typeof envSchema>) {
       /** A task whose worker is silent this long is taken over by another worker (api/tasks/worker.ts). */
       taskLeaseSeconds: env.HERD_TASK_LEASE_SECONDS,
       saveDir: env.HERD_SAVE_DIR,
+      /**
+       * herd's client certificate, its key and the CA for `qemu+tls://` hosts (each defaults to libvirt's pki layout:
+       * /etc/pki/libvirt/clientcert.pem, /etc/pki/libvirt/private/clientkey.pem, /etc/pki/CA/cacert.pem); a host
+       * URI's `pkipath` wins over them.
+       */
+      libvirtTls: {
+        cert: env.HERD_LIBVIRT_TLS_CERT && path.resolve(env.HERD_LIBVIRT_TLS_CERT),
+        key: env.HERD_LIBVIRT_TLS_KEY && path.resolve(env.HERD_LIBVIRT_TLS_KEY),
+        ca: env.HERD_LIBVIRT_TLS_CA && path.resolve(env.HERD_LIBVIRT_TLS_CA),
+      },
       mdns: env.HERD_MDNS === '1' || env.HERD_MDNS === 'true',
       /** Host allocations a process ranks from are read again once older than this (api/vms/vm-claim.repository.ts). */
       placementCacheMs: env.HERD_PLACEMENT_CACHE_MS,

@@ -80,8 +80,10 @@ export async function startHerd(
     // second, empty fake host, and real hosts should not get a connection per part either.
     let hostConnections: HostConnections | undefined;
     if (has('worker') || has('api')) {
-      const { HostConnections, stopTestDaemon } = await import('../api/hosts/driver/index.js');
-      const connections = new HostConnections(log);
+      const { HostConnections, hostDriverFactory, stopTestDaemon } = await import(
+        '../api/hosts/driver/index.js'
+      );
+      const connections = new HostConnections(log, hostDriverFactory({ tls: config.hosts.libvirtTls }));
       // Stops after the connections (stops run last first): the libvirtd herd may start for test:/// hosts.
       stops.push(() => stopTestDaemon());
       stops.push(() => connections.closeAll());

@@ -10,6 +10,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { hostDriverFactory } from '../api/hosts/driver/index.js';
+import { loadConfig } from '../lib/config.js';
+import { createLogger } from '../lib/log.js';
 import { type Daemon, startDaemon } from '../lib/testing/daemon.js';
 import { type Libvirtd, startLibvirtd } from '../lib/testing/libvirtd.js';
 import { LibvirtClient } from './client.js';
@@ -201,6 +204,25 @@ describe('TLS', () => {
     expect(err.code).toBe(ErrorCode.SYSTEM_ERROR);
     expect(err.message).toMatch(
       /^Failed to connect to 127\.0\.0\.1:\d+: .*(self.signed|unable to verify|certificate)/i,
+    );
+  });
+
+  it("herd's host driver takes its certificate files from HERD_LIBVIRT_TLS_* (a URI's pkipath wins)", async () => {
+    const config = loadConfig({
+      HERD_LIBVIRT_TLS_CA: path.join(pki, 'cacert.pem'),
+      HERD_LIBVIRT_TLS_CERT: path.join(pki, 'clientcert.pem'),
+      HERD_LIBVIRT_TLS_KEY: path.join(pki, 'clientkey.pem'),
+    });
+    const open = hostDriverFactory({ tls: config.hosts.libvirtTls });
+    const log = createLogger('silent');
+    const driver = await open(`qemu+tls://127.0.0.1:${tlsPort}/system`, log);
+    try {
+      expect((await driver.inventory()).cpus).toBeGreaterThan(0);
+    } finally {
+      await driver.close();
+    }
+    await expect(open(`qemu+tls://127.0.0.1:${tlsPort}/system?pkipath=${dir}/nowhere`, log)).rejects.toThrow(
+      `Cannot read TLS file '${dir}/nowhere/cacert.pem': ENOENT`,
     );
   });
 

@@ -1,72 +1,141 @@
-import { describe, expect, test } from 'vitest';
-import { parseDomainEvent } from './domain-events.js';
-import { parseJobInfo, sameMachineMigrationArgs } from './driver/libvirt-driver.js';
+import { execFile } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { createLogger } from '../../lib/log.js';
+import { createTestApp, type TestApp } from '../../lib/testing/app.js';
+import { cutConnection } from '../../lib/testing/libvirt-hosts.js';
+import { authHeader, createPool, createUserWithToken } from '../../lib/testing/users.js';
+import { waitFor } from '../../lib/testing/wait.js';
+import { LibvirtClient } from '../../libvirt/client.js';
+import { HostConnections } from './driver/index.js';
+import type { RpcDriver } from './driver/rpc-driver.js';
 
-describe('virsh event lines', () => {
-  test('a lifecycle event with its timestamp, domain and detail', () => {
-    expect(
-      parseDomainEvent(
-        "2026-12-07 09:58:51.762+0000: event 'lifecycle' for domain 'herd-3-web': Suspended Paused",
-      ),
-    ).toEqual({
-      at: Date.parse('2026-12-07T09:58:51.762Z'),
-      kind: 'lifecycle',
-      domain: 'herd-3-web',
-      detail: 'Suspended Paused',
-    });
-  });
+import { VM_STATE_EVENT, type VmStateEvent } from './host-events.js';
+import { HostMonitor } from './host-monitor.js';
 
-  test('other events, other zones; anything else is not an event', () => {
-    const e = parseDomainEvent("2026-12-07 10:58:51.000+0100: event 'reboot' for domain 'a b'");
-    expect(e).toMatchObject({
-      kind: 'reboot',
-      domain: 'a b',
-      detail: '',
-      at: Date.parse('2026-12-07T09:58:51Z'),
-    });
-    expect(parseDomainEvent('')).toBeNull();
-    expect(parseDomainEvent('events received: 3')).toBeNull();
+/**
+ * Domain events pushed over each host's RPC connection: `virsh` outside herd suspends and resumes a domain on
+ * test:///default (which the suite's test-driver libvirtd shares between its connections), and herd's VM follows
+ * with the heartbeat an hour away, so only the event can have told it.
+ */
+const log = createLogger('silent');
+const run = promisify(execFile);
+const socket = process.env.HERD_LIBVIRT_TEST_SOCKET as string;
+const outside = `test+unix:///default?socket=${socket}`;
+const virsh = async (...args: string[]) => (await run('virsh', ['-q', '-c', outside, ...args])).stdout;
+
+let holder: LibvirtClient;
+let t: TestApp;
+let dir: string;
+let monitor: HostMonitor;
+let hostId: number;
+let vmId: number;
+const connections = new HostConnections(log);
+const events = new EventEmitter();
+const vmEvents: VmStateEvent[] = [];
+const uuid = randomUUID();
+const name = `events-${uuid.slice(0, 8)}`;
+
+const vmState = async () =>
+  (await t.database.db.selectFrom('vms').select('state').where('id', '=', vmId).executeTakeFirstOrThrow())
+    .state;
+
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), 'herd-events-'));
+  const xml = path.join(dir, 'domain.xml');
+  await writeFile(
+    xml,
+    `<domain type='test'><name>${name}</name><uuid>${uuid}</uuid><memory unit='MiB'>256</memory><vcpu>1</vcpu><os><type>hvm</type></os></domain>`,
+  );
+  // libvirtd keeps test:///default while a connection holds it: this one, outside herd, for the whole file.
+  holder = await LibvirtClient.connect(outside);
+  await virsh('define', xml);
+  await virsh('start', name);
+
+  t = await createTestApp({ deps: { hostConnections: connections, events } });
+  const db = t.database.db;
+  const admin = await createUserWithToken(db, { username: 'root', superAdmin: true });
+  const rack = await createPool(db, { name: 'rack' });
+  const vmPool = await createPool(db, { name: 'vms', kind: 'vm', parentId: rack });
+  const res = await t.app.inject({
+    method: 'POST',
+    url: '/api/v1/hosts',
+    headers: authHeader(admin.token),
+    payload: { uri: 'test:///default', poolId: rack },
   });
+  expect(res.statusCode).toBe(201);
+  hostId = res.json().id;
+  ({ id: vmId } = await db
+    .insertInto('vms')
+    .values({
+      uuid,
+      name,
+      pool_id: vmPool,
+      owner_id: admin.id,
+      vcpus: 1,
+      memory_mib: 256,
+      host_id: hostId,
+      state: 'running',
+    })
+    .returning('id')
+    .executeTakeFirstOrThrow());
+  events.on(VM_STATE_EVENT, (e: VmStateEvent) => vmEvents.push(e));
+  // The heartbeat is an hour away: after the first one (at start), only events can change the VM.
+  monitor = new HostMonitor({
+    db,
+    connections,
+    log,
+    events,
+    intervalSeconds: 3600,
+    timeoutMs: 10_000,
+    domainEvents: true,
+  });
+  monitor.start();
+  await waitFor(async () => monitor.domainEventWatch?.watched().includes('test:///default') ?? false, 15_000);
+});
+afterAll(async () => {
+  await monitor?.stop();
+  await t?.close();
+  await connections.closeAll();
+  await virsh('destroy', name).catch(() => undefined);
+  await virsh('undefine', name).catch(() => undefined);
+  await holder?.close();
+  await rm(dir, { recursive: true, force: true });
 });
 
-describe('virsh domjobinfo --rawstats', () => {
-  test('an outgoing migration under way', () => {
-    const out = [
-      'Job type: 2',
-      '',
-      'operation: 5',
-      'time_elapsed: 3888',
-      'data_total: 135012352',
-      'data_processed: 27302124',
-      'data_remaining: 99307520',
-    ].join('\n');
-    expect(parseJobInfo(out)).toEqual({
-      operation: 'outgoing migration',
-      dataTotalBytes: 135012352,
-      dataProcessedBytes: 27302124,
-      dataRemainingBytes: 99307520,
-    });
+describe('domain events over the RPC connection', () => {
+  test('virsh suspend and resume outside herd: the VM follows from the event alone', async () => {
+    expect(await vmState()).toBe('running');
+    await virsh('suspend', name);
+    await waitFor(async () => (await vmState()) === 'paused', 10_000);
+    await virsh('resume', name);
+    await waitFor(async () => (await vmState()) === 'running', 10_000);
+    expect(vmEvents.filter((e) => e.uuid === uuid).map((e) => [e.previous, e.state, e.hostId])).toEqual([
+      ['running', 'paused', hostId],
+      ['paused', 'running', hostId],
+    ]);
   });
 
-  test('no job, or a job that has measured nothing yet', () => {
-    expect(parseJobInfo('Job type: 0')).toBeNull();
-    expect(parseJobInfo('Job type: 2\noperation: 5\ndata_total: 0\ndata_processed: 0')).toBeNull();
-    expect(parseJobInfo('')).toBeNull();
-  });
-});
-
-describe('where a live migration goes', () => {
-  test('a destination on this machine: over loopback, disks being the same files', () => {
-    const local = ['--migrateuri', 'tcp://127.0.0.1', '--listen-address', '127.0.0.1', '--unsafe'];
-    expect(sameMachineMigrationArgs('qemu+unix:///system?socket=/run/x/libvirt-sock')).toEqual(local);
-    expect(sameMachineMigrationArgs('qemu:///system')).toEqual(local);
-    expect(sameMachineMigrationArgs('qemu+tcp://127.0.0.1/system')).toEqual(local);
-    expect(sameMachineMigrationArgs('qemu+ssh://root@localhost/system')).toEqual(local);
-    expect(sameMachineMigrationArgs('qemu+tcp://[::1]/system')).toEqual(local);
+  test('after the connection is cut, the subscription is registered again and events still arrive', async () => {
+    await cutConnection(await connections.get('test:///default'));
+    await virsh('suspend', name);
+    await waitFor(async () => (await vmState()) === 'paused', 10_000);
+    await virsh('resume', name);
+    await waitFor(async () => (await vmState()) === 'running', 10_000);
   });
 
-  test("another machine: libvirt's own defaults", () => {
-    expect(sameMachineMigrationArgs('qemu+ssh://root@h2.example/system')).toEqual([]);
-    expect(sameMachineMigrationArgs('qemu+tls://10.0.0.2/system')).toEqual([]);
+  test('a heartbeat of a host that is up costs one libvirt call (all domains in ConnectGetAllDomainStats)', async () => {
+    await monitor.tick();
+    const client = (await connections.get('test:///default')) as RpcDriver;
+    const sent = () => client.connection.current?.stats.callsSent ?? 0;
+    const before = sent();
+    const result = await monitor.tick();
+    expect(result).toMatchObject({ hosts: 1, up: 1, failed: 0 });
+    expect(sent() - before).toBe(1);
   });
 });

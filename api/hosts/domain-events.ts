@@ -1,130 +1,104 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { createInterface } from 'node:readline';
 import type { Logger } from '../../lib/log.js';
+import type { HostConnections, HostDomainEvent, HostDriver } from './driver/index.js';
 
-/** A libvirt domain event as `virsh event --timestamp` prints it. */
-export interface DomainEvent {
-  /** libvirt's timestamp of the event (ms since the epoch). */
-  at: number;
-  /** `lifecycle`, `reboot`, `balloon-change`, … */
-  kind: string;
-  /** The domain's name (virsh names the domain, not its UUID). */
-  domain: string;
-  /** e.g. `Suspended Paused`, `Stopped Shutdown`, `Started Booted`. */
-  detail: string;
+/** A host whose domain events are followed. */
+export interface WatchedHost {
+  id: number;
+  uri: string;
 }
 
-const LINE =
-  /^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?)([+-]\d{4})?: event '([^']+)' for domain '(.*)'(?::\s*(.*))?$/;
-
-/** Parses one line of `virsh event --all --loop --timestamp`; null for anything else (prompts, blank lines). */
-export function parseDomainEvent(line: string): DomainEvent | null {
-  const m = LINE.exec(line.trim());
-  if (!m) return null;
-  const [, when, zone, kind, domain, detail] = m;
-  const offset = zone ? `${zone.slice(0, 3)}:${zone.slice(3)}` : 'Z';
-  const at = Date.parse(`${when.replace(' ', 'T')}${offset}`);
-  return { at: Number.isFinite(at) ? at : Date.now(), kind, domain, detail: detail ?? '' };
+export interface DomainEventHandlers {
+  onEvent(host: WatchedHost, event: HostDomainEvent): void;
+  /** The host's connection came back: its events meanwhile were missed. */
+  onReconnect(host: WatchedHost): void;
 }
 
-/** How long a dead event stream waits before it is started again, doubling up to the maximum. */
-const RESTART_MIN_MS = 1_000;
-const RESTART_MAX_MS = 30_000;
-
-interface Stream {
-  child?: ChildProcess;
-  timer?: NodeJS.Timeout;
-  delayMs: number;
+interface Watch {
+  host: WatchedHost;
+  /** The driver subscribed on, once subscribed. */
+  driver?: HostDriver;
+  unsubscribe?: () => Promise<void>;
+  /** A subscription under way. */
+  pending?: Promise<void>;
 }
 
 /**
- * One long-lived `virsh -c <uri> event --all --loop --timestamp` per watched host (the libvirt binding has no
- * events), each line parsed and handed to `onEvent`. A stream that dies (libvirtd restarted, connection cut) is
- * started again after a back-off. `sync` sets the hosts watched; `stop` ends every stream.
+ * Each host's domain events, pushed by libvirt over the host's own connection (the driver's
+ * `watchDomainEvents`: ConnectDomainEventCallbackRegisterAny, registered again by the connection after a reconnect):
+ * no process, no second connection. `sync` sets the hosts followed and subscribes again where the host's driver
+ * was replaced (HostConnections dropped and reopened it); a subscription that failed is tried at the next sync.
  */
-export class DomainEventStreams {
-  private readonly streams = new Map<string, Stream>();
+export class DomainEventWatch {
+  private readonly watches = new Map<number, Watch>();
   private stopped = false;
 
   constructor(
+    private readonly connections: HostConnections,
     private readonly log: Logger,
-    private readonly onEvent: (uri: string, event: DomainEvent) => void,
+    private readonly handlers: DomainEventHandlers,
   ) {}
 
-  /** Watches exactly these URIs: new ones are started, gone ones stopped. */
-  sync(uris: Iterable<string>): void {
+  /** Follows exactly these hosts. */
+  sync(hosts: WatchedHost[]): void {
     if (this.stopped) return;
-    const wanted = new Set(uris);
-    for (const uri of [...this.streams.keys()]) if (!wanted.has(uri)) this.end(uri);
-    for (const uri of wanted) {
-      if (this.streams.has(uri)) continue;
-      const stream: Stream = { delayMs: RESTART_MIN_MS };
-      this.streams.set(uri, stream);
-      this.spawn(uri, stream);
+    const wanted = new Map(hosts.map((h) => [h.id, h]));
+    for (const [id, watch] of this.watches) {
+      if (wanted.get(id)?.uri !== watch.host.uri) this.end(id);
+    }
+    for (const host of wanted.values()) {
+      const watch = this.watches.get(host.id) ?? { host };
+      this.watches.set(host.id, watch);
+      watch.pending ??= this.subscribe(watch).finally(() => {
+        watch.pending = undefined;
+      });
     }
   }
 
-  /** The URIs watched now (streams running or waiting to restart). */
+  /** The URIs of the hosts whose events arrive now. */
   watched(): string[] {
-    return [...this.streams.keys()];
+    return [...this.watches.values()].filter((w) => w.unsubscribe).map((w) => w.host.uri);
   }
 
-  /** The pid of a host's virsh (tests kill it to see it come back). */
-  pid(uri: string): number | undefined {
-    return this.streams.get(uri)?.child?.pid;
-  }
-
-  stop(): void {
+  async stop(): Promise<void> {
     this.stopped = true;
-    for (const uri of [...this.streams.keys()]) this.end(uri);
+    const all = [...this.watches.keys()];
+    await Promise.all(all.map((id) => this.end(id)));
   }
 
-  private end(uri: string): void {
-    const stream = this.streams.get(uri);
-    if (!stream) return;
-    this.streams.delete(uri);
-    clearTimeout(stream.timer);
-    stream.child?.kill('SIGTERM');
+  private async end(id: number): Promise<void> {
+    const watch = this.watches.get(id);
+    if (!watch) return;
+    this.watches.delete(id);
+    await watch.pending;
+    await watch.unsubscribe?.().catch(() => undefined);
   }
 
-  private spawn(uri: string, stream: Stream): void {
-    const child = spawn('virsh', ['-c', uri, 'event', '--all', '--loop', '--timestamp'], {
-      env: { ...process.env, LC_ALL: 'C' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    stream.child = child;
-    const startedAt = Date.now();
-    let stderr = '';
-    child.stderr?.setEncoding('utf8');
-    child.stderr?.on('data', (chunk: string) => {
-      stderr = (stderr + chunk).slice(-2000);
-    });
-    createInterface({ input: child.stdout! }).on('line', (line) => {
-      const event = parseDomainEvent(line);
-      if (!event) return;
-      try {
-        this.onEvent(uri, event);
-      } catch (err) {
-        this.log.warn({ err, uri }, 'handling a domain event failed');
+  private async subscribe(watch: Watch): Promise<void> {
+    const { host } = watch;
+    try {
+      const driver = await this.connections.get(host.uri);
+      if (watch.driver === driver || this.watches.get(host.id) !== watch) return;
+      await watch.unsubscribe?.().catch(() => undefined);
+      watch.unsubscribe = undefined;
+      watch.driver = undefined;
+      const unsubscribe = await driver.watchDomainEvents({
+        onEvent: (event) => {
+          try {
+            this.handlers.onEvent(host, event);
+          } catch (err) {
+            this.log.warn({ err, uri: host.uri }, 'handling a domain event failed');
+          }
+        },
+        onReconnect: () => this.handlers.onReconnect(host),
+      });
+      if (this.stopped || this.watches.get(host.id) !== watch) {
+        await unsubscribe().catch(() => undefined);
+        return;
       }
-    });
-    const restart = (reason: string) => {
-      if (stream.child !== child) return;
-      stream.child = undefined;
-      if (this.stopped || this.streams.get(uri) !== stream) return;
-      // A stream that ran a while was fine: start again quickly; one that dies at once backs off.
-      if (Date.now() - startedAt > RESTART_MAX_MS) stream.delayMs = RESTART_MIN_MS;
-      this.log.warn(
-        { uri, reason, stderr: stderr.trim() || undefined, restartInMs: stream.delayMs },
-        'domain event stream ended; starting it again',
-      );
-      stream.timer = setTimeout(() => {
-        if (this.streams.get(uri) === stream) this.spawn(uri, stream);
-      }, stream.delayMs);
-      stream.timer.unref();
-      stream.delayMs = Math.min(RESTART_MAX_MS, stream.delayMs * 2);
-    };
-    child.on('error', (err) => restart(err.message));
-    child.on('exit', (code, signal) => restart(`virsh exited (${signal ?? `code ${code}`})`));
+      watch.driver = driver;
+      watch.unsubscribe = unsubscribe;
+    } catch (err) {
+      this.log.debug({ err, uri: host.uri }, 'domain events: not subscribed (next heartbeat tries again)');
+    }
   }
 }

@@ -252,14 +252,14 @@ describe('heartbeat and reconciliation', () => {
   });
 
   test('a heartbeat libvirt does not answer in time names the call it is waiting for', async () => {
-    const stuck = monitorReplacing('ping', () => () => new Promise<void>(() => undefined), 200);
+    const stuck = monitorReplacing('listDomains', () => () => new Promise<never>(() => undefined), 200);
     await stuck.tick();
     expect((await hostView(hostId)).heartbeatError).toBe(
-      'no answer from libvirt within 0.2 s (waiting for ping)',
+      'no answer from libvirt within 0.2 s (waiting for the domain list)',
     );
     await stuck.tick();
     expect((await hostView(hostId)).heartbeatError).toBe(
-      'no answer from libvirt within 0.2 s (waiting for ping; previous heartbeat still pending)',
+      'no answer from libvirt within 0.2 s (waiting for the domain list; previous heartbeat still pending)',
     );
     await monitor.tick();
     expect(await hostView(hostId)).toMatchObject({ state: 'up', heartbeatError: null });

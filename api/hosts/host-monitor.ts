@@ -2,14 +2,15 @@ import type { EventEmitter } from 'node:events';
 import type { HostLiveSummary } from '../../ingest/live-view.js';
 import type { Database } from '../../lib/db.js';
 import type { Logger } from '../../lib/log.js';
-import { type DomainEvent, DomainEventStreams } from './domain-events.js';
-import type { DomainInfo, HostConnections, HostInventory } from './driver/index.js';
+import { DomainEventWatch, type WatchedHost } from './domain-events.js';
+import type { DomainInfo, HostConnections, HostDomainEvent, HostInventory } from './driver/index.js';
 import { emitHostState, emitVmState } from './host-events.js';
 import { collectdSilent, hostState } from './host-state.js';
-import { allHosts, findHostByUri, type HostRow, recordHeartbeat } from './hosts.repository.js';
+import { allHosts, type HostRow, recordHeartbeat } from './hosts.repository.js';
 import {
   applyReconciledState,
   domainsByUuid,
+  idleVmByUuid,
   idleVmsOnHost,
   reconciledState,
   strayVmsFoundOn,
@@ -32,9 +33,8 @@ export interface HostMonitorOptions {
   /** Re-read a host's inventory every this many heartbeats (and whenever it comes back up). */
   inventoryEvery?: number;
   /**
-   * Follow each real host's libvirt domain events (`virsh event`, api/hosts/domain-events.ts): a lifecycle event
-   * checks that host at once, with the heartbeat's own reconciliation, instead of at the next heartbeat.
-   * Never for test:// hosts (another connection would be another fake host).
+   * Follow each host's libvirt domain events, pushed over its connection (api/hosts/domain-events.ts): an event
+   * reconciles the one VM it names at once, instead of at the next heartbeat.
    */
   domainEvents?: boolean;
   now?: () => number;
@@ -48,7 +48,7 @@ export interface TickResult {
 }
 
 /** What a host's check is waiting for. */
-type CheckStep = "reading herd's VMs" | 'the connection' | 'ping' | 'the domain list' | 'the inventory';
+type CheckStep = "reading herd's VMs" | 'the connection' | 'the domain list' | 'the inventory';
 
 interface CheckResult {
   /** herd's idle VMs on the host, read before libvirt was asked (idleVmsOnHost). */
@@ -58,8 +58,12 @@ interface CheckResult {
   error?: string;
 }
 
+/** VMs remembered as seen on a host other than their own, awaiting their own host's word (bounded). */
+const SEEN_ELSEWHERE_MAX = 10_000;
+
 /**
- * The heartbeat: every interval, each host's driver is pinged and its domains listed; herd's VM rows are
+ * The heartbeat: every interval, each host's domains are listed (one call: ConnectGetAllDomainStats, which also
+ * proves the connection); herd's VM rows are
  * reconciled with libvirt by UUID, and the host's state is derived from the heartbeat and collectd's
  * last-seen time. Runs in the worker role. Several processes may run it on one database: every write is
  * conditional on the state it saw, so each change is applied (and announced) once.
@@ -77,23 +81,34 @@ export class HostMonitor {
   /** Last collectd silence reported per host, to announce changes only. */
   private readonly silence = new Map<number, boolean>();
   private readonly now: () => number;
-  private readonly streams: DomainEventStreams | undefined;
-  /** Hosts being checked because of a domain event, and those to check once more after that check. */
+  private readonly watch: DomainEventWatch | undefined;
+  /** Hosts being checked out of the heartbeat's rhythm, and those to check once more after that check. */
   private readonly poking = new Map<number, Promise<void>>();
   private readonly pokeAgain = new Set<number>();
+  /** VMs (by UUID) an event is being applied to, and those to apply once more after that. */
+  private readonly applying = new Map<string, Promise<void>>();
+  private readonly applyAgain = new Map<string, WatchedHost>();
+  /**
+   * A VM's domain seen running on a host other than its own while its own host still had it (a migration outside
+   * herd: the destination's event may come first): when its own host then reports it gone, that host is looked
+   * at, and no other.
+   */
+  private readonly seenElsewhere = new Map<string, WatchedHost>();
 
   constructor(private readonly options: HostMonitorOptions) {
     this.now = options.now ?? Date.now;
     if (options.domainEvents) {
-      this.streams = new DomainEventStreams(options.log.child({ part: 'domain-events' }), (uri, event) =>
-        this.onDomainEvent(uri, event),
-      );
+      this.watch = new DomainEventWatch(options.connections, options.log.child({ part: 'domain-events' }), {
+        onEvent: (host, event) => this.onDomainEvent(host, event),
+        // Events were missed while the connection was down: the host is checked now.
+        onReconnect: (host) => this.onReconnect(host),
+      });
     }
   }
 
-  /** The event streams, for tests: which hosts are watched, a stream's pid. */
-  get domainEventStreams(): DomainEventStreams | undefined {
-    return this.streams;
+  /** The domain event subscriptions, for tests: which hosts are followed. */
+  get domainEventWatch(): DomainEventWatch | undefined {
+    return this.watch;
   }
 
   start(): void {
@@ -110,9 +125,9 @@ export class HostMonitor {
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.timer);
-    this.streams?.stop();
+    await this.watch?.stop();
     await this.running?.catch(() => {});
-    await Promise.all(this.poking.values());
+    await Promise.all([...this.poking.values(), ...this.applying.values()]);
   }
 
   /**
@@ -141,22 +156,75 @@ export class HostMonitor {
     return run;
   }
 
-  private async checkOthers(hostId: number): Promise<void> {
+  private onReconnect(host: WatchedHost): void {
     if (this.stopped) return;
-    try {
-      const others = (await allHosts(this.options.db)).filter((h) => h.id !== hostId);
-      await Promise.all(others.map((h) => this.checkHost(h)));
-    } catch (err) {
-      this.options.log.warn({ err }, 'checking the other hosts failed');
-    }
+    void allHosts(this.options.db)
+      .then((hosts) => hosts.find((h) => h.id === host.id && h.uri === host.uri))
+      .then((row) => (row ? this.checkHost(row) : undefined))
+      .catch((err) => this.options.log.warn({ err, uri: host.uri }, 'checking a reconnected host failed'));
   }
 
-  private onDomainEvent(uri: string, event: DomainEvent): void {
-    if (this.stopped || event.kind !== 'lifecycle') return;
-    this.options.log.debug({ uri, ...event }, 'domain event');
-    void findHostByUri(this.options.db, uri)
-      .then((host) => (host ? this.checkHost(host) : undefined))
-      .catch((err) => this.options.log.warn({ err, uri }, 'reading the host of a domain event failed'));
+  private onDomainEvent(host: WatchedHost, event: HostDomainEvent): void {
+    if (this.stopped) return;
+    this.options.log.debug({ uri: host.uri, ...event }, 'domain event');
+    // A migration's iterations change no state; its end comes as lifecycle and job-completed events.
+    if (event.kind === 'migration-iteration') return;
+    void this.applyDomainEvent(host, event.uuid.toLowerCase());
+  }
+
+  /**
+   * Applies a domain event to the one VM it names: reads that VM (if no task acts on it) and the domain's state on
+   * the event's host (one call), and corrects the VM as the heartbeat would. Events for one VM coalesce: while one
+   * is applied, the next waits, and several waiting become one.
+   */
+  private applyDomainEvent(host: WatchedHost, uuid: string): Promise<void> {
+    const running = this.applying.get(uuid);
+    if (running) {
+      this.applyAgain.set(uuid, host);
+      return running;
+    }
+    const run = (async () => {
+      let next: WatchedHost | undefined = host;
+      while (next && !this.stopped) {
+        this.applyAgain.delete(uuid);
+        await this.reconcileOne(next, uuid);
+        next = this.applyAgain.get(uuid);
+      }
+    })()
+      .catch((err) => this.options.log.warn({ err, uri: host.uri, uuid }, 'applying a domain event failed'))
+      .finally(() => this.applying.delete(uuid));
+    this.applying.set(uuid, run);
+    return run;
+  }
+
+  private async reconcileOne(host: WatchedHost, uuid: string): Promise<void> {
+    const vm = await idleVmByUuid(this.options.db, uuid);
+    if (!vm || vm.host_id === null) return;
+    const driver = await this.options.connections.get(host.uri);
+    const domain = await driver.domain(uuid);
+    if (vm.host_id === host.id) {
+      const next = reconciledState(vm.state, domain?.state);
+      if (next !== null) await this.correct(host.id, vm, next);
+      if (next === 'unknown') {
+        // Gone from here: if it was seen on another host, look there (and only there).
+        const elsewhere = this.seenElsewhere.get(uuid);
+        this.seenElsewhere.delete(uuid);
+        if (elsewhere) await this.reconcileOne(elsewhere, uuid);
+      }
+      return;
+    }
+    if (domain?.state !== 'running' && domain?.state !== 'paused') return;
+    if (vm.state === 'unknown') {
+      // Its own host lost it and it runs here: moved outside herd.
+      this.seenElsewhere.delete(uuid);
+      await this.correct(host.id, vm, domain.state, vm.host_id);
+      return;
+    }
+    this.seenElsewhere.delete(uuid);
+    this.seenElsewhere.set(uuid, host);
+    if (this.seenElsewhere.size > SEEN_ELSEWHERE_MAX) {
+      this.seenElsewhere.delete(this.seenElsewhere.keys().next().value as string);
+    }
   }
 
   /** One heartbeat over every host; exported for tests and for `herd` to run one at startup. */
@@ -170,7 +238,7 @@ export class HostMonitor {
   private async runTick(): Promise<TickResult> {
     this.ticks++;
     const hosts = await allHosts(this.options.db);
-    if (!this.stopped) this.streams?.sync(hosts.filter((h) => !h.uri.startsWith('test:')).map((h) => h.uri));
+    if (!this.stopped) this.watch?.sync(hosts.map((h) => ({ id: h.id, uri: h.uri })));
     const result: TickResult = { hosts: hosts.length, up: 0, failed: 0, vmChanges: 0 };
     const queue = [...hosts];
     const workers = Array.from(
@@ -261,8 +329,6 @@ export class HostMonitor {
     try {
       at.step = 'the connection';
       const driver = await this.options.connections.get(host.uri);
-      at.step = 'ping';
-      await driver.ping();
       at.step = 'the domain list';
       const domains = await driver.listDomains();
       at.step = 'the inventory';
@@ -276,38 +342,10 @@ export class HostMonitor {
   private async reconcile(host: HostRow, vms: VmOnHost[], domains: DomainInfo[]): Promise<number> {
     const byUuid = domainsByUuid(domains);
     let changes = 0;
-    const correct = async (vm: VmOnHost, next: string, from?: number) => {
-      const moved = from !== undefined;
-      if (
-        !(await applyReconciledState(this.options.db, vm, from ?? host.id, next, moved ? host.id : undefined))
-      )
-        return;
-      changes++;
-      this.options.log.info(
-        { vmId: vm.id, hostId: host.id, state: next, previous: vm.state, ...(moved ? { from } : {}) },
-        moved ? 'VM found on another host: record moved' : 'VM state corrected from libvirt',
-      );
-      emitVmState(this.options.events, {
-        vmId: vm.id,
-        uuid: vm.uuid,
-        name: vm.name,
-        poolId: vm.pool_id,
-        hostId: host.id,
-        state: next,
-        previous: vm.state,
-        reason: 'reconcile',
-        at: new Date(this.now()).toISOString(),
-      });
-    };
-    let vanished = false;
     for (const vm of vms) {
       const next = reconciledState(vm.state, byUuid.get(vm.uuid.toLowerCase())?.state);
-      if (next === null) continue;
-      await correct(vm, next);
-      vanished ||= next === 'unknown';
+      if (next !== null && (await this.correct(host.id, vm, next))) changes++;
     }
-    // Following events, a domain gone from here may just have arrived elsewhere: look there now, not in a heartbeat.
-    if (vanished && this.streams) void this.checkOthers(host.id);
     // A VM whose domain vanished from its host (unknown there) and runs here was moved outside herd: follow it.
     const mine = new Set(vms.map((v) => v.uuid.toLowerCase()));
     const active = domains.filter(
@@ -319,9 +357,38 @@ export class HostMonitor {
       active.map((d) => d.uuid.toLowerCase()),
     )) {
       const state = byUuid.get(vm.uuid.toLowerCase())?.state;
-      if (state) await correct(vm, state, vm.host_id);
+      if (state && (await this.correct(host.id, vm, state, vm.host_id))) changes++;
     }
     return changes;
+  }
+
+  /**
+   * Records what libvirt says of one VM on `hostId` (moving its record there from host `from`) if the VM is still
+   * as it was read, and announces it. True when the row changed.
+   */
+  private async correct(hostId: number, vm: VmOnHost, next: string, from?: number): Promise<boolean> {
+    const moved = from !== undefined;
+    if (
+      !(await applyReconciledState(this.options.db, vm, from ?? hostId, next, moved ? hostId : undefined))
+    ) {
+      return false;
+    }
+    this.options.log.info(
+      { vmId: vm.id, hostId, state: next, previous: vm.state, ...(moved ? { from } : {}) },
+      moved ? 'VM found on another host: record moved' : 'VM state corrected from libvirt',
+    );
+    emitVmState(this.options.events, {
+      vmId: vm.id,
+      uuid: vm.uuid,
+      name: vm.name,
+      poolId: vm.pool_id,
+      hostId,
+      state: next,
+      previous: vm.state,
+      reason: 'reconcile',
+      at: new Date(this.now()).toISOString(),
+    });
+    return true;
   }
 
   private timeoutMs(): number {

@@ -78,6 +78,19 @@ export async function idleVmsOnHost(db: Database, hostId: number): Promise<VmOnH
     .execute();
 }
 
+/** One VM by UUID, with its host, if no task acts on it (a domain event names it). */
+export async function idleVmByUuid(
+  db: Database,
+  uuid: string,
+): Promise<(VmOnHost & { host_id: number | null }) | undefined> {
+  return db
+    .selectFrom('vms')
+    .select([...vmOnHostColumns, 'host_id'])
+    .where('uuid', '=', uuid)
+    .where(noTaskActing)
+    .executeTakeFirst();
+}
+
 /**
  * Applies one correction if the VM is still as seen — same state, on the same host, its state not changed since
  * (a change back to the same state counts) — and no task took it meanwhile (a task queued between the read and

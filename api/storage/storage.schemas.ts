@@ -1,4 +1,4 @@
-/** A libvirt object name herd passes to virsh: no spaces, no path separators, no leading dash. */
+/** A libvirt object name herd passes to libvirt: no spaces, no path separators, no leading dash. */
 export const objectName = { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$' } as const;
 const hostName = {
   type: 'string',

@@ -3,7 +3,7 @@ import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { waitFor } from '../../lib/testing/wait.js';
-import { sameMachineMigrationArgs } from '../hosts/driver/libvirt-driver.js';
+import { migratesOnThisMachine } from '../hosts/driver/host-rules.js';
 import { createRealFleet, type RealFleet, type RealVm } from './testing/real-fleet.js';
 
 /**
@@ -137,7 +137,9 @@ describe('live migration between two real libvirtds', () => {
       '--p2p',
       '--persistent',
       '--undefinesource',
-      ...sameMachineMigrationArgs(r.hosts[1].uri),
+      ...(migratesOnThisMachine(r.hosts[1].uri)
+        ? ['--migrateuri', 'tcp://127.0.0.1', '--listen-address', '127.0.0.1', '--unsafe']
+        : []),
       vm.uuid,
       r.hosts[1].uri,
     );

@@ -1,6 +1,8 @@
 import { createHash } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import type { HostDriver } from '../../api/hosts/driver/host-driver.js';
+import type { RpcDriver } from '../../api/hosts/driver/rpc-driver.js';
 
 export interface TestDomain {
   name: string;
@@ -127,4 +129,19 @@ function bytes(gib: number): number {
 
 function esc(s: string): string {
   return s.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;').replaceAll("'", '&apos;');
+}
+
+/**
+ * Cuts a host driver's connection (closes its current client) and resolves once it has reconnected on its own,
+ * on a new client; throws if it was not connected.
+ */
+export async function cutConnection(driver: HostDriver): Promise<void> {
+  const { connection } = driver as RpcDriver;
+  const before = connection.current;
+  if (!before) throw new Error(`${driver.uri}: not connected`);
+  const reconnected = new Promise<void>((resolve) => connection.once('reconnected', () => resolve()));
+  await before.close();
+  await reconnected;
+  if (connection.current === before || !connection.current)
+    throw new Error(`${driver.uri}: did not reconnect`);
 }

@@ -100,9 +100,9 @@ export interface StorageVolumeInfo {
 }
 
 /**
- * A domain's job while it runs (save, restore, migration), as libvirt reports it (`virsh domjobinfo --rawstats`):
- * bytes of the domain's state processed so far out of the total libvirt expects. The total can grow while a
- * migration runs (memory the guest dirties again).
+ * A domain's job while it runs (save, restore, migration), as libvirt reports it (`DomainGetJobStats`, what
+ * `virsh domjobinfo --rawstats` prints): bytes of the domain's state processed so far out of the total libvirt
+ * expects. The total can grow while a migration runs (memory the guest dirties again).
  */
 export interface DomainJobInfo {
   /** libvirt's operation name: save, restore, outgoing migration, … */
@@ -110,6 +110,24 @@ export interface DomainJobInfo {
   dataProcessedBytes: number;
   dataTotalBytes: number;
   dataRemainingBytes: number;
+}
+
+/**
+ * A domain event libvirt pushed (api/hosts/host-monitor.ts applies it to the one VM it names): lifecycle (started,
+ * suspended, stopped, …, with `detail` its name), reboot, a job completed (save, migration), a migration iteration.
+ */
+export interface HostDomainEvent {
+  kind: 'lifecycle' | 'reboot' | 'job-completed' | 'migration-iteration';
+  uuid: string;
+  name: string;
+  /** For lifecycle events: libvirt's event name (started, suspended, resumed, stopped, …). */
+  detail?: string;
+}
+
+export interface DomainEventCallbacks {
+  onEvent(event: HostDomainEvent): void;
+  /** The connection came back: events sent meanwhile were missed (re-subscribed already). */
+  onReconnect?(): void;
 }
 
 /** An operation this host's libvirt driver cannot do (e.g. live migration on the test driver). */
@@ -142,7 +160,7 @@ export interface HostDriver {
   jobInfo(uuid: string): Promise<DomainJobInfo | null>;
   domainXml(uuid: string): Promise<string>;
   /**
-   * Sets (null: lifts) a domain's CPU hard limit (`virsh schedinfo` vcpu_quota/vcpu_period) in its persistent
+   * Sets (null: lifts) a domain's CPU hard limit (scheduler parameters vcpu_quota/vcpu_period, as `virsh schedinfo` sets them) in its persistent
    * definition and, while it runs, live. libvirt's test driver has no CPU scheduler: there only the next
    * definition carries it.
    */
@@ -162,5 +180,10 @@ export interface HostDriver {
   listVolumes(pool: string): Promise<StorageVolumeInfo[]>;
   createVolume(pool: string, name: string, sizeGiB: number): Promise<StorageVolumeInfo>;
   deleteVolume(pool: string, name: string): Promise<void>;
+  /**
+   * Follows the host's domain events, pushed over the driver's connection and re-registered after a reconnect.
+   * Answers the unsubscribe.
+   */
+  watchDomainEvents(handlers: DomainEventCallbacks): Promise<() => Promise<void>>;
   close(): Promise<void>;
 }

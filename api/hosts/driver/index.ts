@@ -12,11 +12,33 @@ export * from './virt-type.js';
  * Opens a driver for the libvirt host at `uri` (qemu+ssh://, qemu+tls://, qemu+tcp://, qemu:///system,
  * test:///file.xml) over herd's own RPC client; `test:///…` hosts through a libvirtd (see test-daemon.ts).
  */
-export async function createHostDriver(uri: string, log: Logger): Promise<HostDriver> {
+export async function createHostDriver(
+  uri: string,
+  log: Logger,
+  options: HostDriverOptions = {},
+): Promise<HostDriver> {
   // The last gate before libvirt: a URI no one may add (docs/host-uris.md) is never opened, even one
   // stored before the rule existed.
-  parseHostUri(uri);
-  return RpcDriver.open(uri, log, await connectUri(uri, log));
+  const parsed = parseHostUri(uri);
+  // A `pkipath` in the URI names the host's certificates; else herd's (HERD_LIBVIRT_TLS_*), else libvirt's layout.
+  const pkipath = parsed.params.some(([name]) => name === 'pkipath');
+  const tls = pkipath ? undefined : definedOnly(options.tls ?? {});
+  return RpcDriver.open(uri, log, await connectUri(uri, log), tls ? { tls } : {});
+}
+
+export interface HostDriverOptions {
+  /** Client certificate, key and CA files for `+tls` hosts (config `hosts.libvirtTls`). */
+  tls?: { cert?: string; key?: string; ca?: string };
+}
+
+/** The options for every host of a running herd, from its config. */
+export function hostDriverFactory(options: HostDriverOptions): HostDriverFactory {
+  return (uri, log) => createHostDriver(uri, log, options);
+}
+
+function definedOnly<T extends object>(o: T): T | undefined {
+  const entries = Object.entries(o).filter(([, v]) => v !== undefined);
+  return entries.length > 0 ? (Object.fromEntries(entries) as T) : undefined;
 }
 
 export type HostDriverFactory = (uri: string, log: Logger) => Promise<HostDriver>;

@@ -1,8 +1,10 @@
 import path from 'node:path';
 import type { Logger } from '../../../lib/log.js';
-import { LibvirtConnection } from '../../../libvirt/connection.js';
+import { type ConnectionOptions, LibvirtConnection } from '../../../libvirt/connection.js';
 import { ErrorCode, LibvirtError } from '../../../libvirt/packet.js';
 import {
+  type DomainEvent,
+  DomainEventId,
   type DomainRef,
   P,
   type Procedure,
@@ -24,6 +26,7 @@ import {
   shapeableNetwork,
 } from './domain-xml.js';
 import {
+  type DomainEventCallbacks,
   type DomainInfo,
   type DomainJobInfo,
   type DomainSpec,
@@ -36,7 +39,7 @@ import {
   UnsupportedByDriverError,
   type VirtSupport,
 } from './host-driver.js';
-import { JOB_OPERATIONS, sameMachineMigrationArgs, storagePoolXml } from './libvirt-driver.js';
+import { JOB_OPERATIONS, migratesOnThisMachine, storagePoolXml } from './host-rules.js';
 import { chooseVirtType, virtSupportFromCapabilities } from './virt-type.js';
 
 const KiB_PER_MiB = 1024;
@@ -58,6 +61,13 @@ const STATS_BALLOON = 4;
 const STATS_VCPU = 8;
 const POOL_RUNNING = 2;
 const JOB_NONE = 0;
+/** The domain events herd follows. */
+const WATCHED_EVENTS = [
+  DomainEventId.LIFECYCLE,
+  DomainEventId.REBOOT,
+  DomainEventId.JOB_COMPLETED,
+  DomainEventId.MIGRATION_ITERATION,
+];
 
 /**
  * A libvirt host through herd's own RPC client (`libvirt/`): one connection per host, calls multiplexed on it,
@@ -71,6 +81,8 @@ export class RpcDriver implements HostDriver {
   /** What the host's capabilities offer (domain types, the CPU's vmx/svm): read once. */
   private virtSupport?: Promise<VirtSupport>;
   private readonly testHostName: string | null;
+  /** Domains' vcpus and memory, by UUID, where the all-domain stats lack them (see listDomains). */
+  private readonly sizes = new Map<string, { vcpus: number; memoryMiB: number }>();
 
   private constructor(
     readonly uri: string,
@@ -80,11 +92,18 @@ export class RpcDriver implements HostDriver {
     const parsed = parseLibvirtUri(uri);
     const file = parsed.name.replace(/^test:\/\//, '');
     this.testHostName = parsed.driver === 'test' ? path.basename(file, '.xml') || 'test' : null;
+    // A new connection may be a new host (a test host file is a fresh fake host per connection).
+    conn.on('reconnected', () => this.sizes.clear());
   }
 
   /** `via`: the URI to connect to, when not `uri` itself (a `test:///…` host through a libvirtd's socket). */
-  static async open(uri: string, log: Logger, via: string = uri): Promise<RpcDriver> {
-    const conn = new LibvirtConnection(via);
+  static async open(
+    uri: string,
+    log: Logger,
+    via: string = uri,
+    options: ConnectionOptions = {},
+  ): Promise<RpcDriver> {
+    const conn = new LibvirtConnection(via, options);
     const hostLog = log.child({ host: uri });
     conn.on('disconnected', (err) =>
       hostLog.warn({ err: err?.message }, 'libvirt connection lost; reconnecting'),
@@ -141,7 +160,11 @@ export class RpcDriver implements HostDriver {
     await this.call(P.connectGetHostname, undefined);
   }
 
-  /** Every domain in one call (ConnectGetAllDomainStats); a domain whose stats lack a field is asked alone. */
+  /**
+   * Every domain in one call (ConnectGetAllDomainStats). A driver whose records lack the size (libvirt's test driver
+   * reports only the state) has each domain asked alone once; its size is then kept until herd defines or undefines
+   * it, or the connection is new.
+   */
   async listDomains(): Promise<DomainInfo[]> {
     const records = await this.call(P.connectGetAllDomainStats, {
       stats: STATS_STATE | STATS_BALLOON | STATS_VCPU,
@@ -152,14 +175,12 @@ export class RpcDriver implements HostDriver {
         const state = stats['state.state'];
         const vcpus = stats['vcpu.current'] ?? stats['vcpu.maximum'];
         const maxKiB = stats['balloon.maximum'];
-        if (typeof state === 'number' && typeof vcpus === 'number' && typeof maxKiB === 'bigint') {
-          return {
-            uuid: domain.uuid,
-            name: domain.name,
-            state: domainStateFromLibvirt(state),
-            vcpus,
-            memoryMiB: Number(maxKiB / BigInt(KiB_PER_MiB)),
-          };
+        const size =
+          typeof vcpus === 'number' && typeof maxKiB === 'bigint'
+            ? { vcpus, memoryMiB: Number(maxKiB / BigInt(KiB_PER_MiB)) }
+            : this.sizes.get(domain.uuid);
+        if (typeof state === 'number' && size) {
+          return { uuid: domain.uuid, name: domain.name, state: domainStateFromLibvirt(state), ...size };
         }
         // A domain undefined between the listing and this lookup is simply gone.
         return this.describe(domain).catch((err) => {
@@ -183,10 +204,12 @@ export class RpcDriver implements HostDriver {
     });
     const choice = chooseVirtType(await this.virtSupport, spec.virtType ?? 'auto');
     if (!choice.type) throw new Error(`virtType: ${this.uri}: ${choice.reason}`);
+    this.sizes.delete(spec.uuid);
     await this.call(P.domainDefineXml, domainXml(spec, choice.type));
   }
 
   async undefine(uuid: string): Promise<void> {
+    this.sizes.delete(uuid);
     await this.call(P.domainUndefine, await this.lookup(uuid));
   }
 
@@ -221,7 +244,7 @@ export class RpcDriver implements HostDriver {
   /**
    * Live, peer-to-peer: the source libvirtd connects to `destinationUri` itself. On this same machine (a
    * destination without a host, or on loopback) the memory goes over 127.0.0.1 and the disks are the same files
-   * (see sameMachineMigrationArgs in libvirt-driver.ts): migrate_uri and listen_address on loopback, UNSAFE.
+   * (see migratesOnThisMachine in host-rules.ts): migrate_uri and listen_address on loopback, UNSAFE.
    */
   async migrateLive(uuid: string, destinationUri: string): Promise<void> {
     if (this.isTestDriver) {
@@ -234,7 +257,7 @@ export class RpcDriver implements HostDriver {
     const dom = await this.lookup(uuid);
     const params: TypedParam[] = [];
     let flags = MIGRATE_LIVE | MIGRATE_PEER2PEER | MIGRATE_PERSIST_DEST | MIGRATE_UNDEFINE_SOURCE;
-    if (sameMachineMigrationArgs(destinationUri).length > 0) {
+    if (migratesOnThisMachine(destinationUri)) {
       params.push({ field: 'migrate_uri', type: 'string', value: 'tcp://127.0.0.1' });
       params.push({ field: 'listen_address', type: 'string', value: '127.0.0.1' });
       flags |= MIGRATE_UNSAFE;
@@ -396,19 +419,40 @@ export class RpcDriver implements HostDriver {
     await this.call(P.storageVolDelete, { vol }, STORAGE_TIMEOUT_MS);
   }
 
+  async watchDomainEvents(handlers: DomainEventCallbacks): Promise<() => Promise<void>> {
+    const deliver = (ev: DomainEvent) => {
+      handlers.onEvent({
+        kind: ev.kind,
+        uuid: ev.domain.uuid,
+        name: ev.domain.name,
+        ...(ev.kind === 'lifecycle' ? { detail: ev.eventName } : {}),
+      });
+    };
+    const onReconnect = () => handlers.onReconnect?.();
+    this.conn.on('reconnected', onReconnect);
+    const unsubscribe: Array<() => Promise<void>> = [];
+    const all = async () => {
+      this.conn.off('reconnected', onReconnect);
+      await Promise.all(unsubscribe.map((u) => u()));
+    };
+    try {
+      for (const id of WATCHED_EVENTS) unsubscribe.push(await this.conn.subscribe(id, deliver));
+    } catch (err) {
+      await all();
+      throw new Error(`libvirt (${this.uri}): domain events: ${(err as Error).message}`, { cause: err });
+    }
+    return all;
+  }
+
   async close(): Promise<void> {
     await this.conn.close();
   }
 
   private async describe(dom: DomainRef): Promise<DomainInfo> {
     const info = await this.call(P.domainGetInfo, dom);
-    return {
-      uuid: dom.uuid,
-      name: dom.name,
-      state: domainStateFromLibvirt(info.state),
-      vcpus: info.vcpus,
-      memoryMiB: Number(info.maxMemKiB / BigInt(KiB_PER_MiB)),
-    };
+    const size = { vcpus: info.vcpus, memoryMiB: Number(info.maxMemKiB / BigInt(KiB_PER_MiB)) };
+    this.sizes.set(dom.uuid, size);
+    return { uuid: dom.uuid, name: dom.name, state: domainStateFromLibvirt(info.state), ...size };
   }
 
   private async volume(vol: StorageVolRef): Promise<StorageVolumeInfo> {

@@ -6,6 +6,10 @@ import { createLogger } from '../../../lib/log.js';
 import { testUuid, writeTestHost } from '../../../lib/testing/libvirt-hosts.js';
 import { HostConnections, UnsupportedByDriverError } from './index.js';
 
+/**
+ * Hosts of libvirt's test driver (`test:///<file>.xml`), as herd opens them: through HostConnections, over herd's
+ * RPC client, served by the suite's test-driver libvirtd (HERD_LIBVIRT_TEST_SOCKET).
+ */
 const log = createLogger('silent');
 let dir: string;
 let connections: HostConnections;
@@ -179,10 +183,10 @@ describe('storage', () => {
     expect(await driver.listVolumes('san')).toEqual([]);
   });
 
-  test('storage errors carry virsh messages', async () => {
+  test("storage errors carry libvirt's messages", async () => {
     const driver = await connections.get(uriA);
     await expect(driver.listVolumes('nope')).rejects.toThrow(/nope/);
-    // …and the shell keeps working afterwards.
+    // …and the connection keeps working afterwards.
     expect((await driver.listVolumes('default')).length).toBe(2);
   });
 });
