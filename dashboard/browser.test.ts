@@ -199,6 +199,46 @@ describe('the VM page', () => {
   });
 });
 
+describe('limits', () => {
+  test('a VM pool admin sets the pool’s limits on its page; the VM page shows own and applied ones and edits them', async () => {
+    const admin = await loggedIn('admin');
+    await goTo(admin, 'Team Alpha');
+    const poolCard = admin.locator('section.limits');
+    await poolCard.locator('input[name="diskReadBytesPerSec"]').fill('1000000');
+    await poolCard.locator('button[type=submit]').click();
+    await admin.waitForSelector('.toast >> text=Limits saved');
+    const pools = JSON.parse((await asAdmin('GET', '/api/v1/pools?kind=vm')).body).items;
+    const alpha = pools.find((p: { name: string }) => p.name === 'Team Alpha');
+    expect(alpha).toMatchObject({ diskReadBytesPerSec: 1_000_000 });
+
+    await goTo(admin, 'db-1');
+    const vmCard = admin.locator('section.limits');
+    const applied = (field: string) => vmCard.locator(`tr[data-limit="${field}"] td.effective`);
+    await expect.poll(() => applied('diskReadBytesPerSec').textContent()).toBe('1,000,000 bytes/s');
+    expect(await vmCard.locator('input[name="diskReadBytesPerSec"]').inputValue()).toBe('');
+    await vmCard.locator('input[name="netOutboundKiBps"]').fill('512');
+    await vmCard.locator('input[name="diskReadBytesPerSec"]').fill('4000000');
+    await vmCard.locator('button[type=submit]').click();
+    await expect.poll(() => applied('netOutboundKiBps').textContent()).toBe('512 KiB/s');
+    // The pool's lower disk limit still wins over the VM's own.
+    expect(await applied('diskReadBytesPerSec').textContent()).toBe('1,000,000 bytes/s');
+    // A value the API refuses (above its bound): its message, nothing changed.
+    await vmCard.locator('input[name="diskWriteIops"]').fill('1000000000');
+    await vmCard.locator('button[type=submit]').click();
+    await expect.poll(() => vmCard.locator('.error').textContent()).toMatch(/diskWriteIops/);
+    await admin.close();
+
+    // A monitor sees them, and no field to change them.
+    const carol = await loggedIn('carol');
+    await goTo(carol, 'db-1');
+    await carol.waitForSelector('section.limits tr[data-limit="netOutboundKiBps"]');
+    expect(await carol.locator('section.limits td.own').nth(4).textContent()).toBe('512 KiB/s');
+    expect(await carol.locator('section.limits input').count()).toBe(0);
+    await carol.close();
+    await asAdmin('PATCH', `/api/v1/pools/${alpha.id}`, { diskReadBytesPerSec: null });
+  });
+});
+
 describe('capacity forecast', () => {
   test('a pool with 30 days of rising memory use shows when it is full, drawn past today', async () => {
     const now = Math.floor(Date.now() / 1000);

@@ -1,6 +1,5 @@
 import { execFile } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
-import { mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
@@ -21,6 +20,7 @@ import {
 } from '../lib/testing/hypervisor.js';
 import {
   realFleet,
+  sharedVolume,
   startGate,
   startHostCollectd,
   startTestHerd,
@@ -78,22 +78,13 @@ beforeAll(async () => {
     intervalSeconds: 2,
   });
 
-  // The volume: a raw file on the hosts' shared storage, recorded as storage of the rack (the storage API has
-  // its own tests).
-  disk = path.join(hv.sharedDir, `graphs-${randomUUID()}.img`);
-  await writeFile(disk, '');
-  await truncate(disk, 64 * 1024 * 1024);
-  const db = th.herd.database.db;
-  const storage = await db
-    .insertInto('storage_pools')
-    .values({ pool_id: fleet.rackId, type: 'nfs', name: 'graphs-shared' })
-    .returning('id')
-    .executeTakeFirstOrThrow();
-  const volume = await db
-    .insertInto('volumes')
-    .values({ storage_pool_id: storage.id, name: path.basename(disk), path: disk, size_gib: 1 })
-    .returning('id')
-    .executeTakeFirstOrThrow();
+  const volume = await sharedVolume(th, {
+    rackId: fleet.rackId,
+    sharedDir: hv.sharedDir,
+    prefix: 'graphs',
+    sizeMiB: 64,
+  });
+  disk = volume.path;
 
   const script = `
 ip link set eth1 up; ip addr add 10.213.0.2/24 dev eth1; ip neigh add 10.213.0.1 lladdr 02:00:00:00:00:01 dev eth1

@@ -69,6 +69,8 @@ export const Proc = {
   DOMAIN_SAVE_FLAGS: 232,
   DOMAIN_RESTORE_FLAGS: 233,
   DOMAIN_DESTROY_FLAGS: 234,
+  DOMAIN_SET_BLOCK_IO_TUNE: 252,
+  DOMAIN_SET_INTERFACE_PARAMETERS: 256,
   DOMAIN_SHUTDOWN_FLAGS: 258,
   CONNECT_LIST_ALL_DOMAINS: 273,
   CONNECT_LIST_ALL_STORAGE_POOLS: 281,
@@ -93,6 +95,8 @@ export const Limits = {
   STORAGE_VOL_LIST: 16_384,
   INTERFACE_LIST: 16_384,
   SCHEDULER_PARAMETERS: 16,
+  INTERFACE_PARAMETERS: 16,
+  BLOCK_IO_TUNE_PARAMETERS: 32,
   JOB_STATS: 64,
   MIGRATE_PARAM_LIST: 64,
   MIGRATE_COOKIE: 4_194_304,
@@ -422,6 +426,26 @@ export const P = {
     'DomainSetSchedulerParametersFlags',
     Proc.DOMAIN_SET_SCHEDULER_PARAMETERS_FLAGS,
     (w, a) => writeDomain(w, a.dom).typedParams(a.params, Limits.SCHEDULER_PARAMETERS).uint(a.flags),
+    none,
+  ),
+  domainSetInterfaceParameters: def<
+    { dom: DomainRef; device: string; params: TypedParam[]; flags: number },
+    void
+  >(
+    'DomainSetInterfaceParameters',
+    Proc.DOMAIN_SET_INTERFACE_PARAMETERS,
+    (w, a) =>
+      writeDomain(w, a.dom).string(a.device).typedParams(a.params, Limits.INTERFACE_PARAMETERS).uint(a.flags),
+    none,
+  ),
+  domainSetBlockIoTune: def<{ dom: DomainRef; disk: string; params: TypedParam[]; flags: number }, void>(
+    'DomainSetBlockIoTune',
+    Proc.DOMAIN_SET_BLOCK_IO_TUNE,
+    (w, a) =>
+      writeDomain(w, a.dom)
+        .string(a.disk)
+        .typedParams(a.params, Limits.BLOCK_IO_TUNE_PARAMETERS)
+        .uint(a.flags),
     none,
   ),
 

@@ -19,6 +19,7 @@ import * as taskProgressDetail from './2026-12-07T22-task-progress-detail.js';
 import * as cpuLimits from './2026-12-07T23-cpu-limits.js';
 import * as pxeInstallToken from './2026-12-07T24-pxe-install-token.js';
 import * as virtType from './2026-12-08T00-virt-type.js';
+import * as ioLimits from './2026-12-08T03-io-limits.js';
 
 /**
  * Every migration, in order. Names are frozen once released; append new ones at the end.
@@ -45,6 +46,7 @@ export const migrations: Record<string, Migration> = {
   '2026-12-07T23-cpu-limits': cpuLimits,
   '2026-12-07T24-pxe-install-token': pxeInstallToken,
   '2026-12-08T00-virt-type': virtType,
+  '2026-12-08T03-io-limits': ioLimits,
 };
 
 type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
@@ -54,6 +56,24 @@ type NullableTimestamp = ColumnType<Date | null, Date | string | null | undefine
 type Json<T = unknown> = ColumnType<T, string | T | undefined, string | T>;
 /** int8 columns: pg returns them as strings unless parsed; schema/db.ts parses them as numbers. */
 type Int8 = ColumnType<number, number | bigint | string, number | bigint | string>;
+type NullableLimit = ColumnType<number | null, number | null | undefined, number | null>;
+
+/**
+ * Network and disk limits of a VM, and of a VM pool for its VMs (migration 2026-12-08T03; see api/vms/limits.ts).
+ * NICs: KiB/s and KiB; disks: bytes/s and operations/s. Null: none.
+ */
+export interface IoLimitColumns {
+  net_inbound_kibps: NullableLimit;
+  net_inbound_peak_kibps: NullableLimit;
+  net_inbound_burst_kib: NullableLimit;
+  net_outbound_kibps: NullableLimit;
+  net_outbound_peak_kibps: NullableLimit;
+  net_outbound_burst_kib: NullableLimit;
+  disk_read_bytes_sec: NullableLimit;
+  disk_write_bytes_sec: NullableLimit;
+  disk_read_iops: NullableLimit;
+  disk_write_iops: NullableLimit;
+}
 
 export interface UsersTable {
   id: Generated<number>;
@@ -85,7 +105,7 @@ export interface SessionsTable {
 export type QuotaPolicy = 'alert' | 'block' | 'suspend-newest';
 export type PlacementPolicy = 'pack' | 'spread' | 'load';
 
-export interface PoolsTable {
+export interface PoolsTable extends IoLimitColumns {
   id: Generated<number>;
   name: string;
   kind: 'hardware' | 'vm';
@@ -194,7 +214,7 @@ export interface ImagesTable {
   created_by: number | null;
 }
 
-export interface VmsTable {
+export interface VmsTable extends IoLimitColumns {
   id: Generated<number>;
   uuid: string;
   name: string;

@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import type { Database } from '../../schema/db.js';
 import type { PlacementPolicy, QuotaPolicy } from '../../schema/index.js';
+import { LIMIT_COLUMNS, type LimitRow } from '../vms/limits.js';
 
 export const POOL_COLUMNS = [
   'id',
@@ -12,18 +13,17 @@ export const POOL_COLUMNS = [
   'placement_policy',
   'cpu_allocation_ratio',
   'ram_allocation_ratio',
-  'cpu_limit_percent',
+  ...LIMIT_COLUMNS,
   'created_at',
 ] as const;
 
-export interface PoolSettings {
+export interface PoolSettings extends Partial<LimitRow> {
   name?: string;
   quota_policy?: QuotaPolicy;
   quota_grace_seconds?: number;
   placement_policy?: PlacementPolicy | null;
   cpu_allocation_ratio?: number | null;
   ram_allocation_ratio?: number | null;
-  cpu_limit_percent?: number | null;
 }
 
 export async function findPool(db: Database, id: number) {

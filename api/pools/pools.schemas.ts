@@ -1,3 +1,5 @@
+import { limitBodySchema } from '../vms/limits.js';
+
 /** JSON schemas of the pool endpoints. */
 const settings = {
   quotaPolicy: {
@@ -9,13 +11,7 @@ const settings = {
   placementPolicy: { type: ['string', 'null'], enum: ['pack', 'spread', 'load', null] },
   cpuAllocationRatio: { type: ['number', 'null'], exclusiveMinimum: 0, maximum: 100 },
   ramAllocationRatio: { type: ['number', 'null'], exclusiveMinimum: 0, maximum: 100 },
-  cpuLimitPercent: {
-    type: ['integer', 'null'],
-    minimum: 1,
-    maximum: 100,
-    description:
-      'VM pools: CPU hard limit of its VMs (% of each vCPU): the default of a VM with none, the ceiling of one with its own; applied live to running VMs; null: none',
-  },
+  ...limitBodySchema('pool'),
 } as const;
 
 const name = { type: 'string', minLength: 1, maxLength: 200, pattern: '\\S' } as const;

@@ -5,7 +5,8 @@ import { audit } from '../audit/audit.service.js';
 import type { AuthUser } from '../auth/auth-user.js';
 import { badRequest, conflict, forbidden } from '../http/errors.js';
 import { lockPools } from '../quota/quota.repository.js';
-import { applyPoolCpuLimit, type CpuLimitDeps } from '../vms/cpu-limit.js';
+import { assertPoolMayLimit, LIMITS, type LimitInput, limitColumns, limitsOf } from '../vms/limits.js';
+import { applyPoolLimits, type LimitDeps } from '../vms/limits.service.js';
 import {
   contents,
   deletePool as deletePoolRow,
@@ -23,14 +24,14 @@ import {
 /** The default hardware pool made by the first migration; it always exists. */
 export const DEFAULT_POOL_ID = 1;
 
-export interface PoolSettingsInput {
+/** A VM pool's limits (see limits.ts) are the ceilings of its VMs'. */
+export interface PoolSettingsInput extends LimitInput {
   name?: string;
   quotaPolicy?: QuotaPolicy;
   quotaGraceSeconds?: number;
   placementPolicy?: PlacementPolicy | null;
   cpuAllocationRatio?: number | null;
   ramAllocationRatio?: number | null;
-  cpuLimitPercent?: number | null;
 }
 
 export function mapPool(row: PoolRow, role: string | null) {
@@ -44,7 +45,7 @@ export function mapPool(row: PoolRow, role: string | null) {
     placementPolicy: row.placement_policy,
     cpuAllocationRatio: row.cpu_allocation_ratio,
     ramAllocationRatio: row.ram_allocation_ratio,
-    cpuLimitPercent: row.cpu_limit_percent,
+    ...limitsOf(row),
     createdAt: row.created_at.toISOString(),
     /** The caller's effective role here. */
     role,
@@ -59,16 +60,7 @@ function toSettings(input: PoolSettingsInput): PoolSettings {
   if (input.placementPolicy !== undefined) out.placement_policy = input.placementPolicy;
   if (input.cpuAllocationRatio !== undefined) out.cpu_allocation_ratio = input.cpuAllocationRatio;
   if (input.ramAllocationRatio !== undefined) out.ram_allocation_ratio = input.ramAllocationRatio;
-  if (input.cpuLimitPercent !== undefined) out.cpu_limit_percent = input.cpuLimitPercent;
-  return out;
-}
-
-/** A CPU limit is for the VMs of a VM pool: a hardware pool has none. */
-function assertCpuLimitFits(kind: 'hardware' | 'vm', input: PoolSettingsInput) {
-  if (kind === 'hardware' && input.cpuLimitPercent != null)
-    throw badRequest('cpuLimitPercent: only VM pools have a CPU limit (for their VMs)', {
-      field: 'cpuLimitPercent',
-    });
+  return { ...out, ...limitColumns(input) };
 }
 
 /**
@@ -95,7 +87,7 @@ export async function createPool(
   input: PoolSettingsInput & { name: string; kind: 'hardware' | 'vm'; parentId?: number | null },
 ) {
   const parentId = input.parentId ?? null;
-  assertCpuLimitFits(input.kind, input);
+  assertPoolMayLimit(input.kind, input);
   await assertParent(db, user, input.kind, parentId);
   return db.transaction().execute(async (trx) => {
     const row = await insertPool(trx, {
@@ -135,18 +127,18 @@ export async function listVisiblePools(
 
 /**
  * Changes settings, and moves the pool when `parentId` changes (modify on the pool and on the new parent). A new
- * CPU limit goes at once to the pool's running VMs (`hosts`).
+ * limit goes at once to the pool's running VMs (`hosts`).
  */
 export async function patchPool(
   db: Database,
   user: AuthUser,
   id: number,
   input: PoolSettingsInput & { parentId?: number | null },
-  hosts: Omit<CpuLimitDeps, 'db'> = {},
+  hosts: Omit<LimitDeps, 'db'> = {},
 ) {
   await assertPool(db, user, id, 'modify');
   const before = (await findPool(db, id))!;
-  assertCpuLimitFits(before.kind, input);
+  assertPoolMayLimit(before.kind, input);
   const moving = input.parentId !== undefined && input.parentId !== before.parent_id;
   if (moving) {
     if (id === DEFAULT_POOL_ID) throw conflict('default_pool', 'the default hardware pool stays at the root');
@@ -180,8 +172,12 @@ export async function patchPool(
     });
     return mapPool(row, await effectiveRole(trx, user, id));
   });
-  if (input.cpuLimitPercent !== undefined && input.cpuLimitPercent !== before.cpu_limit_percent)
-    await applyPoolCpuLimit({ db, ...hosts }, id);
+  const changed = LIMITS.filter((l) => input[l.field] !== undefined && input[l.field] !== before[l.column]);
+  await applyPoolLimits(
+    { db, ...hosts },
+    id,
+    changed.map((l) => l.field),
+  );
   return answer;
 }
 

@@ -19,8 +19,8 @@ import {
   startTestHerd,
   type TestHerd,
   waitAtGate,
+  waitForTask,
 } from '../../lib/testing/real-herd.js';
-import { waitFor } from '../../lib/testing/wait.js';
 
 /**
  * CPU hard limits on a real guest: herd (every role) on the suite's real libvirtds, the real collectd's virt
@@ -167,15 +167,7 @@ describe('a CPU-busy real guest', () => {
       hostId: hostIds[1],
     });
     expect(migrated.status, JSON.stringify(migrated.body)).toBe(202);
-    await waitFor(
-      async () => {
-        const task = (await th.request('GET', `/api/v1/tasks/${migrated.body.taskId}`)).body;
-        if (task.state === 'failed') throw new Error(`migration failed: ${task.error}`);
-        return task.state === 'done';
-      },
-      120_000,
-      500,
-    );
+    await waitForTask(th, migrated.body.taskId, 120_000);
     expect(await schedinfo(hv.hosts[1].uri, '--live')).toBe(25_000);
     expect(await virsh(hv.hosts[1].uri, 'dumpxml', '--inactive', vm.uuid)).toMatch(/<quota>25000<\/quota>/);
 

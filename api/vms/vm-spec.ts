@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { USER_NETWORK } from '../hosts/driver/domain-xml.js';
 import type { DomainSpec, IscsiDiskSource, VirtTypeSetting } from '../hosts/driver/index.js';
 import { chapSecretUsage, initiatorIqn, lunOfVolume } from '../hosts/driver/storage-xml.js';
+import { effectiveLimits, ioLimits, type LimitRow } from './limits.js';
 
 /** KVM's locally administered prefix: herd's MACs are 52:54:00 and three random bytes. */
 export const MAC_PREFIX = '52:54:00';
@@ -15,7 +16,7 @@ export function domainName(vm: { id: number; name: string }): string {
   return `herd-${vm.id}-${vm.name}`;
 }
 
-export interface VmRecordForSpec {
+export interface VmRecordForSpec extends Partial<LimitRow> {
   id: number;
   uuid: string;
   name: string;
@@ -25,17 +26,7 @@ export interface VmRecordForSpec {
   boot_kernel?: string | null;
   boot_initrd?: string | null;
   boot_cmdline?: string | null;
-  cpu_limit_percent?: number | null;
   virt_type?: 'kvm' | 'qemu' | null;
-}
-
-/** A VM's CPU hard limit: the lower of its own and its VM pool's (null: neither has one). */
-export function effectiveCpuLimit(
-  own: number | null | undefined,
-  pool: number | null | undefined,
-): number | null {
-  const limits = [own, pool].filter((v): v is number => typeof v === 'number');
-  return limits.length ? Math.min(...limits) : null;
 }
 
 export interface VolumeForSpec {
@@ -86,8 +77,8 @@ export function buildDomainSpec(
   parts: {
     volumes: Array<VolumeForSpec>;
     nics: Array<{ mac: string; network: string }>;
-    /** The CPU limit of the VM's pool. */
-    poolCpuLimitPercent?: number | null;
+    /** The limits of the VM's pool. */
+    poolLimits?: Partial<LimitRow>;
     /** The setting of the host it is defined on; the VM's own `virt_type` wins. */
     hostVirtType?: VirtTypeSetting;
   },
@@ -109,7 +100,8 @@ export function buildDomainSpec(
   const boot: DomainSpec['boot'] = installing ? [iso ? 'cdrom' : 'network', 'hd'] : ['hd'];
   const pxeNic =
     installing && !iso && pxeBaseUrl ? parts.nics.find((n) => n.network === USER_NETWORK) : undefined;
-  const cpuLimitPercent = effectiveCpuLimit(vm.cpu_limit_percent, parts.poolCpuLimitPercent);
+  const limits = effectiveLimits(vm, parts.poolLimits);
+  const io = ioLimits(limits);
   return {
     uuid: vm.uuid,
     name,
@@ -131,7 +123,8 @@ export function buildDomainSpec(
           },
         }
       : {}),
-    ...(cpuLimitPercent !== null ? { cpuLimitPercent } : {}),
+    ...(limits.cpuLimitPercent !== null ? { cpuLimitPercent: limits.cpuLimitPercent } : {}),
+    ...(Object.keys(io).length ? { ioLimits: io } : {}),
     virtType: vm.virt_type ?? parts.hostVirtType ?? 'auto',
   };
 }

@@ -77,7 +77,7 @@ export function createVmTaskHandler(options: VmTaskHandlerOptions): TaskHandler 
     const existing = knownAs === undefined ? await driver.domain(vm.uuid) : knownAs;
     const spec = buildDomainSpec(
       vm,
-      { ...parts, poolCpuLimitPercent: parts.poolCpuLimits.get(vm.id), hostVirtType },
+      { ...parts, poolLimits: parts.poolLimits.get(vm.id), hostVirtType },
       parts.images[0],
       existing?.name,
       options.pxeBaseUrl,

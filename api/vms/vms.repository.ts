@@ -3,6 +3,7 @@ import type { Database } from '../../schema/db.js';
 import type { PlacementPolicy, VirtTypeSetting, VmsTable } from '../../schema/index.js';
 import { type VmVisibility, vmVisibleWhere } from '../access/access.service.js';
 import { type NewTask, TASK_COLUMNS, taskJob, taskValues } from '../tasks/tasks.repository.js';
+import { LIMIT_COLUMNS, type LimitRow } from './limits.js';
 
 export type VmRow = Selectable<VmsTable>;
 
@@ -52,13 +53,14 @@ export async function insertVm(
     memoryMiB: number;
     imageId: number | null;
     bootNetwork: boolean;
-  } & Partial<
-    Pick<VmRow, 'boot_kernel' | 'boot_initrd' | 'boot_cmdline' | 'cpu_limit_percent' | 'virt_type'>
-  >,
+  } & Partial<Pick<VmRow, 'boot_kernel' | 'boot_initrd' | 'boot_cmdline' | 'virt_type'>> &
+    Partial<LimitRow>,
 ): Promise<number> {
+  const limits = Object.fromEntries(LIMIT_COLUMNS.map((c) => [c, values[c]])) as Partial<LimitRow>;
   const { id } = await db
     .insertInto('vms')
     .values({
+      ...limits,
       uuid: values.uuid,
       name: values.name,
       pool_id: values.poolId,
@@ -70,7 +72,6 @@ export async function insertVm(
       boot_kernel: values.boot_kernel,
       boot_initrd: values.boot_initrd,
       boot_cmdline: values.boot_cmdline,
-      cpu_limit_percent: values.cpu_limit_percent,
       virt_type: values.virt_type,
       state: 'defined',
     })
@@ -153,7 +154,7 @@ export function imageById(db: Database, id: number) {
 
 /** Volumes, NICs and image of some VMs, for answers and for domain definitions. */
 export async function vmParts(db: Database, vmIds: number[]) {
-  if (!vmIds.length) return { volumes: [], nics: [], images: [], poolCpuLimits: new Map<number, number>() };
+  if (!vmIds.length) return { volumes: [], nics: [], images: [], poolLimits: new Map<number, LimitRow>() };
   const [volumes, nics, images, limits] = await Promise.all([
     db
       .selectFrom('volumes')
@@ -196,14 +197,13 @@ export async function vmParts(db: Database, vmIds: number[]) {
     db
       .selectFrom('vms')
       .innerJoin('pools', 'pools.id', 'vms.pool_id')
-      .select(['vms.id as vm_id', 'pools.cpu_limit_percent'])
+      .select(['vms.id as vm_id', ...LIMIT_COLUMNS.map((c) => `pools.${c}` as const)])
       .where('vms.id', 'in', vmIds)
-      .where('pools.cpu_limit_percent', 'is not', null)
       .execute(),
   ]);
-  /** The CPU limit of each VM's pool, where it has one. */
-  const poolCpuLimits = new Map(limits.map((l) => [l.vm_id, l.cpu_limit_percent as number]));
-  return { volumes, nics, images, poolCpuLimits };
+  /** The limits of each VM's pool. */
+  const poolLimits = new Map<number, LimitRow>(limits.map(({ vm_id, ...row }) => [vm_id, row]));
+  return { volumes, nics, images, poolLimits };
 }
 
 export async function listVms(
@@ -350,8 +350,8 @@ export function hostUris(db: Database, ids: number[]) {
     .execute();
 }
 
-/** VMs on a host in a state whose CPU limit applies live (running, paused), with their own and pool's limits. */
-export function vmsWithLiveCpuLimit(db: Database, where: { vmId: number } | { poolId: number }) {
+/** VMs on a host in a state whose limits apply live (running, paused), with their own and their pool's limits. */
+export function vmsWithLiveLimits(db: Database, where: { vmId: number } | { poolId: number }) {
   let q = db
     .selectFrom('vms')
     .innerJoin('pools', 'pools.id', 'vms.pool_id')
@@ -360,8 +360,8 @@ export function vmsWithLiveCpuLimit(db: Database, where: { vmId: number } | { po
       'vms.id',
       'vms.uuid',
       'vms.name',
-      'vms.cpu_limit_percent',
-      'pools.cpu_limit_percent as pool_cpu_limit_percent',
+      ...LIMIT_COLUMNS.map((c) => `vms.${c}` as const),
+      ...LIMIT_COLUMNS.map((c) => `pools.${c} as pool_${c}` as const),
       'hosts.uri',
       'hosts.hostname',
     ])

@@ -1,3 +1,4 @@
+import { limitBodySchema, vmLimitsAnswerSchema } from './limits.js';
 import { VM_ACTIONS, VM_STATES } from './vm-states.js';
 
 const nullableString = { type: ['string', 'null'] } as const;
@@ -34,14 +35,6 @@ const linuxBoot = {
   },
 } as const;
 
-const cpuLimitPercent = {
-  type: ['integer', 'null'],
-  minimum: 1,
-  maximum: 100,
-  description:
-    "CPU hard limit: the share of one host CPU each vCPU may use (libvirt cputune quota/period); null: none. Applied live to a running VM; its VM pool's limit, when lower, wins",
-} as const;
-
 const virtType = {
   type: ['string', 'null'],
   enum: ['kvm', 'qemu', null],
@@ -63,11 +56,7 @@ export const vmSchema = {
     vcpus: { type: 'integer' },
     memoryMiB: { type: 'integer' },
     bootNetwork: { type: 'boolean', description: 'boots from its install image (network or ISO) first' },
-    cpuLimitPercent: { ...nullableInteger, description: "the VM's own CPU hard limit (% of each vCPU)" },
-    effectiveCpuLimitPercent: {
-      ...nullableInteger,
-      description: "the limit the host applies: the lower of the VM's and its VM pool's",
-    },
+    ...vmLimitsAnswerSchema(),
     virtType,
     linuxBoot: {
       type: ['object', 'null'],
@@ -134,7 +123,7 @@ export const createVmBody = {
     },
     imageId: { type: 'integer', minimum: 1, description: 'install image: the VM boots from it first' },
     linuxBoot,
-    cpuLimitPercent,
+    ...limitBodySchema('vm'),
     virtType,
   },
 } as const;
@@ -155,7 +144,7 @@ export const patchVmBody = {
     },
     bootNetwork: { type: 'boolean' },
     linuxBoot,
-    cpuLimitPercent,
+    ...limitBodySchema('vm'),
     virtType,
   },
 } as const;

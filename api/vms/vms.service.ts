@@ -7,9 +7,10 @@ import { DEFAULT_PLACEMENT_POLICY } from '../placement/inventory.js';
 import { expandDecision, type StoredDecision } from '../placement/placement.js';
 import { explainPlacement, showsHosts, withoutHosts } from '../placement/placement.service.js';
 import { assertFitsLargestHost, claim } from '../quota/quota.service.js';
-import { applyVmCpuLimit } from './cpu-limit.js';
+import { type LimitInput, limitColumns, limitFieldsIn, vmLimitsAnswer } from './limits.js';
+import { applyVmLimits } from './limits.service.js';
 import { invalidState, requestVmAction, type VmActionDeps } from './vm-actions.service.js';
-import { effectiveCpuLimit, randomMac } from './vm-spec.js';
+import { randomMac } from './vm-spec.js';
 import { isActive, VM_ACTION_RULES, type VmState } from './vm-states.js';
 import {
   attachVolumes,
@@ -32,7 +33,8 @@ export const DEFAULT_NETWORK = 'default';
 /** Attempts at drawing MACs not used yet before giving up (2^24 addresses: a clash is rare). */
 const MAC_ATTEMPTS = 8;
 
-export interface CreateVmInput {
+/** Limits (see limits.ts): each null for none; the VM pool's, when lower, wins. */
+export interface CreateVmInput extends LimitInput {
   name: string;
   poolId: number;
   vcpus: number;
@@ -41,8 +43,6 @@ export interface CreateVmInput {
   nics?: number | Array<{ network?: string }>;
   imageId?: number;
   linuxBoot?: LinuxBoot | null;
-  /** CPU hard limit, % of each vCPU (null: none); the VM pool's, when lower, wins. */
-  cpuLimitPercent?: number | null;
   /** Overrides the host's virtualization type (null: the host's). */
   virtType?: 'kvm' | 'qemu' | null;
 }
@@ -54,7 +54,8 @@ export interface LinuxBoot {
   cmdline?: string;
 }
 
-export interface PatchVmInput {
+/** Limits (see limits.ts) apply at once to a running or paused VM (live and in its definition on the host). */
+export interface PatchVmInput extends LimitInput {
   name?: string;
   vcpus?: number;
   memoryMiB?: number;
@@ -63,8 +64,6 @@ export interface PatchVmInput {
   /** Boot from the install image (network or ISO) first; herd's PXE service turns it off once installed. */
   bootNetwork?: boolean;
   linuxBoot?: LinuxBoot | null;
-  /** Applied at once to a running or paused VM (live and in its definition on the host). */
-  cpuLimitPercent?: number | null;
   /** Overrides the host's virtualization type from the next start (null: the host's). */
   virtType?: 'kvm' | 'qemu' | null;
 }
@@ -97,8 +96,7 @@ export function toVmAnswer(vm: VmRow, parts: Parts) {
     vcpus: vm.vcpus,
     memoryMiB: vm.memory_mib,
     bootNetwork: vm.boot_network,
-    cpuLimitPercent: vm.cpu_limit_percent,
-    effectiveCpuLimitPercent: effectiveCpuLimit(vm.cpu_limit_percent, parts.poolCpuLimits.get(vm.id)),
+    ...vmLimitsAnswer(vm, parts.poolLimits.get(vm.id)),
     virtType: vm.virt_type,
     linuxBoot: vm.boot_kernel
       ? { kernel: vm.boot_kernel, initrd: vm.boot_initrd, cmdline: vm.boot_cmdline }
@@ -194,7 +192,7 @@ export async function createVm(
       imageId: image?.id ?? null,
       bootNetwork: image !== undefined,
       ...boot,
-      cpu_limit_percent: input.cpuLimitPercent ?? null,
+      ...limitColumns(input),
       virt_type: input.virtType ?? null,
     }).catch(nameTaken(input.name));
     await attachOrConflict(trx, id, volumeIds);
@@ -279,11 +277,12 @@ export async function patchVm(
     );
   if (reshape && !RESHAPEABLE.includes(vm.state as VmState)) throw notReshapeable(vm.state);
   // A task under way (start, migration…) defines the domain from the record it read: wait for it.
-  const limiting = input.cpuLimitPercent !== undefined;
+  const limited = limitFieldsIn(input);
+  const limiting = limited.length > 0;
   const taskUnderWay = (now: { state: string; task_id: number | null }) =>
     conflict(
       'invalid_state',
-      `cannot change the CPU limit of VM ${vm.name} (${vm.id}) while it is ${now.state}; wait for task ${now.task_id}`,
+      `cannot change the limits of VM ${vm.name} (${vm.id}) while it is ${now.state}; wait for task ${now.task_id}`,
       { state: now.state },
     );
   if (limiting && vm.task_id !== null) throw taskUnderWay(vm);
@@ -317,7 +316,7 @@ export async function patchVm(
       ...(input.memoryMiB !== undefined ? { memory_mib: memoryMiB } : {}),
       ...(input.bootNetwork !== undefined ? { boot_network: input.bootNetwork } : {}),
       ...linuxBootColumns(user, input.linuxBoot),
-      ...(input.cpuLimitPercent !== undefined ? { cpu_limit_percent: input.cpuLimitPercent } : {}),
+      ...limitColumns(input),
       ...(input.virtType !== undefined ? { virt_type: input.virtType } : {}),
     };
     if (Object.keys(patch).length) {
@@ -333,8 +332,7 @@ export async function patchVm(
       }
     }
     // On the host before the change commits: a host that refuses leaves the record as it was.
-    if (input.cpuLimitPercent !== undefined)
-      await applyVmCpuLimit({ db: trx, hostConnections: deps.hostConnections }, vm.id);
+    await applyVmLimits({ db: trx, hostConnections: deps.hostConnections }, vm.id, limited);
     await audit(trx, {
       userId: user.id,
       action: 'vm.update',

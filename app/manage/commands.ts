@@ -1,6 +1,7 @@
 // `herd pools|hosts|vms|quota|login …`: operators' commands over herd's HTTP API (app/cli-commands.ts adds them).
 import os from 'node:os';
 import { Argument, type Command, InvalidArgumentError, Option } from 'commander';
+import { LIMITS } from '../../api/vms/limits.js';
 import { VM_ACTIONS, VM_STATES } from '../../api/vms/vm-states.js';
 import {
   ApiError,
@@ -52,6 +53,56 @@ function limit(value: string): number | null {
   if (value === 'unlimited' || value === 'none') return null;
   if (!/^[0-9]+(\.[0-9]+)?$/.test(value)) throw new InvalidArgumentError('must be a number, or "unlimited"');
   return Number(value);
+}
+
+/** A VM's or VM pool's limit: a whole number, or `none` to lift it (kept as 'none': commander turns null into ''). */
+function limitValue(value: string): number | 'none' {
+  if (value === 'none') return value;
+  if (!/^[0-9]{1,16}$/.test(value)) throw new InvalidArgumentError('must be a whole number, or "none"');
+  return Number(value);
+}
+
+/** The option of each limit (`--net-inbound-kibps` for netInboundKiBps) and where commander puts its value. */
+const LIMIT_OPTIONS = LIMITS.map((l) => {
+  const flag = l.field.replace(/KiB/g, 'Kib').replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+  const key = flag.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+  return { ...l, flag: `--${flag} <n>`, key };
+});
+
+/** `vms limits` / `pools limits`: sets the limits given (none given: only shows them), then shows them all. */
+function limitsCommand(parent: Command, what: 'VM' | 'VM pool', path: string): void {
+  let command = apiCommand(
+    parent,
+    'limits',
+    `show a ${what}'s limits, or set those given (a number, or "none" to lift it)${
+      what === 'VM' ? "; EFFECTIVE is what the host applies, the lower of the VM's and its pool's" : ''
+    }`,
+  ).argument('<id>', `${what} id`, id);
+  for (const o of LIMIT_OPTIONS) command = command.option(o.flag, o.what, limitValue);
+  act(command, async (client, [itemId], opts) => {
+    const body = Object.fromEntries(
+      LIMIT_OPTIONS.filter((o) => opts[o.key] !== undefined).map((o) => [
+        o.field,
+        opts[o.key] === 'none' ? null : opts[o.key],
+      ]),
+    );
+    const item = Object.keys(body).length
+      ? await client.patch<Row>(`${path}/${itemId}`, body)
+      : await client.get<Row>(`${path}/${itemId}`);
+    const rows = LIMIT_OPTIONS.map((o) => ({
+      limit: o.flag.split(' ')[0].slice(2),
+      own: item[o.field],
+      effective: item[`effective${o.field[0].toUpperCase()}${o.field.slice(1)}`],
+    }));
+    const columns: Column<Row>[] = [
+      { header: 'LIMIT', value: (r) => r.limit },
+      { header: what === 'VM' ? 'OWN' : 'VALUE', value: (r) => r.own ?? '-', align: 'right' },
+      ...(what === 'VM'
+        ? [{ header: 'EFFECTIVE', value: (r: Row) => r.effective ?? '-', align: 'right' as const }]
+        : []),
+    ];
+    return { text: table(rows, columns), value: item };
+  });
 }
 
 /** A command of the API group: `--url`, `--token`, `--json`, and an action whose output is printed. */
@@ -251,7 +302,7 @@ export function registerManageCommands(program: Command): void {
     },
   );
 
-  const pools = program.command('pools').description('pools: list, show, create');
+  const pools = program.command('pools').description('pools: list, show, create, limits');
   listCommand(
     pools,
     'the pools you may see',
@@ -264,6 +315,7 @@ export function registerManageCommands(program: Command): void {
         .option('--parent <id>', 'only the children of this pool', id),
   );
   showCommand(pools, 'pool', '/api/v1/pools');
+  limitsCommand(pools, 'VM pool', '/api/v1/pools');
   act(
     apiCommand(pools, 'create', 'a new pool')
       .argument('<name>', 'its name')
@@ -315,7 +367,9 @@ export function registerManageCommands(program: Command): void {
     },
   );
 
-  const vms = program.command('vms').description(`VMs: list, show, and the actions ${VM_ACTIONS.join(', ')}`);
+  const vms = program
+    .command('vms')
+    .description(`VMs: list, show, limits, and the actions ${VM_ACTIONS.join(', ')}`);
   listCommand(
     vms,
     'the VMs you may see',
@@ -329,6 +383,7 @@ export function registerManageCommands(program: Command): void {
         .addOption(new Option('--state <state>', 'only in this state').choices([...VM_STATES])),
   );
   showCommand(vms, 'VM', '/api/v1/vms');
+  limitsCommand(vms, 'VM', '/api/v1/vms');
   for (const action of VM_ACTIONS) {
     let command = apiCommand(vms, action, `${action} a VM (queues a task)`)
       .argument('<id>', 'VM id', id)

@@ -268,6 +268,62 @@ describe('herd pools|hosts|vms|quota over the API', () => {
     expect(none.stderr).toContain('give at least one limit');
   });
 
+  test('pools limits and vms limits set the limits given and show own and effective ones', async () => {
+    const pool = await herd(['pools', 'limits', String(team), '--disk-read-bytes-per-sec', '1000000']);
+    expect(pool.code, pool.stderr).toBe(0);
+    const poolRows = Object.fromEntries(parseTable(pool.stdout).map((r) => [r.LIMIT, r.VALUE]));
+    expect(poolRows).toMatchObject({ 'disk-read-bytes-per-sec': '1000000', 'net-inbound-kibps': '-' });
+    const vm = await herd([
+      'vms',
+      'limits',
+      String(vmId),
+      '--disk-read-bytes-per-sec',
+      '4000000',
+      '--net-outbound-kibps',
+      '512',
+      '--cpu-limit-percent',
+      '50',
+    ]);
+    expect(vm.code, vm.stderr).toBe(0);
+    const rows = Object.fromEntries(parseTable(vm.stdout).map((r) => [r.LIMIT, [r.OWN, r.EFFECTIVE]]));
+    expect(rows).toMatchObject({
+      'cpu-limit-percent': ['50', '50'],
+      'net-outbound-kibps': ['512', '512'],
+      'net-outbound-peak-kibps': ['-', '-'],
+      'disk-read-bytes-per-sec': ['4000000', '1000000'],
+    });
+    const db = f.t.database.db;
+    expect(
+      await db
+        .selectFrom('vms')
+        .select(['net_outbound_kibps', 'disk_read_bytes_sec'])
+        .where('id', '=', vmId)
+        .executeTakeFirst(),
+    ).toEqual({ net_outbound_kibps: 512, disk_read_bytes_sec: 4_000_000 });
+    // Only shown without options; "none" lifts one; a bad value is refused before any request.
+    const shown = await herd(['vms', 'limits', String(vmId), '--json']);
+    expect(JSON.parse(shown.stdout)).toMatchObject({ effectiveDiskReadBytesPerSec: 1_000_000 });
+    const lifted = await herd(['vms', 'limits', String(vmId), '--net-outbound-kibps', 'none', '--json']);
+    expect(lifted.code, lifted.stderr).toBe(0);
+    expect(JSON.parse(lifted.stdout)).toMatchObject({ netOutboundKiBps: null, cpuLimitPercent: 50 });
+    const bad = await herd(['vms', 'limits', String(vmId), '--disk-write-iops', '-5']);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toMatch(/disk-write-iops.*whole number/);
+    const refused = await herd(['vms', 'limits', String(vmId), '--disk-write-iops', '0']);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/^herd: 400 .*diskWriteIops/);
+    await herd(['pools', 'limits', String(team), '--disk-read-bytes-per-sec', 'none']);
+    await herd([
+      'vms',
+      'limits',
+      String(vmId),
+      '--cpu-limit-percent',
+      'none',
+      '--disk-read-bytes-per-sec',
+      'none',
+    ]);
+  });
+
   test('bad token, no token, unknown id, bad URL: non-zero exit and a clear message', async () => {
     const bad = await herd(['vms', 'list'], { token: 'not-a-token' });
     expect(bad.code).toBe(1);

@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { readFile, writeFile } from 'node:fs/promises';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { readFile, truncate, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -9,6 +9,7 @@ import { loadConfig } from '../config.js';
 import { createLogger } from '../log.js';
 import { createTestDatabase, testInflux } from './db.js';
 import { HOST_FROM_GUEST } from './hypervisor.js';
+import { waitFor } from './wait.js';
 
 const PLUGINS = path.resolve(import.meta.dirname, '../../collectd-plugins');
 
@@ -176,3 +177,42 @@ export async function startGate(): Promise<{ url: string; open(): void; close():
 
 /** The guest script line that waits at a gate. */
 export const waitAtGate = (url: string) => `until wget -q -O /dev/null ${url}; do sleep 1; done`;
+
+/** Waits until a task is done; a failed task throws with its error. */
+export async function waitForTask(th: TestHerd, taskId: number, timeoutMs = 180_000): Promise<void> {
+  await waitFor(
+    async () => {
+      const task = (await th.request('GET', `/api/v1/tasks/${taskId}`)).body;
+      if (task.state === 'failed') throw new Error(`task ${taskId} (${task.action}) failed: ${task.error}`);
+      return task.state === 'done';
+    },
+    timeoutMs,
+    500,
+  );
+}
+
+/**
+ * A disk for a real guest: an empty raw file of `sizeMiB` on the hosts' shared storage (`sharedDir`), recorded
+ * as a volume of a storage pool of hardware pool `rackId` (the storage API has its own tests). Answers the
+ * volume's id and the file.
+ */
+export async function sharedVolume(
+  th: TestHerd,
+  options: { rackId: number; sharedDir: string; prefix: string; sizeMiB: number },
+): Promise<{ id: number; path: string }> {
+  const file = path.join(options.sharedDir, `${options.prefix}-${randomUUID()}.img`);
+  await writeFile(file, '');
+  await truncate(file, options.sizeMiB * 1024 * 1024);
+  const db = th.herd.database.db;
+  const storage = await db
+    .insertInto('storage_pools')
+    .values({ pool_id: options.rackId, type: 'nfs', name: `${options.prefix}-shared` })
+    .returning('id')
+    .executeTakeFirstOrThrow();
+  const volume = await db
+    .insertInto('volumes')
+    .values({ storage_pool_id: storage.id, name: path.basename(file), path: file, size_gib: 1 })
+    .returning('id')
+    .executeTakeFirstOrThrow();
+  return { id: volume.id, path: file };
+}

@@ -1,5 +1,5 @@
 import { XMLBuilder, XMLParser } from 'fast-xml-parser';
-import type { DomainSpec, DomainState, IscsiDiskSource } from './host-driver.js';
+import type { DomainSpec, DomainState, IoLimits, IscsiDiskSource } from './host-driver.js';
 
 /** libvirt's virDomainState numbers (include/libvirt/libvirt-domain.h). */
 const LIBVIRT_STATES: Record<number, DomainState> = {
@@ -45,6 +45,61 @@ export function cpuQuotaUs(limitPercent: number): number {
 }
 
 /**
+ * Whether libvirt can shape a NIC on this network: it puts `<bandwidth>` as tc rules on the NIC's host device
+ * (a tap on a libvirt network, bridge or `ethernet`). qemu's user network has no host device: libvirt only warns
+ * there and enforces nothing, and refuses to change it live, so herd gives such a NIC no `<bandwidth>`.
+ */
+export function shapeableNetwork(network: string): boolean {
+  return network !== USER_NETWORK;
+}
+
+/** libvirt's names of the NIC limits (`<bandwidth>` attributes and virDomainSetInterfaceParameters fields). */
+export const BANDWIDTH_PARAMS = {
+  inbound: { average: 'netInboundKiBps', peak: 'netInboundPeakKiBps', burst: 'netInboundBurstKiB' },
+  outbound: { average: 'netOutboundKiBps', peak: 'netOutboundPeakKiBps', burst: 'netOutboundBurstKiB' },
+} as const satisfies Record<string, Record<string, keyof IoLimits>>;
+
+/** libvirt's names of the disk limits (`<iotune>` elements and virDomainSetBlockIoTune fields). */
+export const IOTUNE_PARAMS = {
+  read_bytes_sec: 'diskReadBytesPerSec',
+  write_bytes_sec: 'diskWriteBytesPerSec',
+  read_iops_sec: 'diskReadIops',
+  write_iops_sec: 'diskWriteIops',
+} as const satisfies Record<string, keyof IoLimits>;
+
+/**
+ * A direction's `<bandwidth>` attributes, or null where it has no average (libvirt requires one; a peak or
+ * burst alone is not applied).
+ */
+export function bandwidthOf(limits: IoLimits, direction: keyof typeof BANDWIDTH_PARAMS) {
+  const names = BANDWIDTH_PARAMS[direction];
+  if (!limits[names.average]) return null;
+  const out: { average: number; peak?: number; burst?: number } = { average: limits[names.average]! };
+  if (limits[names.peak]) out.peak = limits[names.peak];
+  if (limits[names.burst]) out.burst = limits[names.burst];
+  return out;
+}
+
+function bandwidthXml(limits: IoLimits | undefined) {
+  if (!limits) return {};
+  const dirs = Object.fromEntries(
+    (['inbound', 'outbound'] as const).flatMap((d) => {
+      const b = bandwidthOf(limits, d);
+      return b ? [[d, Object.fromEntries(Object.entries(b).map(([k, v]) => [`@${k}`, v]))]] : [];
+    }),
+  );
+  return Object.keys(dirs).length ? { bandwidth: dirs } : {};
+}
+
+function iotuneXml(limits: IoLimits | undefined) {
+  if (!limits) return {};
+  const tune = Object.fromEntries(
+    Object.entries(IOTUNE_PARAMS).flatMap(([el, field]) => (limits[field] ? [[el, limits[field]]] : [])),
+  );
+  return Object.keys(tune).length ? { iotune: tune } : {};
+}
+
+/**
  * herd's domain XML: what herd records about a VM and nothing more. Block devices (iSCSI LUNs, LVs) are
  * attached as `type='block'`, files as `type='file'`. `on_crash` is `preserve` so a crashed guest stays
  * visible as crashed instead of silently turning into "shut off".
@@ -67,7 +122,7 @@ export function domainXml(spec: DomainSpec, domainType: string): string {
       driver: { '@name': 'qemu', '@type': 'raw', ...(isCdrom ? {} : { '@cache': 'none' }) },
       source: d.iscsi ? iscsiSource(d.iscsi) : isBlock ? { '@dev': d.path } : { '@file': d.path },
       target: { '@dev': target, '@bus': isCdrom ? 'sata' : 'virtio' },
-      ...(isCdrom ? { readonly: '' } : {}),
+      ...(isCdrom ? { readonly: '' } : iotuneXml(spec.ioLimits)),
       ...(bootOrder[i] ?? {}),
     };
   });
@@ -75,12 +130,18 @@ export function domainXml(spec: DomainSpec, domainType: string): string {
     .filter((n) => n !== pxe)
     .map((n) =>
       n.network === USER_NETWORK || n.network === ETHERNET_NETWORK
-        ? { '@type': n.network, mac: { '@address': n.mac }, model: { '@type': 'virtio' } }
+        ? {
+            '@type': n.network,
+            mac: { '@address': n.mac },
+            model: { '@type': 'virtio' },
+            ...(shapeableNetwork(n.network) ? bandwidthXml(spec.ioLimits) : {}),
+          }
         : {
             '@type': 'network',
             mac: { '@address': n.mac },
             source: { '@network': n.network },
             model: { '@type': 'virtio' },
+            ...bandwidthXml(spec.ioLimits),
           },
     );
   const linux = spec.linuxBoot;

@@ -58,6 +58,26 @@ export interface DomainSpec {
   cpuLimitPercent?: number;
   /** The VM's override or else its host's setting (default `auto`): see virt-type.ts. */
   virtType?: VirtTypeSetting;
+  /** Network and disk limits of every NIC (`<bandwidth>`) and disk (`<iotune>`); a limit left out: none. */
+  ioLimits?: IoLimits;
+}
+
+/**
+ * Network limits of each NIC (libvirt `<bandwidth>`, inbound and outbound as the guest sees them: average and
+ * peak in KiB/s, burst in KiB; a peak or burst needs its average) and disk limits of each disk (libvirt
+ * `<iotune>`). A limit left out: none.
+ */
+export interface IoLimits {
+  netInboundKiBps?: number;
+  netInboundPeakKiBps?: number;
+  netInboundBurstKiB?: number;
+  netOutboundKiBps?: number;
+  netOutboundPeakKiBps?: number;
+  netOutboundBurstKiB?: number;
+  diskReadBytesPerSec?: number;
+  diskWriteBytesPerSec?: number;
+  diskReadIops?: number;
+  diskWriteIops?: number;
 }
 
 export interface StoragePoolInfo {
@@ -167,6 +187,13 @@ export interface HostDriver {
    * definition carries it.
    */
   setCpuLimit(uuid: string, limitPercent: number | null): Promise<void>;
+  /**
+   * Sets a domain's network limits on each NIC that can be shaped (see domain-xml.ts) and its disk limits on
+   * each disk (every limit of the kinds in `kinds`, default both: one left out is lifted), in its persistent
+   * definition and, while it runs, live. libvirt's test driver shapes nothing: there only the next definition
+   * carries them.
+   */
+  setIoLimits(uuid: string, limits: IoLimits, kinds?: ReadonlyArray<'net' | 'disk'>): Promise<void>;
   listStoragePools(): Promise<StoragePoolInfo[]>;
   /**
    * Defines (persistent, autostart), builds where needed and starts a storage pool (iSCSI: with its CHAP secret).

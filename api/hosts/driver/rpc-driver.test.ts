@@ -104,6 +104,51 @@ describe('RpcDriver on a QEMU libvirtd', { timeout: 240_000 }, () => {
     }
   });
 
+  test('network and disk limits land in the definition: every disk, each NIC but the user network’s', async () => {
+    const s: DomainSpec = {
+      ...spec(),
+      disks: [{ path: path.join(dir, 'io-a.img') }, { path: path.join(dir, 'io-b.img') }],
+      nics: [
+        { mac: '52:54:00:d0:00:0a', network: 'user' },
+        { mac: '52:54:00:d0:00:0b', network: 'ethernet' },
+      ],
+    };
+    await rpc.define(s);
+    try {
+      await rpc.setIoLimits(s.uuid, {
+        netOutboundKiBps: 300,
+        netOutboundPeakKiBps: 600,
+        netOutboundBurstKiB: 64,
+        // A peak alone (no average) is not applied: libvirt needs the average.
+        netInboundPeakKiBps: 5000,
+        diskReadBytesPerSec: 2_000_000,
+        diskWriteIops: 40,
+      });
+      const xml = await rpc.domainXml(s.uuid);
+      const nics = xml.match(/<interface[\s\S]*?<\/interface>/g) ?? [];
+      expect(nics).toHaveLength(2);
+      expect(nics[0]).not.toContain('<bandwidth>');
+      expect(nics[1]).not.toContain('<inbound');
+      expect(nics[1]).toMatch(/<outbound average=.300. peak=.600. burst=.64.\/>/);
+      const tunes = xml.match(/<iotune>[\s\S]*?<\/iotune>/g) ?? [];
+      expect(tunes).toHaveLength(2);
+      for (const t of tunes) {
+        expect(t).toContain('<read_bytes_sec>2000000</read_bytes_sec>');
+        expect(t).toContain('<write_iops_sec>40</write_iops_sec>');
+        expect(t).not.toContain('write_bytes_sec');
+      }
+      // Changed, then lifted: nothing left of either (libvirt may keep an empty <bandwidth/>).
+      await rpc.setIoLimits(s.uuid, { netInboundKiBps: 1000, netInboundPeakKiBps: 5000 });
+      expect(await rpc.domainXml(s.uuid)).toMatch(/<inbound average=.1000. peak=.5000.\/>/);
+      await rpc.setIoLimits(s.uuid, {});
+      const lifted = await rpc.domainXml(s.uuid);
+      expect(lifted).not.toMatch(/<(inbound|outbound) /);
+      expect(lifted).not.toMatch(/<iotune>[\s\S]*?<(read|write)_/);
+    } finally {
+      await rpc.undefine(s.uuid);
+    }
+  });
+
   test('storage: lists a pool, starts and refreshes it, creates and deletes a volume', async () => {
     const poolDir = path.join(dir, 'pool');
     await mkdir(poolDir);

@@ -15,7 +15,17 @@ import {
 import { parseLibvirtUri } from '../../../libvirt/uri.js';
 import { paramsRecord, type TypedParam } from '../../../libvirt/xdr.js';
 import { parseHostUri } from '../host-uri.js';
-import { CPU_PERIOD_US, cpuQuotaUs, domainStateFromLibvirt, domainXml, parseXml } from './domain-xml.js';
+import {
+  BANDWIDTH_PARAMS,
+  bandwidthOf,
+  CPU_PERIOD_US,
+  cpuQuotaUs,
+  domainStateFromLibvirt,
+  domainXml,
+  IOTUNE_PARAMS,
+  parseXml,
+  shapeableNetwork,
+} from './domain-xml.js';
 import {
   type DomainEventCallbacks,
   type DomainInfo,
@@ -23,6 +33,7 @@ import {
   type DomainSpec,
   type HostDriver,
   type HostInventory,
+  type IoLimits,
   type StoragePoolDefinition,
   type StoragePoolInfo,
   type StorageVolumeInfo,
@@ -41,6 +52,7 @@ const STORAGE_TIMEOUT_MS = 600_000;
 /** libvirt-domain.h / libvirt-storage.h flags and numbers this driver uses. */
 const AFFECT_LIVE = 1;
 const AFFECT_CONFIG = 2;
+const XML_INACTIVE = 2;
 const MIGRATE_LIVE = 1;
 const MIGRATE_PEER2PEER = 2;
 const MIGRATE_PERSIST_DEST = 8;
@@ -306,6 +318,48 @@ export class RpcDriver implements HostDriver {
     });
   }
 
+  /**
+   * virDomainSetInterfaceParameters on each NIC that can be shaped (by MAC; every field, 0 lifting it) and
+   * virDomainSetBlockIoTune on each disk (by target), on the persistent definition and, while it runs, live.
+   */
+  async setIoLimits(
+    uuid: string,
+    limits: IoLimits,
+    kinds: ReadonlyArray<'net' | 'disk'> = ['net', 'disk'],
+  ): Promise<void> {
+    if (this.isTestDriver) return;
+    const dom = await this.lookup(uuid);
+    const { state } = await this.describe(dom);
+    const running = state === 'running' || state === 'paused';
+    const flags = AFFECT_CONFIG | (running ? AFFECT_LIVE : 0);
+    const devices =
+      parseXml(await this.call(P.domainGetXmlDesc, { dom, flags: running ? 0 : XML_INACTIVE })).domain
+        ?.devices ?? {};
+    const nicParams: TypedParam[] = (['inbound', 'outbound'] as const).flatMap((direction) => {
+      const set = bandwidthOf(limits, direction);
+      return Object.keys(BANDWIDTH_PARAMS[direction]).map((name) => ({
+        field: `${direction}.${name}`,
+        type: 'uint' as const,
+        value: set?.[name as keyof typeof set] ?? 0,
+      }));
+    });
+    for (const nic of kinds.includes('net') ? asArray(devices.interface) : []) {
+      const mac = nic.mac?.['@address'];
+      if (typeof mac !== 'string' || !shapeableNetwork(String(nic['@type']))) continue;
+      await this.call(P.domainSetInterfaceParameters, { dom, device: mac, params: nicParams, flags });
+    }
+    const diskParams: TypedParam[] = Object.entries(IOTUNE_PARAMS).map(([field, name]) => ({
+      field,
+      type: 'ullong',
+      value: BigInt(limits[name] ?? 0),
+    }));
+    for (const disk of kinds.includes('disk') ? asArray(devices.disk) : []) {
+      const target = disk.target?.['@dev'];
+      if (disk['@device'] !== 'disk' || typeof target !== 'string') continue;
+      await this.call(P.domainSetBlockIoTune, { dom, disk: target, params: diskParams, flags });
+    }
+  }
+
   async listStoragePools(): Promise<StoragePoolInfo[]> {
     const pools = await this.call(P.connectListAllStoragePools, undefined);
     return Promise.all(
@@ -488,6 +542,11 @@ export class RpcDriver implements HostDriver {
       throw new Error(`libvirt (${this.uri}): ${(err as Error).message}`, { cause: err });
     }
   }
+}
+
+function asArray(v: unknown): Array<Record<string, any>> {
+  if (v === undefined || v === null || v === '') return [];
+  return (Array.isArray(v) ? v : [v]) as Array<Record<string, any>>;
 }
 
 function isNoDomain(err: unknown): boolean {

@@ -10,6 +10,7 @@ import { alertsPanel } from './alerts.js';
 import { breadcrumbs, HOST_METRICS, hostsTable, tasksPanel, VM_METRICS, vmsTable } from './common.js';
 import { enforcementPanel } from './enforcement.js';
 import { forecastPanel } from './forecast.js';
+import { limitsPanel } from './limits.js';
 import { rightsizingPanel } from './rightsizing.js';
 import { type StoragePool, storagePoolsTable } from './storage.js';
 
@@ -52,6 +53,22 @@ export const poolPage: Page = async (main, [id]) => {
     void get<{ items: StoragePool[] }>(`/api/v1/storage-pools?poolId=${poolId}&limit=1000`)
       .then((answer) => storage.setRows(answer.items))
       .catch(() => undefined);
+  }
+  // A VM pool's limits (its VMs' ceilings): its admins change them.
+  const limits = h('div');
+  if (pool.kind === 'vm') {
+    void get<Record<string, unknown> & { id: number }>(`/api/v1/pools/${poolId}`).then(
+      (item) =>
+        fill(
+          limits,
+          limitsPanel({
+            kind: 'pool',
+            item,
+            editable: !!state.me?.isSuperAdmin || pool.role === 'admin' || pool.role === 'super',
+          }).el,
+        ),
+      () => undefined,
+    );
   }
 
   const poolHosts = () => [...state.hosts.values()].filter((x) => tree.has(x.poolId));
@@ -125,6 +142,7 @@ export const poolPage: Page = async (main, [id]) => {
       bars,
     ),
     forecast.el,
+    limits,
     alerts.el,
     enforcement.el,
     pool.kind === 'hardware' && h('section', { class: 'card' }, h('h2', null, 'Hosts'), hosts.el),

@@ -10,6 +10,7 @@ import { type Task, VM_ACTIONS, type Vm } from '../types.js';
 import { breadcrumbs, facts, taskState, tasksPanel, VM_METRICS } from './common.js';
 import { CONSOLE_STATES } from './console.js';
 import { eventsPanel } from './events.js';
+import { type Item, limitsPanel } from './limits.js';
 
 /** A VM: state, host, resources, volumes, collectd notifications, the actions its state allows, the task running, graphs. */
 export const vmPage: Page = async (main, [id]) => {
@@ -34,6 +35,19 @@ export const vmPage: Page = async (main, [id]) => {
   const tasks = tasksPanel({ targetType: 'vm', targetId: vmId });
   const graphs = graphPanel(`vm:${vmId}`, VM_METRICS);
   const events = eventsPanel({ vmId });
+  const role = state.pools.get(vm.poolId)?.role;
+  const limits = limitsPanel({
+    kind: 'vm',
+    item: vm as unknown as Item,
+    // Who may change the VM: its pool's admins, and its owner.
+    editable:
+      !!state.me &&
+      (state.me.isSuperAdmin || role === 'admin' || role === 'super' || vm.ownerId === state.me.id),
+    saved: (fresh) => {
+      vm = fresh as unknown as Vm;
+      draw();
+    },
+  });
 
   const draw = () => {
     fill(head, h('h1', null, vm.name, ' ', h('span', { class: 'vm-state' }, badge(vm.state))));
@@ -164,6 +178,7 @@ export const vmPage: Page = async (main, [id]) => {
       void get<Vm>(`/api/v1/vms/${vmId}`).then((fresh) => {
         vm = fresh;
         draw();
+        limits.update(vm as unknown as Item);
       });
     }
   }
@@ -181,6 +196,7 @@ export const vmPage: Page = async (main, [id]) => {
       h('section', { class: 'card' }, h('h2', null, 'Now'), live),
     ),
     h('section', { class: 'card' }, h('h2', null, 'Volumes'), volumes.el),
+    limits.el,
     events.el,
     tasks.el,
     h('section', { class: 'card' }, h('h2', null, 'Graphs'), graphs.el),

@@ -3,9 +3,10 @@ import { createPool, createUserWithToken, grantRole } from '../../lib/testing/us
 import { createFleet, type Fleet, type User } from './testing/vm-fleet.js';
 
 /**
- * CPU hard limits through the API on libvirt's test driver: validation, a VM's effective limit (the lower of
- * its own and its VM pool's), who may set which, the audit log, and the `<cputune>` of the definition a start
- * writes. The limit enforced on a real guest is proven in cpu-limit.real.test.ts.
+ * Limits (api/vms/limits.ts) through the API on libvirt's test driver: validation, a VM's effective limit (the
+ * lower of its own and its VM pool's), who may set which, the audit log, and the `<cputune>`, `<bandwidth>` and
+ * `<iotune>` of the definition a start writes. The limits enforced on a real guest are proven in
+ * cpu-limit.real.test.ts and io-limits.real.test.ts.
  */
 let f: Fleet;
 let owner: User;
@@ -154,5 +155,132 @@ describe('effective limit, definition, audit', () => {
     const refused = await f.request(owner, 'PATCH', `/api/v1/vms/${id}`, { cpuLimitPercent: 50 });
     expect(refused.status).toBe(409);
     expect(refused.body).toMatchObject({ error: 'invalid_state', state: 'starting' });
+  });
+});
+
+describe('network and disk limits', () => {
+  const fields = [
+    ['netInboundKiBps', 100 * 1024 * 1024],
+    ['netInboundPeakKiBps', 100 * 1024 * 1024],
+    ['netInboundBurstKiB', 100 * 1024 * 1024],
+    ['netOutboundKiBps', 100 * 1024 * 1024],
+    ['netOutboundPeakKiBps', 100 * 1024 * 1024],
+    ['netOutboundBurstKiB', 100 * 1024 * 1024],
+    ['diskReadBytesPerSec', 1e15],
+    ['diskWriteBytesPerSec', 1e15],
+    ['diskReadIops', 100_000_000],
+    ['diskWriteIops', 100_000_000],
+  ] as const;
+
+  test.each(fields)(
+    '%s: negative, zero, fractional, text and absurd values are a 400 naming it',
+    async (field, max) => {
+      for (const bad of [-1, 0, 2.5, '100', max + 1, 1e300]) {
+        const created = await f.request(owner, 'POST', '/api/v1/vms', {
+          name: 'bad',
+          poolId: team,
+          vcpus: 1,
+          memoryMiB: 256,
+          [field]: bad,
+        });
+        expect(created.status, `${field}=${bad}`).toBe(400);
+        expect(created.body.message).toContain(field);
+        const pool = await f.request(f.admin, 'PATCH', `/api/v1/pools/${team}`, { [field]: bad });
+        expect(pool.status, `${field}=${bad}`).toBe(400);
+        expect(pool.body.message).toContain(field);
+      }
+      // The largest value is accepted and answered as set, and null lifts it.
+      const id = await createVm(`max-${field.toLowerCase()}`, { [field]: max });
+      expect(await vmAnswer(id)).toMatchObject({ [field]: max });
+      const lifted = await f.request(owner, 'PATCH', `/api/v1/vms/${id}`, { [field]: null });
+      expect(lifted.body).toMatchObject({ [field]: null });
+    },
+  );
+
+  test('a hardware pool has none; a user cannot set the pool’s', async () => {
+    const patched = await f.request(f.admin, 'PATCH', `/api/v1/pools/${rack}`, { diskWriteIops: 100 });
+    expect(patched.status).toBe(400);
+    expect(patched.body).toMatchObject({ field: 'diskWriteIops' });
+    expect((await f.request(owner, 'PATCH', `/api/v1/pools/${team}`, { netInboundKiBps: 100 })).status).toBe(
+      403,
+    );
+  });
+
+  test('effective: the lower of the VM’s and its pool’s, each kind on its own; in the domain a start defines', async () => {
+    const id = await createVm('io-capped', {
+      nics: 1,
+      diskReadBytesPerSec: 4_000_000,
+      diskWriteIops: 50,
+      netOutboundKiBps: 512,
+      netOutboundPeakKiBps: 1024,
+      netOutboundBurstKiB: 256,
+    });
+    const pool = await f.request(f.admin, 'PATCH', `/api/v1/pools/${team}`, {
+      diskReadBytesPerSec: 1_000_000,
+      diskWriteIops: 500,
+      netInboundKiBps: 2048,
+    });
+    expect(pool.status, JSON.stringify(pool.body)).toBe(200);
+    expect(pool.body).toMatchObject({
+      diskReadBytesPerSec: 1_000_000,
+      netInboundKiBps: 2048,
+      netOutboundKiBps: null,
+    });
+    expect(await vmAnswer(id)).toMatchObject({
+      diskReadBytesPerSec: 4_000_000,
+      effectiveDiskReadBytesPerSec: 1_000_000,
+      diskWriteIops: 50,
+      effectiveDiskWriteIops: 50,
+      netInboundKiBps: null,
+      effectiveNetInboundKiBps: 2048,
+      netOutboundKiBps: 512,
+      effectiveNetOutboundKiBps: 512,
+      effectiveNetOutboundPeakKiBps: 1024,
+      effectiveNetOutboundBurstKiB: 256,
+      diskWriteBytesPerSec: null,
+      effectiveDiskWriteBytesPerSec: null,
+    });
+
+    // A volume, so that the domain has a disk to tune.
+    const db = f.t.database.db;
+    const storage = await db
+      .insertInto('storage_pools')
+      .values({ pool_id: rack, type: 'nfs', name: 'io-limits' })
+      .returning('id')
+      .executeTakeFirstOrThrow();
+    const volume = await db
+      .insertInto('volumes')
+      .values({ storage_pool_id: storage.id, name: 'io.img', path: '/var/lib/herd/io.img', size_gib: 1 })
+      .returning('id')
+      .executeTakeFirstOrThrow();
+    expect((await f.request(owner, 'PATCH', `/api/v1/vms/${id}`, { volumes: [volume.id] })).status).toBe(200);
+
+    const started = await f.request(owner, 'POST', `/api/v1/vms/${id}/actions`, { action: 'start' });
+    expect(started.status, JSON.stringify(started.body)).toBe(202);
+    expect((await f.waitTask(started.body.taskId)).state).toBe('done');
+    const driver = await f.connections.get(host.uri);
+    const xml = await driver.domainXml((await vmAnswer(id)).uuid);
+    expect(xml).toMatch(/<inbound average=["']2048["']\/>/);
+    expect(xml).toMatch(/<outbound average=["']512["'] peak=["']1024["'] burst=["']256["']\/>/);
+    const iotune = /<iotune>([\s\S]*?)<\/iotune>/.exec(xml)?.[1] ?? '';
+    expect(iotune).toMatch(/<read_bytes_sec>1000000<\/read_bytes_sec>/);
+    expect(iotune).toMatch(/<write_iops_sec>50<\/write_iops_sec>/);
+    expect(iotune).not.toMatch(/write_bytes_sec/);
+
+    // Running: accepted (libvirt's test driver shapes nothing live; the next definition carries it).
+    const changed = await f.request(owner, 'PATCH', `/api/v1/vms/${id}`, { diskReadBytesPerSec: 500_000 });
+    expect(changed.status, JSON.stringify(changed.body)).toBe(200);
+    expect(changed.body).toMatchObject({ state: 'running', effectiveDiskReadBytesPerSec: 500_000 });
+    const poolLog = await f.request(f.admin, 'GET', `/api/v1/audit?entityType=pool&entityId=${team}&limit=1`);
+    expect(poolLog.body.items[0]).toMatchObject({
+      action: 'pool.update',
+      before: { diskReadBytesPerSec: null },
+      after: { diskReadBytesPerSec: 1_000_000, netInboundKiBps: 2048 },
+    });
+    await f.request(f.admin, 'PATCH', `/api/v1/pools/${team}`, {
+      diskReadBytesPerSec: null,
+      diskWriteIops: null,
+      netInboundKiBps: null,
+    });
   });
 });
