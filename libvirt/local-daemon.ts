@@ -7,13 +7,13 @@
  * - `LIBVIRT_DRIVER_DIR` names an empty directory, so the daemon loads no hypervisor, network or storage driver
  *   (the test driver is built into libvirt.so); it starts in a fraction of a second and runs nothing.
  * - Run by root, libvirtd is privileged and writes under /run/libvirt (an identity token): it runs in its own
- *   mount namespace (`unshare -m`) with a directory of ours bind-mounted over /run/libvirt. Run by anyone else it
- *   is a session daemon, whose XDG directories point into ours.
+ *   mount namespace (`unshare -m`) with a directory of ours bind-mounted over /run/libvirt, where one can be made
+ *   (not in a chroot). Run by anyone else it is a session daemon, whose XDG directories point into ours.
  * - It gets the parent-death signal (`setpriv --pdeathsig`): if the process that started it dies, so does it.
  *
  * Needs Debian's `libvirt-daemon` (`/usr/sbin/libvirtd`) and util-linux (`unshare`, `setpriv`).
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { access, mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { LibvirtClient } from './client.js';
@@ -96,13 +96,16 @@ export async function startLocalDaemon(dir: string, options: LocalDaemonOptions 
     HOME: dirs.xdg,
   };
   let child: ChildProcess;
-  if (process.getuid?.() === 0) {
+  if (process.getuid?.() === 0 && ownMountNamespace()) {
     // Privileged: /run/libvirt must exist as a mount point (empty outside our namespace).
     await mkdir('/run/libvirt', { recursive: true });
     const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
     const script = `mount --make-rprivate / && mount --bind ${q(dirs.run)} /run/libvirt && exec setpriv ${args.map(q).join(' ')}`;
     child = spawn('unshare', ['-m', 'sh', '-c', script], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   } else {
+    // Not root (a session daemon), or root where no mount namespace can be made (a chroot, whose / is no mount
+    // point): then the daemon's only write outside `dir` is libvirt's identity token, /run/libvirt/common/system.token,
+    // which every privileged libvirt process shares (read if there, made if not).
     child = spawn('setpriv', args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
   }
   let output = '';
@@ -149,4 +152,9 @@ export async function startLocalDaemon(dir: string, options: LocalDaemonOptions 
     }
   }
   return { socket, dir, pid: child.pid ?? 0, stop };
+}
+
+/** Whether this process may run a command in a mount namespace of its own with private propagation. */
+function ownMountNamespace(): boolean {
+  return spawnSync('unshare', ['-m', 'true'], { stdio: 'ignore' }).status === 0;
 }

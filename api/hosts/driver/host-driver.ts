@@ -163,7 +163,7 @@ export class UnsupportedByDriverError extends Error {
 export interface HostDriver {
   readonly uri: string;
   inventory(): Promise<HostInventory>;
-  /** Cheap liveness check used by the heartbeat. */
+  /** Cheap liveness check (the heartbeat needs none: its one domain-list call proves the connection). */
   ping(): Promise<void>;
   listDomains(): Promise<DomainInfo[]>;
   domain(uuid: string): Promise<DomainInfo | null>;

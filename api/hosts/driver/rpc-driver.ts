@@ -363,7 +363,7 @@ export class RpcDriver implements HostDriver {
   async listStoragePools(): Promise<StoragePoolInfo[]> {
     const pools = await this.call(P.connectListAllStoragePools, undefined);
     return Promise.all(
-      pools.map(async (pool) => {
+      byName(pools).map(async (pool) => {
         const [info, xml] = await Promise.all([
           this.call(P.storagePoolGetInfo, pool),
           this.call(P.storagePoolGetXmlDesc, { pool }),
@@ -432,7 +432,8 @@ export class RpcDriver implements HostDriver {
   async listVolumes(name: string): Promise<StorageVolumeInfo[]> {
     const pool = await this.pool(name);
     const vols = await this.call(P.storagePoolListAllVolumes, { pool });
-    return Promise.all(vols.map((vol) => this.volume(vol)));
+    // By name, as virsh lists them: libvirt's own order is its hash table's.
+    return Promise.all(byName(vols).map((vol) => this.volume(vol)));
   }
 
   async createVolume(poolName: string, name: string, sizeGiB: number): Promise<StorageVolumeInfo> {
@@ -556,4 +557,8 @@ function isNoDomain(err: unknown): boolean {
 function isLibvirtCode(err: unknown, code: number): boolean {
   const cause = err instanceof Error && err.cause instanceof LibvirtError ? err.cause : err;
   return cause instanceof LibvirtError && cause.code === code;
+}
+
+function byName<T extends { name: string }>(list: T[]): T[] {
+  return [...list].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
