@@ -10,7 +10,8 @@ set -euo pipefail
 demo=(python3 make g++ pkg-config libvirt-dev libvirt-clients collectd-core)
 tests=("${demo[@]}" influxdb slapd ldap-utils chromium
   libvirt-daemon-system qemu-system-x86 ipxe-qemu busybox-static linux-image-amd64
-  krb5-kdc krb5-admin-server krb5-user libkrb5-dev openssh-server netcat-openbsd)
+  krb5-kdc krb5-admin-server krb5-user libkrb5-dev openssh-server netcat-openbsd
+  prometheus)
 
 case "${1:-tests}" in
   demo) packages=("${demo[@]}") ;;
@@ -48,6 +49,7 @@ for p in "${missing[@]}"; do
     krb5-kdc) services+=(krb5-kdc) ;;
     krb5-admin-server) services+=(krb5-admin-server) ;;
     openssh-server) services+=(ssh) ;;
+    prometheus) services+=(prometheus) ;;
   esac
 done
 for svc in "${services[@]}"; do
