@@ -1,7 +1,5 @@
 import { promisify } from 'node:util';
 import { gzip as gzipCallback } from 'node:zlib';
-import type { Logger } from '../../lib/log.js';
-import type { Registry } from '../../lib/metrics.js';
 import type { Point } from '../types.js';
 import { latestStatement, rangeStatement, seriesStatement } from './influx-query.js';
 import { LineBuffer, LineEncoder, parseSeriesKey } from './line-protocol.js';
@@ -26,7 +24,13 @@ import {
 } from './range-query.js';
 import { RetentionGuard } from './retention-guard.js';
 import type { StoreStats } from './store-stats.js';
-import { ENGINE_DEFAULTS, WriteEngine, type WriteTarget, withoutUndefined } from './write-engine.js';
+import {
+  ENGINE_DEFAULTS,
+  WriteEngine,
+  type WriterOptions,
+  type WriteTarget,
+  withoutUndefined,
+} from './write-engine.js';
 
 const gzip = promisify(gzipCallback);
 
@@ -37,20 +41,11 @@ export const INFLUX_DEFAULTS = {
   gzipLevel: 1,
 };
 
-export interface InfluxStoreOptions extends Partial<typeof INFLUX_DEFAULTS> {
+export interface InfluxStoreOptions extends Partial<typeof INFLUX_DEFAULTS>, WriterOptions {
   url: string;
   db: string;
   username?: string;
   password?: string;
-  batchSize: number;
-  flushMs: number;
-  /** Points kept in memory while InfluxDB is down or slow; older batches beyond it go to the spool. */
-  memoryPoints: number;
-  spillMaxBytes: number;
-  /** Unset in a process that only reads (no ingest role): nothing is spooled, what stop() cannot deliver is dropped. */
-  spoolDir?: string;
-  log: Logger;
-  registry?: Registry;
 }
 
 /** Batch buffers larger than this (points far larger than collectd's) are not kept for reuse. */
@@ -107,11 +102,11 @@ export class InfluxStore implements MetricsStore, WriteTarget<Promise<Buffer>, B
       try {
         refusal = this.encoder.write(point, this.pending);
       } catch (err) {
-        this.refuse(point, (err as Error).message);
+        this.engine.refuse(point, (err as Error).message);
         continue;
       }
       if (refusal) {
-        this.refuse(point, refusal.reason);
+        this.engine.refuse(point, refusal.reason);
         continue;
       }
       if (++this.pendingCount >= this.o.batchSize) this.engine.seal();
@@ -212,16 +207,6 @@ export class InfluxStore implements MetricsStore, WriteTarget<Promise<Buffer>, B
     }
     if (!res.ok) throw new Error(`InfluxDB query failed with HTTP ${res.status}`);
     return json.results?.[0]?.series ?? [];
-  }
-
-  private refuse(point: Point, reason: string): void {
-    this.engine.counters.drop('invalid', 1);
-    this.engine.warnings.warn(
-      `invalid:${reason}`,
-      { reason, measurement: typeof point?.measurement === 'string' ? point.measurement : undefined },
-      'point dropped: it cannot be stored',
-      1,
-    );
   }
 
   pendingPoints(): number {

@@ -2,8 +2,6 @@ import { promisify } from 'node:util';
 import { gunzip as gunzipCb, gzip as gzipCb } from 'node:zlib';
 import { type RawBuilder, sql } from 'kysely';
 import type { Database } from '../../lib/db.js';
-import type { Logger } from '../../lib/log.js';
-import type { Registry } from '../../lib/metrics.js';
 import type { Point } from '../types.js';
 import type {
   LatestQuery,
@@ -29,7 +27,7 @@ import {
 import { RetentionGuard } from './retention-guard.js';
 import type { Batch } from './spool.js';
 import type { StoreStats } from './store-stats.js';
-import { ENGINE_DEFAULTS, WriteEngine, type WriteTarget } from './write-engine.js';
+import { ENGINE_DEFAULTS, WriteEngine, type WriterOptions, type WriteTarget } from './write-engine.js';
 
 export const POSTGRES_DEFAULTS = {
   ...ENGINE_DEFAULTS,
@@ -38,21 +36,13 @@ export const POSTGRES_DEFAULTS = {
   pruneChunk: 20_000,
 };
 
-export interface PostgresStoreOptions extends Partial<typeof POSTGRES_DEFAULTS> {
+export interface PostgresStoreOptions
+  extends Partial<typeof POSTGRES_DEFAULTS>,
+    Omit<WriterOptions, 'spillMaxBytes'> {
   db: Database;
-  batchSize: number;
-  flushMs: number;
-  /**
-   * Points kept in memory while PostgreSQL is unreachable or slow; beyond that the oldest batches go to the disk
-   * spool (`spoolDir`), or without one are dropped and counted.
-   */
-  memoryPoints: number;
-  /** Where batches wait on disk while PostgreSQL is away, and across a restart; unset: memory only. */
-  spoolDir?: string;
+  /** The spool's bound (default 1 GiB). */
   spillMaxBytes?: number;
   retentionDays: number;
-  log: Logger;
-  registry?: Registry;
 }
 
 /** One row per field value, column-wise so a batch goes to PostgreSQL as a few arrays. */
@@ -125,7 +115,7 @@ export class PostgresStore implements MetricsStore, WriteTarget<Rows, Rows> {
       try {
         this.add(point);
       } catch (err) {
-        this.refuse(point, (err as Error).message);
+        this.engine.refuse(point, (err as Error).message);
       }
     }
     this.engine.scheduleSeal();
@@ -250,7 +240,7 @@ export class PostgresStore implements MetricsStore, WriteTarget<Rows, Rows> {
     const timeOk = typeof point.time === 'number' && Number.isFinite(point.time);
     if (measurement instanceof Refusal || tags instanceof Refusal || fields instanceof Refusal || !timeOk) {
       const refusal = [measurement, tags, fields].find((r) => r instanceof Refusal) ?? BAD_TIME;
-      this.refuse(point, refusal.reason);
+      this.engine.refuse(point, refusal.reason);
       return;
     }
     if (!this.engine.spooling && this.engine.buffered() >= this.o.memoryPoints) {
@@ -275,16 +265,6 @@ export class PostgresStore implements MetricsStore, WriteTarget<Rows, Rows> {
     }
     rows.count += fields.length;
     if (++rows.points >= this.o.batchSize) this.engine.seal();
-  }
-
-  private refuse(point: Point, reason: string): void {
-    this.engine.counters.drop('invalid', 1);
-    this.engine.warnings.warn(
-      `invalid:${reason}`,
-      { reason, measurement: typeof point?.measurement === 'string' ? point.measurement : undefined },
-      'point dropped: it cannot be stored',
-      1,
-    );
   }
 
   pendingPoints(): number {

@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../../lib/log.js';
 import type { Registry } from '../../lib/metrics.js';
+import type { Point } from '../types.js';
 import { backoff, untilWoken } from './retry.js';
 import { type Batch, Spool } from './spool.js';
 import { RateLimitedLog, type StoreStats, WriteCounters } from './store-stats.js';
@@ -33,20 +34,29 @@ export const ENGINE_DEFAULTS = {
   stopTimeoutMs: 5_000,
 };
 
-export interface WriteEngineOptions extends Partial<typeof ENGINE_DEFAULTS> {
-  store: 'influx' | 'postgres';
-  /** The database, as log lines name it: `InfluxDB`, `PostgreSQL`. */
-  system: string;
-  /** What the points are called in log lines about the spool and stopping. */
-  what: string;
+/** What a store's options give the engine. */
+export interface WriterOptions extends Partial<typeof ENGINE_DEFAULTS> {
+  /** Points per batch: a store seals one when it holds this many. */
+  batchSize: number;
   flushMs: number;
-  /** Points kept in memory while the database is down or slow; older batches beyond it go to the spool. */
+  /**
+   * Points kept in memory while the database is down or slow; beyond that the oldest batches go to the disk
+   * spool, or without one are dropped and counted.
+   */
   memoryPoints: number;
   spillMaxBytes: number;
   /** Unset in a process that only reads (no ingest role): nothing is spooled, what stop() cannot deliver is dropped. */
   spoolDir?: string;
   log: Logger;
   registry?: Registry;
+}
+
+export interface WriteEngineOptions extends WriterOptions {
+  store: 'influx' | 'postgres';
+  /** The database, as log lines name it: `InfluxDB`, `PostgreSQL`. */
+  system: string;
+  /** What the points are called in log lines about the spool and stopping. */
+  what: string;
 }
 
 /** While writes fail, partial batches are sealed (and so spooled) at least this often. */
@@ -230,6 +240,17 @@ export class WriteEngine<M, D> {
 
   stats(): StoreStats {
     return this.counters.snapshot();
+  }
+
+  /** A point that cannot be stored: counted (`invalid`) and logged, rate-limited. */
+  refuse(point: Point, reason: string): void {
+    this.counters.drop('invalid', 1);
+    this.warnings.warn(
+      `invalid:${reason}`,
+      { reason, measurement: typeof point?.measurement === 'string' ? point.measurement : undefined },
+      'point dropped: it cannot be stored',
+      1,
+    );
   }
 
   /**
