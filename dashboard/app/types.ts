@@ -1,4 +1,9 @@
-import type { V1EventsListData, V1MeListData, V1TasksDetailData } from './generated/api.js';
+import type {
+  V1AlertsListData,
+  V1EventsListData,
+  V1MeListData,
+  V1TasksDetailData,
+} from './generated/api.js';
 
 /**
  * The API's shapes, as far as the dashboard reads them. Those whose route schemas say which fields are always sent
@@ -134,24 +139,7 @@ export const RUNNING_STATES = new Set([
 ]);
 
 /** An alert instance as `GET /api/v1/alerts` and the `alert` live event carry it. */
-export interface Alert {
-  id: number;
-  ruleId: number;
-  ruleName: string;
-  severity: 'info' | 'warning' | 'critical';
-  subject: string;
-  poolId: number | null;
-  hostId: number | null;
-  labels: Record<string, string>;
-  state: 'ok' | 'pending' | 'firing' | 'nodata' | 'error';
-  value: number | null;
-  error: string | null;
-  activeSince: string | null;
-  firingSince: string | null;
-  resolvedAt: string | null;
-  stateChangedAt: string;
-  silenced?: boolean;
-}
+export type Alert = V1AlertsListData['items'][number];
 
 /** A collectd notification as `GET /api/v1/events` (and `…/hosts/:id/events`, `…/vms/:id/events`) and the `event` live event carry it. */
 export type CollectdEvent = V1EventsListData['items'][number];
