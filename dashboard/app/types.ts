@@ -1,9 +1,4 @@
-import type {
-  V1AlertsListData,
-  V1EventsListData,
-  V1MeListData,
-  V1TasksDetailData,
-} from './generated/api.js';
+import type { V1AlertsListData, V1EventsListData, V1MeListData, V1TasksDetailData } from './generated/api.js';
 
 /**
  * The API's shapes, as far as the dashboard reads them. Those whose route schemas say which fields are always sent
