@@ -24,8 +24,8 @@ export async function generateApiTypes(
 }
 
 /**
- * `node dist/dashboard/server/api-types.js OUT`: writes the types to OUT. `npm run build` writes
- * dashboard/app/generated/api.ts (not in git), which dashboard/app/types.ts reads, before it compiles the dashboard.
+ * `tsx dashboard/server/api-types.ts OUT` (`npm run api-types`): writes the types to OUT. `npm run build` first
+ * writes dashboard/app/generated/api.ts (not in git), which dashboard/app/types.ts reads, then compiles.
  */
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const out = process.argv[2];
