@@ -13,7 +13,8 @@ demo=(libvirt-daemon collectd-core)
 tests=("${demo[@]}" python3 make g++ pkg-config libvirt-clients influxdb slapd ldap-utils chromium
   libvirt-daemon-system qemu-system-x86 ipxe-qemu busybox-static linux-image-amd64
   krb5-kdc krb5-admin-server krb5-user libkrb5-dev openssh-server netcat-openbsd
-  tgt libvirt-daemon-driver-storage-iscsi-direct qemu-block-extra lvm2)
+  tgt libvirt-daemon-driver-storage-iscsi-direct qemu-block-extra lvm2
+  prometheus)
 
 case "${1:-tests}" in
   demo) packages=("${demo[@]}") ;;
@@ -52,6 +53,7 @@ for p in "${missing[@]}"; do
     krb5-admin-server) services+=(krb5-admin-server) ;;
     openssh-server) services+=(ssh) ;;
     tgt) services+=(tgt) ;;
+    prometheus) services+=(prometheus) ;;
   esac
 done
 for svc in "${services[@]}"; do

@@ -107,6 +107,8 @@ export async function buildApp(deps: AppDeps, routes: RoutePlugin[] = []): Promi
   await app.register(fastifyCookie);
   await app.register(fastifySwagger, {
     openapi: {
+      // The route schemas are JSON Schema 2020-12 (numeric exclusiveMinimum, type arrays): OpenAPI 3.1's dialect.
+      openapi: '3.1.0',
       info: { title: 'herd', version: '0.1.0', description: 'Governs a fleet of libvirt hosts.' },
       components: {
         securitySchemes: {

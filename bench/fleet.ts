@@ -36,7 +36,6 @@ import os from 'node:os';
 import path from 'node:path';
 import { sql } from 'kysely';
 import pg from 'pg';
-import { connect, migrateToLatest } from '../schema/db.js';
 import { startEmbeddedPostgres } from '../lib/embedded-postgres.js';
 import { createLogger } from '../lib/log.js';
 import { testUuid, writeTestHost } from '../lib/testing/libvirt-hosts.js';
@@ -44,6 +43,7 @@ import { type Libvirtd, startLibvirtd } from '../lib/testing/libvirtd.js';
 import { sharedTempDir } from '../lib/testing/temp-dir.js';
 import { LibvirtClient } from '../libvirt/client.js';
 import { P } from '../libvirt/procedures.js';
+import { connect, migrateToLatest } from '../schema/db.js';
 import { CLI, followLog, seedPools, sleep } from './lib/herd-fleet.js';
 import { CLOCK_TICKS, cpuTicks, machineBusyTicks, treeCpuTicks } from './lib/proc.js';
 

@@ -17,8 +17,7 @@ import { buildApp } from '../api/app.js';
 import { authRoutes } from '../api/auth/auth.routes.js';
 import { metricsRoutes } from '../api/metrics/metrics.routes.js';
 import { hostFigures, type SimulatedHost } from '../app/fleet-signal.js';
-import { createMetricsStore } from '../ingest/store/metrics-store.js';
-import { createRollups } from '../ingest/store/rollups.js';
+import { createStores } from '../ingest/store/stores.js';
 import { loadConfig } from '../lib/config.js';
 import { startEmbeddedPostgres } from '../lib/embedded-postgres.js';
 import { createLogger } from '../lib/log.js';
@@ -65,9 +64,8 @@ async function main(): Promise<void> {
       DATABASE_URL: pg.url,
       ...(STORE === 'influx' ? { INFLUX_URL: influx.url, INFLUX_DB: 'bench' } : {}),
     });
-    const store = createMetricsStore(config, handle.db, log);
+    const { store, rollups } = createStores(config, handle.db, log);
     await store.start();
-    const rollups = createRollups(store, config, handle.db, log);
 
     const now = Math.floor(Date.now() / 1000);
     const hosts: SimulatedHost[] = Array.from({ length: HOSTS }, (_, i) => ({

@@ -11,7 +11,8 @@ import { createTestDatabase, testInflux } from '../lib/testing/db.js';
 import { influxQuery, waitFor } from '../lib/testing/wait.js';
 import { startIngest } from './ingest-service.js';
 import { LiveView } from './live-view.js';
-import { createMetricsStore, type MetricsStore } from './store/metrics-store.js';
+import type { MetricsStore } from './store/metrics-store.js';
+import { createMetricsStore } from './store/stores.js';
 
 /**
  * The real collectd daemon (Debian's collectd-core) sends to herd over UDP on loopback; the values must

@@ -31,6 +31,11 @@ test('herd_event_loop_delay_seconds reports a blocked event loop over its window
   // The median is a timer's ordinary lateness, not the block (the 10 ms sampling period taken off).
   expect(figures.get('0.5')).toBeLessThan(0.05);
   expect(await delays(other)).toEqual(figures);
+  // A summary: its sum and count add up every window since the process started, the blocked one included.
+  const text = await registry.metrics();
+  expect(text).toContain('# TYPE herd_event_loop_delay_seconds summary\n');
+  expect(Number(/^herd_event_loop_delay_seconds_sum (\S+)$/m.exec(text)?.[1])).toBeGreaterThanOrEqual(0.25);
+  expect(Number(/^herd_event_loop_delay_seconds_count (\S+)$/m.exec(text)?.[1])).toBeGreaterThan(0);
   // The next window, with no block, no longer shows it.
   await waitFor(
     async () => ((await delays(registry)).get('1') ?? 1) < 0.25,

@@ -11,6 +11,10 @@ export function createRegistry(options: { defaultMetrics?: boolean } = {}): Regi
   const registry = new Registry();
   if (options.defaultMetrics) {
     collectDefaultMetrics({ register: registry, prefix: 'herd_process_' });
+    // prom-client names three gauges `…_total`, which Prometheus reserves for counters: each is the sum of the
+    // gauge of the same name without `_total` (by type), e.g. sum(herd_process_nodejs_active_handles).
+    for (const name of ['active_handles', 'active_requests', 'active_resources'])
+      registry.removeSingleMetric(`herd_process_nodejs_${name}_total`);
     registerEventLoopDelay(registry);
   }
   return registry;

@@ -20,6 +20,7 @@ import * as cpuLimits from './2026-12-07T23-cpu-limits.js';
 import * as pxeInstallToken from './2026-12-07T24-pxe-install-token.js';
 import * as virtType from './2026-12-08T00-virt-type.js';
 import * as ioLimits from './2026-12-08T03-io-limits.js';
+import * as functionFiles from './2026-12-08T05-functions.js';
 
 /**
  * Every migration, in order. Names are frozen once released; append new ones at the end.
@@ -47,6 +48,7 @@ export const migrations: Record<string, Migration> = {
   '2026-12-07T24-pxe-install-token': pxeInstallToken,
   '2026-12-08T00-virt-type': virtType,
   '2026-12-08T03-io-limits': ioLimits,
+  '2026-12-08T05-functions': functionFiles,
 };
 
 type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;

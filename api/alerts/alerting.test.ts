@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { createMetricsStore } from '../../ingest/store/metrics-store.js';
+import { createMetricsStore } from '../../ingest/store/stores.js';
 import { loadConfig } from '../../lib/config.js';
 import { createLogger } from '../../lib/log.js';
 import { createTestDatabase } from '../../lib/testing/db.js';

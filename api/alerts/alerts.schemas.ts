@@ -121,6 +121,27 @@ const alertStates = ['ok', 'pending', 'firing', 'nodata', 'error'] as const;
 
 export const alertSchema = {
   type: 'object',
+  // Every field of an AlertView (alert-view.ts) is always sent; `silenced` only by the list.
+  required: [
+    'id',
+    'ruleId',
+    'ruleName',
+    'builtin',
+    'severity',
+    'subject',
+    'poolId',
+    'hostId',
+    'labels',
+    'state',
+    'value',
+    'error',
+    'activeSince',
+    'firingSince',
+    'resolvedAt',
+    'lastNotifiedAt',
+    'lastEvaluatedAt',
+    'stateChangedAt',
+  ],
   properties: {
     id: { type: 'integer' },
     ruleId: { type: 'integer' },

@@ -4,7 +4,20 @@ const name = { type: 'string', minLength: 1, maxLength: 127 } as const;
 
 export const eventSchema = {
   type: 'object',
-  required: ['id', 'time', 'severity', 'host', 'plugin', 'type', 'message', 'hostId', 'vmId'],
+  required: [
+    'id',
+    'time',
+    'receivedAt',
+    'severity',
+    'host',
+    'plugin',
+    'pluginInstance',
+    'type',
+    'typeInstance',
+    'message',
+    'hostId',
+    'vmId',
+  ],
   properties: {
     id: { type: 'integer' },
     time: { type: 'string', format: 'date-time', description: 'the time collectd gave the notification' },

@@ -1,12 +1,17 @@
+import { VM_ACTION_RULES } from '../vms/vm-states.js';
+
 const nullableString = { type: ['string', 'null'] } as const;
 const TASK_STATES = ['queued', 'running', 'done', 'failed', 'cancelled'];
+/** What a task can carry out: every task acts on a VM (evacuating a host asks for one migrate task per VM). */
+const TASK_ACTIONS = Object.keys(VM_ACTION_RULES);
 
 export const taskSchema = {
   type: 'object',
+  required: ['id', 'state', 'action', 'targetType', 'targetId', 'poolId', 'createdAt'],
   properties: {
     id: { type: 'integer' },
     state: { type: 'string', enum: TASK_STATES },
-    action: { type: 'string' },
+    action: { type: 'string', enum: TASK_ACTIONS },
     targetType: { type: 'string' },
     targetId: { type: 'integer' },
     poolId: { type: ['integer', 'null'] },

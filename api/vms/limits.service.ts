@@ -1,5 +1,5 @@
-import type { Database } from '../../schema/db.js';
 import type { Logger } from '../../lib/log.js';
+import type { Database } from '../../schema/db.js';
 import type { HostConnections } from '../hosts/driver/index.js';
 import { HttpError } from '../http/errors.js';
 import { effectiveLimits, ioLimits, LIMIT_COLUMNS, type LimitField, type LimitRow } from './limits.js';

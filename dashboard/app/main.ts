@@ -2,6 +2,7 @@ import { api, rememberCsrf } from './api.js';
 import { fill, h, toast } from './dom.js';
 import { connectLive, disconnectLive, onLive } from './live.js';
 import { navTree } from './nav.js';
+import type { Page } from './page.js';
 import { adminPage } from './pages/admin.js';
 import { alertCount, alertsPage } from './pages/alerts.js';
 import { consolePage } from './pages/console.js';
@@ -14,13 +15,6 @@ import { storagePage } from './pages/storage.js';
 import { vmPage } from './pages/vm.js';
 import { clearState, followLive, loadAll, state } from './state.js';
 import type { Me } from './types.js';
-
-/** A page draws into `main` and returns what to undo when the user leaves it. */
-export type Page = (
-  main: HTMLElement,
-  params: string[],
-  query: URLSearchParams,
-) => (() => void) | undefined | Promise<(() => void) | undefined>;
 
 const ROUTES: Array<[RegExp, Page]> = [
   [/^\/?$/, homePage],

@@ -1,11 +1,5 @@
-import path from 'node:path';
-import type { Config } from '../../lib/config.js';
-import type { Logger } from '../../lib/log.js';
 import type { Registry } from '../../lib/metrics.js';
-import type { Database } from '../../schema/db.js';
 import type { Point } from '../types.js';
-import { InfluxStore } from './influx-store.js';
-import { PostgresStore } from './postgres-store.js';
 import type { StoreStats } from './store-stats.js';
 
 export type { StoreStats };
@@ -121,38 +115,4 @@ export interface StoreOptions {
    * data directory; without one, what cannot be delivered by stop() is dropped and counted (`stopped`).
    */
   spool?: boolean;
-}
-
-/** InfluxDB when `config.influx` is set, else PostgreSQL on `db`. Call `start()` on the result. */
-export function createMetricsStore(
-  config: Config,
-  db: Database,
-  log: Logger,
-  options: StoreOptions = {},
-): MetricsStore {
-  const { writer } = config;
-  if (config.influx) {
-    return new InfluxStore({
-      ...config.influx,
-      batchSize: writer.batchSize,
-      flushMs: writer.flushMs,
-      memoryPoints: writer.memoryPoints,
-      spillMaxBytes: writer.spillMaxBytes,
-      spoolDir: options.spool === false ? undefined : path.join(config.dataDir, 'spool'),
-      log: log.child({ component: 'influx-store' }),
-      registry: options.registry,
-    });
-  }
-  return new PostgresStore({
-    db,
-    batchSize: writer.batchSize,
-    flushMs: writer.flushMs,
-    memoryPoints: writer.memoryPoints,
-    spillMaxBytes: writer.spillMaxBytes,
-    spoolDir: options.spool === false ? undefined : path.join(config.dataDir, 'spool-postgres'),
-    // raw points are kept as long as on InfluxDB's default policy; longer graphs read the rollups
-    retentionDays: config.rollups.rawRetentionHours / 24,
-    log: log.child({ component: 'postgres-store' }),
-    registry: options.registry,
-  });
 }

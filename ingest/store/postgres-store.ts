@@ -1,8 +1,6 @@
 import { promisify } from 'node:util';
 import { gunzip as gunzipCb, gzip as gzipCb } from 'node:zlib';
 import { type RawBuilder, sql } from 'kysely';
-import type { Logger } from '../../lib/log.js';
-import type { Registry } from '../../lib/metrics.js';
 import type { Database } from '../../schema/db.js';
 import type { Point } from '../types.js';
 import type {
@@ -27,41 +25,28 @@ import {
   tidyTags,
 } from './range-query.js';
 import { RetentionGuard } from './retention-guard.js';
-import { backoff, untilWoken } from './retry.js';
-import { type Batch, Spool } from './spool.js';
-import { RateLimitedLog, type StoreStats, WriteCounters } from './store-stats.js';
+import type { Batch } from './spool.js';
+import type { StoreStats } from './store-stats.js';
+import { ENGINE_DEFAULTS, WriteEngine, type WriterOptions, type WriteTarget } from './write-engine.js';
 
 export const POSTGRES_DEFAULTS = {
-  minBackoffMs: 250,
-  maxBackoffMs: 15_000,
-  stopTimeoutMs: 5_000,
+  ...ENGINE_DEFAULTS,
   pruneEveryMs: 60 * 60 * 1000,
   /** Rows per DELETE when pruning, so retention never holds long locks or a huge transaction. */
   pruneChunk: 20_000,
 };
 
-export interface PostgresStoreOptions extends Partial<typeof POSTGRES_DEFAULTS> {
+export interface PostgresStoreOptions
+  extends Partial<typeof POSTGRES_DEFAULTS>,
+    Omit<WriterOptions, 'spillMaxBytes'> {
   db: Database;
-  batchSize: number;
-  flushMs: number;
-  /**
-   * Points kept in memory while PostgreSQL is unreachable or slow; beyond that the oldest batches go to the disk
-   * spool (`spoolDir`), or without one are dropped and counted.
-   */
-  memoryPoints: number;
-  /** Where batches wait on disk while PostgreSQL is away, and across a restart; unset: memory only. */
-  spoolDir?: string;
+  /** The spool's bound (default 1 GiB). */
   spillMaxBytes?: number;
   retentionDays: number;
-  log: Logger;
-  registry?: Registry;
 }
 
 /** One row per field value, column-wise so a batch goes to PostgreSQL as a few arrays. */
 interface Rows {
-  seq: number;
-  /** Set once the batch went to the disk spool (the columns below are then empty until read back). */
-  spooled?: Batch;
   /** Points, for batching and accounting; a point has one row per field. */
   points: number;
   count: number;
@@ -77,8 +62,6 @@ const SERIES_CACHE_LIMIT = 1_000_000;
 const gzip = promisify(gzipCb);
 const gunzip = promisify(gunzipCb);
 const COLUMNS = ['measurements', 'fields', 'tags', 'timesUs', 'values'] as const;
-/** While writes fail, partial batches are sealed (and so spooled) at least this often. */
-const FAILING_SEAL_MS = 20;
 // Errors without a SQLSTATE (the network) and SQLSTATEs for connection trouble, serialization or
 // deadlock, resources, shutdown are worth retrying; anything else (a data error) would fail again.
 const RETRYABLE_SQLSTATE = /^(08|40|53|57)/;
@@ -90,64 +73,35 @@ function ts(us: number | RawBuilder<unknown>): RawBuilder<Date> {
 const US = (column: string) => sql.raw(`(extract(epoch FROM ${column}) * 1000000)::float8`);
 
 /**
- * The PostgreSQL store (used when INFLUX_URL is unset): the same batching as InfluxStore, rows into
- * `metric_points` keyed by a cached series id, and the same queries answered in SQL.
+ * The PostgreSQL store (used when INFLUX_URL is unset): the same write engine as InfluxStore (write-engine.ts),
+ * rows into `metric_points` keyed by a cached series id, and the same queries answered in SQL.
  */
-export class PostgresStore implements MetricsStore {
+export class PostgresStore implements MetricsStore, WriteTarget<Rows, Rows> {
   readonly kind = 'postgres' as const;
   private readonly o: PostgresStoreOptions & typeof POSTGRES_DEFAULTS;
   private readonly db: Database;
   private readonly rules = new PointRules();
-  private readonly counters: WriteCounters;
-  private readonly warnings: RateLimitedLog;
+  private readonly engine: WriteEngine<Rows, Rows>;
   private readonly retention: RetentionGuard;
   private readonly seriesIds = new Map<string, number>();
   private pending: Rows;
-  private pendingTimer?: NodeJS.Timeout;
-  private memory: Rows[] = [];
-  private memoryPoints = 0;
-  private taken?: Rows;
-  private readonly spool?: Spool;
-  private loadedSeq = Number.MIN_SAFE_INTEGER;
-  private seq = 0;
-  private waiters: Array<{ seq: number; resolve: () => void }> = [];
-  private running = false;
-  private stopping?: Promise<void>;
-  private loop?: Promise<void>;
-  private abort?: AbortController;
-  private wake?: () => void;
   private pruneTimer?: NodeJS.Timeout;
-  private failing = false;
 
   constructor(options: PostgresStoreOptions) {
     this.o = { ...POSTGRES_DEFAULTS, ...options } as PostgresStoreOptions & typeof POSTGRES_DEFAULTS;
     this.db = options.db;
-    this.pending = this.emptyRows();
-    this.warnings = new RateLimitedLog(this.o.log);
-    this.counters = new WriteCounters(
-      'postgres',
-      () => ({
-        bufferedPoints: this.buffered(),
-        spilledPoints: this.spool?.points ?? 0,
-        spilledBytes: this.spool?.bytes ?? 0,
-      }),
-      this.o.registry,
+    this.pending = emptyRows();
+    this.engine = new WriteEngine(
+      {
+        ...this.o,
+        spillMaxBytes: this.o.spillMaxBytes ?? 1024 ** 3,
+        store: 'postgres',
+        system: 'PostgreSQL',
+        what: 'metric points',
+      },
+      this,
     );
-    if (this.o.spoolDir)
-      this.spool = new Spool(this.o.spoolDir, this.o.spillMaxBytes ?? 1024 ** 3, this.o.memoryPoints, {
-        dropped: (batch, reason) => {
-          this.counters.drop('spool', batch.count);
-          this.warnings.warn(
-            'spool',
-            { reason, dir: this.o.spoolDir },
-            'points dropped: PostgreSQL unreachable and the spool cannot take them',
-            batch.count,
-          );
-          this.settle();
-        },
-        drained: () => this.spillOverflow(),
-      });
-    this.retention = new RetentionGuard(this.counters, this.o.log);
+    this.retention = new RetentionGuard(this.engine.counters, this.o.log);
     this.retention.retentionSeconds = this.o.retentionDays * 86_400;
   }
 
@@ -161,38 +115,20 @@ export class PostgresStore implements MetricsStore {
       try {
         this.add(point);
       } catch (err) {
-        this.refuse(point, (err as Error).message);
+        this.engine.refuse(point, (err as Error).message);
       }
     }
-    if (this.pending.points > 0 && !this.pendingTimer) {
-      const sealMs = this.failing ? Math.min(this.o.flushMs, FAILING_SEAL_MS) : this.o.flushMs;
-      this.pendingTimer = setTimeout(() => this.seal(), sealMs);
-      this.pendingTimer.unref();
-    }
+    this.engine.scheduleSeal();
   }
 
-  async flush(): Promise<void> {
-    this.seal();
-    const target = this.seq;
-    if (this.oldestPending() > target) return;
-    await new Promise<void>((resolve) => this.waiters.push({ seq: target, resolve }));
+  flush(): Promise<void> {
+    return this.engine.flush();
   }
 
   async start(): Promise<void> {
-    if (this.stopping) await this.stopping;
-    if (this.running) return;
-    this.running = true;
-    if (this.spool) {
-      await this.spool.open(() => this.loadedSeq++);
-      if (this.spool.points > 0)
-        this.o.log.info(
-          { points: this.spool.points, bytes: this.spool.bytes },
-          'delivering metric points spooled by an earlier run',
-        );
-      this.spillOverflow();
-    }
-    this.abort = new AbortController();
-    this.loop = this.run(this.abort.signal);
+    const first = !this.engine.started;
+    await this.engine.start();
+    if (!first || this.pruneTimer) return;
     const prune = () =>
       this.prune().catch((err) =>
         this.o.log.warn({ err }, 'pruning old metric points failed; will try again'),
@@ -210,16 +146,13 @@ export class PostgresStore implements MetricsStore {
   }
 
   stop(): Promise<void> {
-    if (!this.running) return this.stopping ?? Promise.resolve();
-    this.stopping ??= this.shutdown().finally(() => {
-      this.running = false;
-      this.stopping = undefined;
-    });
-    return this.stopping;
+    clearTimeout(this.pruneTimer);
+    this.pruneTimer = undefined;
+    return this.engine.stop();
   }
 
   stats(): StoreStats {
-    return this.counters.snapshot();
+    return this.engine.stats();
   }
 
   async ping(): Promise<boolean> {
@@ -307,12 +240,12 @@ export class PostgresStore implements MetricsStore {
     const timeOk = typeof point.time === 'number' && Number.isFinite(point.time);
     if (measurement instanceof Refusal || tags instanceof Refusal || fields instanceof Refusal || !timeOk) {
       const refusal = [measurement, tags, fields].find((r) => r instanceof Refusal) ?? BAD_TIME;
-      this.refuse(point, refusal.reason);
+      this.engine.refuse(point, refusal.reason);
       return;
     }
-    if (!this.spool?.opened && this.buffered() >= this.o.memoryPoints) {
-      this.counters.drop('memory', 1);
-      this.warnings.warn(
+    if (!this.engine.spooling && this.engine.buffered() >= this.o.memoryPoints) {
+      this.engine.counters.drop('memory', 1);
+      this.engine.warnings.warn(
         'memory',
         { memoryPoints: this.o.memoryPoints },
         'points dropped: PostgreSQL is behind and memory is full',
@@ -331,132 +264,32 @@ export class PostgresStore implements MetricsStore {
       rows.values.push(value);
     }
     rows.count += fields.length;
-    if (++rows.points >= this.o.batchSize) this.seal();
+    if (++rows.points >= this.o.batchSize) this.engine.seal();
   }
 
-  private refuse(point: Point, reason: string): void {
-    this.counters.drop('invalid', 1);
-    this.warnings.warn(
-      `invalid:${reason}`,
-      { reason, measurement: typeof point?.measurement === 'string' ? point.measurement : undefined },
-      'point dropped: it cannot be stored',
-      1,
-    );
+  pendingPoints(): number {
+    return this.pending.points;
   }
 
-  private emptyRows(): Rows {
-    return {
-      seq: 0,
-      points: 0,
-      count: 0,
-      measurements: [],
-      fields: [],
-      tags: [],
-      timesUs: [],
-      values: [],
-    };
+  takePending(): Rows {
+    const rows = this.pending;
+    this.pending = emptyRows();
+    return rows;
   }
 
-  private buffered(): number {
-    return this.pending.points + this.memoryPoints + (this.taken?.points ?? 0);
+  /** A memory batch as the spool keeps it: its columns as gzipped JSON. */
+  spoolBody(rows: Rows): Promise<Buffer> {
+    const columns = Object.fromEntries(COLUMNS.map((c) => [c, rows[c]]));
+    return gzip(JSON.stringify(columns), { level: 1 });
   }
 
-  private seal(): void {
-    if (this.pendingTimer) {
-      clearTimeout(this.pendingTimer);
-      this.pendingTimer = undefined;
-    }
-    if (this.pending.points === 0) return;
-    const batch = this.pending;
-    batch.seq = ++this.seq;
-    this.pending = this.emptyRows();
-    this.memory.push(batch);
-    this.memoryPoints += batch.points;
-    this.spillOverflow();
-    this.wake?.();
+  fromMemory(rows: Rows): Rows {
+    return rows;
   }
 
-  /**
-   * Moves the oldest memory batches to the spool while memory holds more than its bound, and while writes fail
-   * every one the spool can take at once (the rest as it drains): points of an outage then survive even a
-   * SIGKILL.
-   */
-  private spillOverflow(): void {
-    if (!this.spool?.opened || this.stopping) return;
-    while (this.memory.length > 0) {
-      const over = this.memoryPoints > this.o.memoryPoints;
-      if (!over && !(this.failing && this.spool.canTake(this.memory[0].points))) break;
-      const rows = this.memory.shift()!;
-      this.memoryPoints -= rows.points;
-      this.spool.append(spoolBatch(rows));
-    }
-  }
-
-  private oldestPending(): number {
-    return Math.min(
-      this.taken?.seq ?? Infinity,
-      this.spool?.head?.seq ?? Infinity,
-      this.memory[0]?.seq ?? Infinity,
-    );
-  }
-
-  private settle(): void {
-    const oldest = this.oldestPending();
-    const ready = this.waiters.filter((w) => w.seq < oldest);
-    this.waiters = this.waiters.filter((w) => w.seq >= oldest);
-    for (const w of ready) w.resolve();
-  }
-
-  private async run(signal: AbortSignal): Promise<void> {
-    while (!signal.aborted) {
-      const batch = await this.next(signal);
-      if (!batch) return;
-      const outcome = await this.deliver(batch, signal);
-      if (outcome === 'aborted') return;
-      if (outcome === 'requeued') continue;
-      if (batch === this.taken) this.taken = undefined;
-      else this.spool!.ack(batch.spooled!);
-      this.settle();
-    }
-  }
-
-  /** The oldest batch: the spool's head (read back from disk), else memory's; waits when there is none. */
-  private async next(signal: AbortSignal): Promise<Rows | undefined> {
-    while (!signal.aborted) {
-      const head = this.spool?.head;
-      if (head) {
-        if (!(await head.written)) continue;
-        try {
-          return await this.readSpooled(head);
-        } catch (err) {
-          this.counters.drop('spool', head.count);
-          this.warnings.warn(
-            'unreadable',
-            { err: (err as Error).message },
-            'points dropped: a spooled batch could not be read',
-            head.count,
-          );
-          this.spool!.ack(head);
-          this.settle();
-          continue;
-        }
-      }
-      const batch = this.memory.shift();
-      if (batch) {
-        this.memoryPoints -= batch.points;
-        this.taken = batch;
-        return batch;
-      }
-      await untilWoken(signal, (wake) => {
-        this.wake = wake;
-      });
-    }
-    return undefined;
-  }
-
-  private async readSpooled(batch: Batch): Promise<Rows> {
-    const stored = JSON.parse((await gunzip(await this.spool!.read(batch))).toString('utf8'));
-    const rows: Rows = { ...this.emptyRows(), seq: batch.seq, spooled: batch, points: batch.count };
+  async fromSpool(body: Buffer, batch: Batch): Promise<Rows> {
+    const stored = JSON.parse((await gunzip(body)).toString('utf8'));
+    const rows: Rows = { ...emptyRows(), points: batch.count };
     for (const column of COLUMNS) {
       if (!Array.isArray(stored[column])) throw new Error(`spooled batch lacks ${column}`);
       (rows[column] as unknown[]) = stored[column];
@@ -467,59 +300,40 @@ export class PostgresStore implements MetricsStore {
     return rows;
   }
 
-  /** As InfluxStore.requeue: a memory batch whose write failed goes to the (empty) spool, ahead of memory. */
-  private requeue(batch: Rows): boolean {
-    if (batch !== this.taken || !this.spool?.opened || this.spool.head || this.stopping) return false;
-    this.taken = undefined;
-    this.spool.append(spoolBatch(batch));
-    this.spillOverflow();
-    return true;
-  }
-
-  /** 'requeued': the batch went to the spool (an outage began while it was in flight); deliver it from there. */
-  private async deliver(batch: Rows, signal: AbortSignal): Promise<'done' | 'aborted' | 'requeued'> {
-    for (let attempt = 0; ; attempt++) {
-      if (signal.aborted) return 'aborted';
-      if (attempt > 0 && this.requeue(batch)) return 'requeued';
-      if (attempt > 0 && !(await backoff(attempt, this.o.minBackoffMs, this.o.maxBackoffMs, signal)))
-        return 'aborted';
-      const started = performance.now();
-      try {
-        const ids = await this.seriesIdsFor(batch);
-        await sql`
-          INSERT INTO metric_points (series_id, time, value)
-          SELECT DISTINCT ON (u.s, u.t) u.s, ${ts(sql`u.t`)}, u.v
-          FROM unnest(${ids}::int4[], ${batch.timesUs}::float8[], ${batch.values}::float8[]) WITH ORDINALITY AS u(s, t, v, n)
-          ORDER BY u.s, u.t, u.n DESC
-          ON CONFLICT (series_id, time) DO UPDATE SET value = EXCLUDED.value`.execute(this.db);
-        this.counters.written(batch.points, performance.now() - started);
-        if (this.failing) {
-          this.failing = false;
-          this.o.log.info('PostgreSQL metric writes succeed again');
-        }
-        return 'done';
-      } catch (err) {
-        this.counters.writeError();
-        const code = (err as { code?: string }).code;
-        const sqlState = typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code);
-        if (!sqlState || RETRYABLE_SQLSTATE.test(code)) {
-          this.failing = true;
-          this.warnings.warn(
-            'write-failed',
-            { err: (err as Error).message, code, buffered: this.buffered() },
-            'PostgreSQL metric write failed, will retry',
-          );
-          continue;
-        }
-        this.counters.drop('rejected', batch.points);
-        this.warnings.warn(
-          `rejected:${code}`,
-          { err: (err as Error).message, code },
-          'points dropped: PostgreSQL refused them',
-          batch.points,
+  async attempt(batch: Rows, points: number): Promise<'stored' | 'retry'> {
+    const started = performance.now();
+    try {
+      const ids = await this.seriesIdsFor(batch);
+      await sql`
+        INSERT INTO metric_points (series_id, time, value)
+        SELECT DISTINCT ON (u.s, u.t) u.s, ${ts(sql`u.t`)}, u.v
+        FROM unnest(${ids}::int4[], ${batch.timesUs}::float8[], ${batch.values}::float8[]) WITH ORDINALITY AS u(s, t, v, n)
+        ORDER BY u.s, u.t, u.n DESC
+        ON CONFLICT (series_id, time) DO UPDATE SET value = EXCLUDED.value`.execute(this.db);
+      this.engine.counters.written(points, performance.now() - started);
+      if (this.engine.markRecovered()) this.o.log.info('PostgreSQL metric writes succeed again');
+      return 'stored';
+    } catch (err) {
+      this.engine.counters.writeError();
+      const code = (err as { code?: string }).code;
+      const sqlState = typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code);
+      if (!sqlState || RETRYABLE_SQLSTATE.test(code)) {
+        this.engine.markFailing();
+        this.engine.warnings.warn(
+          'write-failed',
+          { err: (err as Error).message, code, buffered: this.engine.buffered() },
+          'PostgreSQL metric write failed, will retry',
         );
-        return 'done';
+        return 'retry';
       }
+      this.engine.counters.drop('rejected', points);
+      this.engine.warnings.warn(
+        `rejected:${code}`,
+        { err: (err as Error).message, code },
+        'points dropped: PostgreSQL refused them',
+        points,
+      );
+      return 'stored';
     }
   }
 
@@ -584,49 +398,10 @@ export class PostgresStore implements MetricsStore {
     if (wanted.length > 0) throw new Error(`could not create ${wanted.length} metric series`);
     return ids;
   }
-
-  private async shutdown(): Promise<void> {
-    clearTimeout(this.pruneTimer);
-    this.seal();
-    if (!this.failing) {
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([this.flush(), new Promise((r) => (timer = setTimeout(r, this.o.stopTimeoutMs)))]);
-      clearTimeout(timer);
-    }
-    this.abort?.abort();
-    await this.loop;
-    this.wake = undefined;
-    const left = (this.taken?.points ?? 0) + this.memoryPoints;
-    if (this.spool?.opened) {
-      // What is left waits on disk for the next start: the memory batch in flight first (older than anything
-      // spilled while it was being written), then memory, oldest first. A spooled batch in flight stays the
-      // spool's head.
-      const persisting: Promise<unknown>[] = [];
-      if (this.taken) persisting.push(this.spool.writeHead(spoolBatch(this.taken)));
-      for (const rows of this.memory) this.spool.append(spoolBatch(rows), { unbounded: true });
-      await Promise.all(persisting);
-      await this.spool.close();
-      if (left > 0)
-        this.o.log.info(
-          { points: left, dir: this.o.spoolDir },
-          'undelivered metric points kept in the spool',
-        );
-    } else if (left > 0) {
-      this.counters.drop('stopped', left);
-      this.o.log.warn({ points: left }, 'points dropped: PostgreSQL did not take them before herd stopped');
-    }
-    this.taken = undefined;
-    this.memory = [];
-    this.memoryPoints = 0;
-    for (const w of this.waiters) w.resolve();
-    this.waiters = [];
-  }
 }
 
-/** A memory batch as the spool keeps it: its columns as gzipped JSON. */
-function spoolBatch(rows: Rows): Batch {
-  const columns = Object.fromEntries(COLUMNS.map((c) => [c, rows[c]]));
-  return { seq: rows.seq, count: rows.points, body: gzip(JSON.stringify(columns), { level: 1 }) };
+function emptyRows(): Rows {
+  return { points: 0, count: 0, measurements: [], fields: [], tags: [], timesUs: [], values: [] };
 }
 
 /** The same semantics as influx-query.ts's rangeStatement, in SQL (see RangeQuery). */

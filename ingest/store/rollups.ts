@@ -1,10 +1,5 @@
 import type { Config } from '../../lib/config.js';
-import type { Logger } from '../../lib/log.js';
-import type { Database } from '../../schema/db.js';
-import { InfluxRollups } from './influx-rollups.js';
-import { InfluxStore } from './influx-store.js';
 import type { MetricsStore, RangeQuery, Series, TagFilter } from './metrics-store.js';
-import { PostgresRollups } from './postgres-rollups.js';
 import { type PlannedRange, planRange, QueryError, sortSeries } from './range-query.js';
 
 export type RollupSettings = Config['rollups'];
@@ -85,15 +80,6 @@ export function byTags(values: PercentileValue[]): PercentileValue[] {
     .map((v) => ({ v, k: key(v) }))
     .sort((a, b) => (a.k < b.k ? -1 : a.k > b.k ? 1 : 0))
     .map(({ v }) => v);
-}
-
-/** The rollups that go with the store: same database, same series. */
-export function createRollups(store: MetricsStore, config: Config, db: Database, log: Logger): Rollups {
-  const rollupLog = log.child({ component: 'rollups' });
-  if (store instanceof InfluxStore) {
-    return new InfluxRollups(store, config.influx?.db ?? config.influxDb, config.rollups, rollupLog);
-  }
-  return new PostgresRollups(db, config.rollups, rollupLog);
 }
 
 /** The raw window: graphs longer than this, or reaching further back, read the rollups. */

@@ -75,7 +75,8 @@ export async function startTestHerd(dir: string, env: NodeJS.ProcessEnv = {}): P
   };
 }
 
-const COLLECTD_PASSWORD = 'hv-s3cret';
+/** The password collectd signs with, which `startTestHerd` writes to herd's auth file for user `hv-agent`. */
+export const COLLECTD_PASSWORD = 'hv-s3cret';
 
 /**
  * A hardware pool `<prefix>-rack` holding the real hosts at `uris` (added through the API) and a VM pool

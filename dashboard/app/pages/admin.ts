@@ -2,7 +2,7 @@ import { api, get, getAll } from '../api.js';
 import { badge, fill, h, meter, toast } from '../dom.js';
 import { ago, mib } from '../format.js';
 import { form } from '../forms.js';
-import type { Page } from '../main.js';
+import type { Page } from '../page.js';
 import { loadAll, state } from '../state.js';
 import { dataTable } from '../table.js';
 import type { Host } from '../types.js';

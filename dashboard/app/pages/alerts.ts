@@ -2,7 +2,7 @@ import { get, type List, query } from '../api.js';
 import { badge, h } from '../dom.js';
 import { ago } from '../format.js';
 import { onLive } from '../live.js';
-import type { Page } from '../main.js';
+import type { Page } from '../page.js';
 import { hostName } from '../state.js';
 import { dataTable, type Table } from '../table.js';
 import type { Alert } from '../types.js';

@@ -5,7 +5,7 @@ import type { MetricChoice } from '../graph.js';
 import { onLive } from '../live.js';
 import { hostName, poolPath, state } from '../state.js';
 import { type Column, dataTable } from '../table.js';
-import type { Host, Task, Vm } from '../types.js';
+import type { Host, Task, TaskAction, TaskState, Vm } from '../types.js';
 
 export const HOST_METRICS: MetricChoice[] = [
   { name: 'cpu', title: 'CPU busy' },
@@ -116,19 +116,25 @@ export function vmsOnHost(hostId: number): Vm[] {
   return [...state.vms.values()].filter((v) => v.hostId === hostId);
 }
 
-const TASK_STATES = ['queued', 'running', 'done', 'failed', 'cancelled'];
-const TASK_ACTIONS = [
-  'start',
-  'shutdown',
-  'destroy',
-  'suspend',
-  'resume',
-  'save',
-  'restore',
-  'migrate',
-  'delete',
-  'evacuate',
-];
+// Every state and action the API's task schema lists, once each (tsc refuses a missing or unknown key).
+const TASK_STATES = Object.keys({
+  queued: 0,
+  running: 0,
+  done: 0,
+  failed: 0,
+  cancelled: 0,
+} satisfies Record<TaskState, 0>);
+const TASK_ACTIONS = Object.keys({
+  start: 0,
+  shutdown: 0,
+  destroy: 0,
+  suspend: 0,
+  resume: 0,
+  save: 0,
+  restore: 0,
+  migrate: 0,
+  delete: 0,
+} satisfies Record<TaskAction, 0>);
 
 /** The tasks of a pool (or of one target), newest first, filtered by state and type, kept live. */
 export function tasksPanel(filter: { poolId?: number; targetType?: string; targetId?: number }): {
@@ -205,7 +211,7 @@ function targetLink(t: Task): Node | string {
 }
 
 /** A task's state, with its progress while it runs and its error when it failed. */
-export function taskState(t: Task): HTMLElement {
+export function taskState(t: Pick<Task, 'state' | 'progress' | 'error'>): HTMLElement {
   const el = h('span', { class: 'task-state' }, badge(t.state));
   if (t.state === 'running' && t.progress !== null && t.progress !== undefined) {
     el.append(h('progress', { max: 1, value: t.progress, 'aria-label': 'progress' }));

@@ -1,6 +1,6 @@
 import { ApiError, get } from '../api.js';
 import { fill, h } from '../dom.js';
-import type { Page } from '../main.js';
+import type { Page } from '../page.js';
 import type { Vm } from '../types.js';
 import { breadcrumbs } from './common.js';
 

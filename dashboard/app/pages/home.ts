@@ -1,5 +1,5 @@
 import { fill, h } from '../dom.js';
-import type { Page } from '../main.js';
+import type { Page } from '../page.js';
 import { onStateChange, state, subtree } from '../state.js';
 import { RUNNING_STATES } from '../types.js';
 

@@ -3,7 +3,7 @@ import { badge, fill, h, meter, toast } from '../dom.js';
 import { ago, mib, number, percent } from '../format.js';
 import { graphPanel } from '../graph.js';
 import { onLive } from '../live.js';
-import type { Page } from '../main.js';
+import type { Page } from '../page.js';
 import { onStateChange, state } from '../state.js';
 import type { Host } from '../types.js';
 import { alertsPanel } from './alerts.js';

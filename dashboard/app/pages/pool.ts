@@ -3,7 +3,7 @@ import { fill, h, meter } from '../dom.js';
 import { amount, mib } from '../format.js';
 import { graphPanel } from '../graph.js';
 import { onLive } from '../live.js';
-import type { Page } from '../main.js';
+import type { Page } from '../page.js';
 import { onStateChange, state, subtree } from '../state.js';
 import { RUNNING_STATES } from '../types.js';
 import { alertsPanel } from './alerts.js';

@@ -1,6 +1,6 @@
 import { badge, fill, h } from '../dom.js';
-import type { Page } from '../main.js';
 import { searchAll } from '../nav.js';
+import type { Page } from '../page.js';
 import { onStateChange } from '../state.js';
 
 export const searchPage: Page = (main, _params, query) => {

@@ -1,7 +1,7 @@
 import { get } from '../api.js';
 import { fill, h, link } from '../dom.js';
 import { number } from '../format.js';
-import type { Page } from '../main.js';
+import type { Page } from '../page.js';
 import { onStateChange, state } from '../state.js';
 import { dataTable } from '../table.js';
 import { breadcrumbs, facts } from './common.js';

@@ -3,7 +3,7 @@ import { badge, fill, h, meter, toast } from '../dom.js';
 import { ago, bytes, mib, percent } from '../format.js';
 import { graphPanel } from '../graph.js';
 import { onLive } from '../live.js';
-import type { Page } from '../main.js';
+import type { Page } from '../page.js';
 import { hostName, state } from '../state.js';
 import { dataTable } from '../table.js';
 import { type Task, VM_ACTIONS, type Vm } from '../types.js';
@@ -149,18 +149,7 @@ export const vmPage: Page = async (main, [id]) => {
 
   function follow(taskId: number): void {
     watching = taskId;
-    fill(
-      progress,
-      `Task ${taskId}: `,
-      taskState({
-        id: taskId,
-        state: 'queued',
-        action: '',
-        targetType: 'vm',
-        targetId: vmId,
-        poolId: vm.poolId,
-      }),
-    );
+    fill(progress, `Task ${taskId}: `, taskState({ state: 'queued' }));
     window.clearInterval(poll);
     // Live events normally carry the task; polling covers a lost socket.
     poll = window.setInterval(
