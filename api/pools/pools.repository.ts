@@ -13,6 +13,7 @@ export const POOL_COLUMNS = [
   'cpu_allocation_ratio',
   'ram_allocation_ratio',
   'cpu_limit_percent',
+  'balancer',
   'created_at',
 ] as const;
 
@@ -24,6 +25,8 @@ export interface PoolSettings {
   cpu_allocation_ratio?: number | null;
   ram_allocation_ratio?: number | null;
   cpu_limit_percent?: number | null;
+  /** The balancer's settings as JSON text (hardware pools). */
+  balancer?: string | null;
 }
 
 export async function findPool(db: Database, id: number) {

@@ -1,3 +1,5 @@
+import { balancerSettingsAnswer, balancerSettingsSchema } from '../balancer/settings.js';
+
 /** JSON schemas of the pool endpoints. */
 const settings = {
   quotaPolicy: {
@@ -29,6 +31,11 @@ export const poolSchema = {
     kind: { type: 'string', enum: ['hardware', 'vm'] },
     parentId: { type: ['integer', 'null'] },
     ...settings,
+    balancer: {
+      anyOf: [balancerSettingsAnswer, { type: 'null' }],
+      description:
+        'hardware pools: the balancer settings, defaults filled in (docs/balancer.md); VM pools: null',
+    },
     createdAt: { type: 'string', format: 'date-time' },
     role: {
       type: ['string', 'null'],
@@ -62,6 +69,11 @@ export const patchPoolBody = {
     name,
     parentId: { type: ['integer', 'null'], minimum: 1, description: 'moves the pool' },
     ...settings,
+    balancer: {
+      ...balancerSettingsSchema,
+      description:
+        'hardware pools: the balancer settings to change (the others keep their values); mode off by default',
+    },
   },
 } as const;
 

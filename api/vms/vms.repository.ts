@@ -53,7 +53,7 @@ export async function insertVm(
     imageId: number | null;
     bootNetwork: boolean;
   } & Partial<
-    Pick<VmRow, 'boot_kernel' | 'boot_initrd' | 'boot_cmdline' | 'cpu_limit_percent' | 'virt_type'>
+    Pick<VmRow, 'boot_kernel' | 'boot_initrd' | 'boot_cmdline' | 'cpu_limit_percent' | 'virt_type' | 'pinned'>
   >,
 ): Promise<number> {
   const { id } = await db
@@ -72,6 +72,7 @@ export async function insertVm(
       boot_cmdline: values.boot_cmdline,
       cpu_limit_percent: values.cpu_limit_percent,
       virt_type: values.virt_type,
+      pinned: values.pinned,
       state: 'defined',
     })
     .returning('id')

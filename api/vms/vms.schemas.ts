@@ -42,6 +42,11 @@ const cpuLimitPercent = {
     "CPU hard limit: the share of one host CPU each vCPU may use (libvirt cputune quota/period); null: none. Applied live to a running VM; its VM pool's limit, when lower, wins",
 } as const;
 
+const pinned = {
+  type: 'boolean',
+  description: 'never moved by the balancer (a per-VM "do not move" flag); default false',
+} as const;
+
 const virtType = {
   type: ['string', 'null'],
   enum: ['kvm', 'qemu', null],
@@ -69,6 +74,7 @@ export const vmSchema = {
       description: "the limit the host applies: the lower of the VM's and its VM pool's",
     },
     virtType,
+    pinned,
     linuxBoot: {
       type: ['object', 'null'],
       properties: { kernel: { type: 'string' }, initrd: nullableString, cmdline: nullableString },
@@ -136,6 +142,7 @@ export const createVmBody = {
     linuxBoot,
     cpuLimitPercent,
     virtType,
+    pinned,
   },
 } as const;
 
@@ -157,6 +164,7 @@ export const patchVmBody = {
     linuxBoot,
     cpuLimitPercent,
     virtType,
+    pinned,
   },
 } as const;
 

@@ -45,6 +45,8 @@ export interface CreateVmInput {
   cpuLimitPercent?: number | null;
   /** Overrides the host's virtualization type (null: the host's). */
   virtType?: 'kvm' | 'qemu' | null;
+  /** Never moved by the balancer. */
+  pinned?: boolean;
 }
 
 /** Direct Linux boot from files on the host (oVirt's "Linux boot options"). */
@@ -67,6 +69,8 @@ export interface PatchVmInput {
   cpuLimitPercent?: number | null;
   /** Overrides the host's virtualization type from the next start (null: the host's). */
   virtType?: 'kvm' | 'qemu' | null;
+  /** Never moved by the balancer. */
+  pinned?: boolean;
 }
 
 /** The paths name files on the host, which qemu reads as root: only the super-admin sets them. */
@@ -100,6 +104,7 @@ export function toVmAnswer(vm: VmRow, parts: Parts) {
     cpuLimitPercent: vm.cpu_limit_percent,
     effectiveCpuLimitPercent: effectiveCpuLimit(vm.cpu_limit_percent, parts.poolCpuLimits.get(vm.id)),
     virtType: vm.virt_type,
+    pinned: vm.pinned,
     linuxBoot: vm.boot_kernel
       ? { kernel: vm.boot_kernel, initrd: vm.boot_initrd, cmdline: vm.boot_cmdline }
       : null,
@@ -196,6 +201,7 @@ export async function createVm(
       ...boot,
       cpu_limit_percent: input.cpuLimitPercent ?? null,
       virt_type: input.virtType ?? null,
+      pinned: input.pinned ?? false,
     }).catch(nameTaken(input.name));
     await attachOrConflict(trx, id, volumeIds);
     await addNics(trx, id, nics);
@@ -319,6 +325,7 @@ export async function patchVm(
       ...linuxBootColumns(user, input.linuxBoot),
       ...(input.cpuLimitPercent !== undefined ? { cpu_limit_percent: input.cpuLimitPercent } : {}),
       ...(input.virtType !== undefined ? { virt_type: input.virtType } : {}),
+      ...(input.pinned !== undefined ? { pinned: input.pinned } : {}),
     };
     if (Object.keys(patch).length) {
       let update = trx.updateTable('vms').set(patch).where('id', '=', vm.id);
