@@ -71,8 +71,9 @@ export const patchPoolBody = {
     ...settings,
     balancer: {
       ...balancerSettingsSchema,
+      type: ['object', 'null'],
       description:
-        'hardware pools: the balancer settings to change (the others keep their values); mode off by default',
+        'hardware pools: the balancer settings to change (the others keep their values; unknown ones are ignored); null: back to the defaults (mode off)',
     },
   },
 } as const;

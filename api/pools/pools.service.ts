@@ -33,7 +33,7 @@ export interface PoolSettingsInput {
   ramAllocationRatio?: number | null;
   cpuLimitPercent?: number | null;
   /** Hardware pools: the balancer's settings to change. */
-  balancer?: BalancerSettingsInput;
+  balancer?: BalancerSettingsInput | null;
 }
 
 export function mapPool(row: PoolRow, role: string | null) {
@@ -162,7 +162,8 @@ export async function patchPool(
   }
   const answer = await db.transaction().execute(async (trx) => {
     const set: PoolSettings & { parent_id?: number | null } = toSettings(input);
-    if (input.balancer !== undefined)
+    if (input.balancer === null) set.balancer = null;
+    else if (input.balancer !== undefined)
       set.balancer = JSON.stringify(mergeSettings(before.balancer, input.balancer));
     if (moving) {
       const newParent = input.parentId!;
