@@ -7,6 +7,7 @@ import type { Page } from '../main.js';
 import { onStateChange, state, subtree } from '../state.js';
 import { RUNNING_STATES } from '../types.js';
 import { alertsPanel } from './alerts.js';
+import { balancerPanel } from './balancer.js';
 import { breadcrumbs, HOST_METRICS, hostsTable, tasksPanel, VM_METRICS, vmsTable } from './common.js';
 import { enforcementPanel } from './enforcement.js';
 import { forecastPanel } from './forecast.js';
@@ -46,6 +47,11 @@ export const poolPage: Page = async (main, [id]) => {
   const enforcement = enforcementPanel(poolId);
   const forecast = forecastPanel(poolId);
   const rightsizing = rightsizingPanel(poolId);
+  // The balancer is a hardware pool's, shown to its admins (who alone may see its plan and change it).
+  const balancer =
+    pool.kind === 'hardware' && (pool.role === 'admin' || pool.role === 'super')
+      ? balancerPanel(poolId)
+      : undefined;
 
   const poolHosts = () => [...state.hosts.values()].filter((x) => tree.has(x.poolId));
   const poolVms = () => {
@@ -121,6 +127,7 @@ export const poolPage: Page = async (main, [id]) => {
     alerts.el,
     enforcement.el,
     pool.kind === 'hardware' && h('section', { class: 'card' }, h('h2', null, 'Hosts'), hosts.el),
+    balancer?.el,
     h('section', { class: 'card' }, h('h2', null, 'VMs'), vms.el),
     rightsizing.el,
     tasks.el,
@@ -150,6 +157,7 @@ export const poolPage: Page = async (main, [id]) => {
     alerts.dispose();
     enforcement.dispose();
     forecast.dispose();
+    balancer?.dispose();
   };
 };
 
