@@ -3,6 +3,7 @@ import { alertRoutes } from './alerts/alerts.routes.js';
 import type { RoutePlugin } from './app.js';
 import { auditRoutes } from './audit/audit.routes.js';
 import { authRoutes } from './auth/auth.routes.js';
+import { balancerRoutes } from './balancer/balancer.routes.js';
 import { eventRoutes } from './events/events.routes.js';
 import { fleetMetricsRoutes } from './fleet-metrics/fleet-metrics.routes.js';
 import { forecastRoutes } from './forecast/forecast.routes.js';
@@ -43,4 +44,5 @@ export const apiRoutes: RoutePlugin[] = [
   eventRoutes,
   forecastRoutes,
   rightsizingRoutes,
+  balancerRoutes,
 ];

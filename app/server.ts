@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import type { startAlerting } from '../api/alerts/start-alerting.js';
 import type { HostConnections } from '../api/hosts/driver/index.js';
 import { prepareTaskQueue } from '../api/tasks/task-queue.js';
+import { balancerPublication } from '../dashboard/server/balancer-feed.js';
 import type { IngestService } from '../ingest/ingest-service.js';
 import { LivePublisher, processName, SharedLiveView } from '../ingest/live-share.js';
 import { LiveView } from '../ingest/live-view.js';
@@ -92,8 +93,9 @@ export async function startHerd(
     const running: RunningHerd = { database, store, rollups, liveView, events, stop };
     // Every process that reads live figures reads, besides its own, those the ingest processes publish: an
     // `--only api` process has no live view of its own, and two ingest processes each hear part of the hosts.
+    // A worker reads it for the balancer.
     let shared: SharedLiveView | undefined;
-    if (has('ingest') || has('api')) {
+    if (has('ingest') || has('api') || has('worker')) {
       const view = new SharedLiveView({
         db: database.db,
         local: liveView,
@@ -158,6 +160,7 @@ export async function startHerd(
       alertFeed = alerting.feed;
       alertFeed.on('alert', (e) => events.emit('alert', e));
       alertFeed.on('enforcement', (e) => events.emit('enforcement', e));
+      alertFeed.on('balancer', (e) => events.emit('live', balancerPublication(e)));
     } else if (has('api')) {
       // alert changes made by other herd processes, for the dashboard
       const { startAlertFeed } = await import('../api/alerts/alert-feed.js');
@@ -165,6 +168,7 @@ export async function startHerd(
       stops.push(() => feed.stop());
       feed.feed.on('alert', (e) => events.emit('alert', e));
       feed.feed.on('enforcement', (e) => events.emit('enforcement', e));
+      feed.feed.on('balancer', (e) => events.emit('live', balancerPublication(e)));
     }
 
     if (has('worker') && hostConnections) {
@@ -229,6 +233,15 @@ export async function startHerd(
         feed: alertFeed,
       });
       stops.push(() => enforcer.stop());
+      const { startBalancer } = await import('../api/balancer/balancer-loop.js');
+      const balancer = startBalancer({
+        db: database.db,
+        log,
+        liveView: shared,
+        hostConnections,
+        intervalMs: config.alerting.balancerSeconds * 1000,
+      });
+      stops.push(() => balancer.stop());
       // Allocations and quota usage have no history of their own: sampled into the metrics store for forecasts.
       const sampler = new CapacitySampler({ db: database.db, store, log }, config.rollups.stepSeconds);
       sampler.start();

@@ -22,6 +22,8 @@ export const DEFAULTS = {
   taskLeaseSeconds: 30,
   alertEvaluateSeconds: 10,
   quotaReconcileSeconds: 15,
+  /** The balancer's cycle (api/balancer/balancer-loop.ts): a sample of every host and a plan of every pool on. */
+  balancerSeconds: 60,
   smtpFrom: 'herd@localhost',
   influxBatchSize: 5000,
   influxFlushMs: 1000,
@@ -105,6 +107,7 @@ const envSchema = z.object({
   HERD_MDNS: z.enum(['0', '1', 'true', 'false', '']).default('0'),
   HERD_ALERT_EVALUATE_SECONDS: positiveInt.default(DEFAULTS.alertEvaluateSeconds),
   HERD_QUOTA_RECONCILE_SECONDS: positiveInt.default(DEFAULTS.quotaReconcileSeconds),
+  HERD_BALANCER_SECONDS: positiveInt.default(DEFAULTS.balancerSeconds),
   HERD_SMTP_URL: optionalString.pipe(
     z
       .string()
@@ -250,6 +253,8 @@ function toConfig(env: z.infer<typeof envSchema>) {
     alerting: {
       evaluateSeconds: env.HERD_ALERT_EVALUATE_SECONDS,
       quotaReconcileSeconds: env.HERD_QUOTA_RECONCILE_SECONDS,
+      /** The balancer's cycle (docs/balancer.md). */
+      balancerSeconds: env.HERD_BALANCER_SECONDS,
       /** SMTP server of e-mail channels that name none. */
       smtp: { url: env.HERD_SMTP_URL, from: env.HERD_SMTP_FROM },
       /** Loopback, link-local or metadata addresses webhooks may reach all the same (webhook-targets.ts). */

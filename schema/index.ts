@@ -19,6 +19,7 @@ import * as taskProgressDetail from './2026-12-07T22-task-progress-detail.js';
 import * as cpuLimits from './2026-12-07T23-cpu-limits.js';
 import * as pxeInstallToken from './2026-12-07T24-pxe-install-token.js';
 import * as virtType from './2026-12-08T00-virt-type.js';
+import * as balancer from './2026-12-08T01-balancer.js';
 import * as ioLimits from './2026-12-08T03-io-limits.js';
 import * as functionFiles from './2026-12-08T05-functions.js';
 
@@ -47,6 +48,7 @@ export const migrations: Record<string, Migration> = {
   '2026-12-07T23-cpu-limits': cpuLimits,
   '2026-12-07T24-pxe-install-token': pxeInstallToken,
   '2026-12-08T00-virt-type': virtType,
+  '2026-12-08T01-balancer': balancer,
   '2026-12-08T03-io-limits': ioLimits,
   '2026-12-08T05-functions': functionFiles,
 };
@@ -119,6 +121,8 @@ export interface PoolsTable extends IoLimitColumns {
   ram_allocation_ratio: number | null;
   /** VM pools: CPU hard limit (% of each vCPU) its VMs get at most (migration 2026-12-07T23). */
   cpu_limit_percent: ColumnType<number | null, number | null | undefined, number | null>;
+  /** Hardware pools: the balancer's settings (api/balancer/settings.ts), NULL: the defaults (migration 2026-12-08T01). */
+  balancer: ColumnType<Json | null, string | null | undefined, string | null>;
   created_at: GeneratedTimestamp;
 }
 
@@ -238,6 +242,8 @@ export interface VmsTable extends IoLimitColumns {
   cpu_limit_percent: ColumnType<number | null, number | null | undefined, number | null>;
   /** `kvm` or `qemu` overriding the host's setting; NULL: the host's (migration 2026-12-08T00). */
   virt_type: ColumnType<'kvm' | 'qemu' | null, 'kvm' | 'qemu' | null | undefined, 'kvm' | 'qemu' | null>;
+  /** Never moved by the balancer (migration 2026-12-08T01). */
+  pinned: Generated<boolean>;
   started_at: NullableTimestamp;
   state_changed_at: GeneratedTimestamp;
   created_at: GeneratedTimestamp;
@@ -553,4 +559,13 @@ export interface DB {
   quota_enforcement: QuotaEnforcementTable;
   quota_enforcement_log: QuotaEnforcementLogTable;
   live_host_summaries: LiveHostSummariesTable;
+  balancer_host_samples: BalancerHostSamplesTable;
+}
+
+/** Hosts' CPU and memory as the balancer sampled them from the live view (migration 2026-12-08T01). */
+export interface BalancerHostSamplesTable {
+  host_id: number;
+  at: Timestamp;
+  cpu_percent: number;
+  memory_used_mib: number | null;
 }

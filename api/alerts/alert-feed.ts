@@ -29,15 +29,40 @@ export interface QuotaEnforcementEvent {
   vmId?: number | null;
 }
 
+/** A move the balancer made or an admin applied (api/balancer), with its reason. */
+export interface BalancerMoveEvent {
+  poolId: number;
+  vmId: number;
+  vmName: string;
+  fromHostId: number;
+  toHostId: number;
+  taskId: number;
+  reason: string;
+  /** true: the balancer in automatic mode; false: an admin applied a recommendation. */
+  automatic: boolean;
+  userId: number | null;
+}
+
+type FeedEvent = AlertEvent | QuotaEnforcementEvent | BalancerMoveEvent;
+
 interface Wire {
   origin: string;
-  kind: 'alert' | 'enforcement';
-  event: AlertEvent | QuotaEnforcementEvent;
+  kind: 'alert' | 'enforcement' | 'balancer';
+  event: FeedEvent;
+}
+
+/** The origin of events sent by notifyAll: no feed's own, so every listening feed (this process's too) emits them. */
+const EVERY_FEED = 'all';
+
+/** Queues an event for every listening feed, this process's included; delivered only if `trx` commits. */
+export async function notifyAll(trx: Database, kind: Wire['kind'], event: FeedEvent): Promise<void> {
+  const payload = JSON.stringify({ origin: EVERY_FEED, kind, event } satisfies Wire);
+  if (payload.length <= MAX_PAYLOAD) await sql`SELECT pg_notify(${ALERT_CHANNEL}, ${payload})`.execute(trx);
 }
 
 /**
- * Alert changes as events, for the dashboard: `feed.on('alert', (e: AlertEvent) => …)` and
- * `feed.on('enforcement', (e: QuotaEnforcementEvent) => …)`. Changes made in this process are emitted once
+ * Alert changes as events, for the dashboard: `feed.on('alert', (e: AlertEvent) => …)`,
+ * `feed.on('enforcement', (e: QuotaEnforcementEvent) => …)` and `feed.on('balancer', (e: BalancerMoveEvent) => …)`. Changes made in this process are emitted once
  * their transaction committed; with `listen(pool)` changes made by other herd processes on the same database
  * are emitted too (PostgreSQL LISTEN/NOTIFY), each event once.
  */
@@ -45,11 +70,7 @@ export class AlertFeed extends EventEmitter {
   readonly origin = randomUUID();
 
   /** Queues the events for other processes; PostgreSQL delivers them only if `trx` commits. */
-  async notifyOthers(
-    trx: Database,
-    kind: Wire['kind'],
-    events: Array<AlertEvent | QuotaEnforcementEvent>,
-  ): Promise<void> {
+  async notifyOthers(trx: Database, kind: Wire['kind'], events: FeedEvent[]): Promise<void> {
     for (const event of events) {
       let payload = JSON.stringify({ origin: this.origin, kind, event } satisfies Wire);
       if (payload.length > MAX_PAYLOAD && kind === 'alert') {
@@ -65,7 +86,7 @@ export class AlertFeed extends EventEmitter {
     }
   }
 
-  publish(kind: Wire['kind'], events: Array<AlertEvent | QuotaEnforcementEvent>): void {
+  publish(kind: Wire['kind'], events: FeedEvent[]): void {
     for (const event of events) this.emit(kind, event);
   }
 

@@ -14,6 +14,7 @@ export const POOL_COLUMNS = [
   'cpu_allocation_ratio',
   'ram_allocation_ratio',
   ...LIMIT_COLUMNS,
+  'balancer',
   'created_at',
 ] as const;
 
@@ -24,6 +25,8 @@ export interface PoolSettings extends Partial<LimitRow> {
   placement_policy?: PlacementPolicy | null;
   cpu_allocation_ratio?: number | null;
   ram_allocation_ratio?: number | null;
+  /** The balancer's settings as JSON text (hardware pools). */
+  balancer?: string | null;
 }
 
 export async function findPool(db: Database, id: number) {

@@ -1,3 +1,4 @@
+import { balancerSettingsAnswer, balancerSettingsSchema } from '../balancer/settings.js';
 import { limitBodySchema } from '../vms/limits.js';
 
 /** JSON schemas of the pool endpoints. */
@@ -25,6 +26,11 @@ export const poolSchema = {
     kind: { type: 'string', enum: ['hardware', 'vm'] },
     parentId: { type: ['integer', 'null'] },
     ...settings,
+    balancer: {
+      anyOf: [balancerSettingsAnswer, { type: 'null' }],
+      description:
+        'hardware pools: the balancer settings, defaults filled in (docs/balancer.md); VM pools: null',
+    },
     createdAt: { type: 'string', format: 'date-time' },
     role: {
       type: ['string', 'null'],
@@ -58,6 +64,12 @@ export const patchPoolBody = {
     name,
     parentId: { type: ['integer', 'null'], minimum: 1, description: 'moves the pool' },
     ...settings,
+    balancer: {
+      ...balancerSettingsSchema,
+      type: ['object', 'null'],
+      description:
+        'hardware pools: the balancer settings to change (the others keep their values; unknown ones are ignored); null: back to the defaults (mode off)',
+    },
   },
 } as const;
 

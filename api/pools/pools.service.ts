@@ -3,6 +3,7 @@ import type { PlacementPolicy, QuotaPolicy } from '../../schema/index.js';
 import { assertPool, effectiveRole, roleAllows, visiblePoolRoles } from '../access/access.service.js';
 import { audit } from '../audit/audit.service.js';
 import type { AuthUser } from '../auth/auth-user.js';
+import { type BalancerSettingsInput, effectiveSettings, mergeSettings } from '../balancer/settings.js';
 import { badRequest, conflict, forbidden } from '../http/errors.js';
 import { lockPools } from '../quota/quota.repository.js';
 import { assertPoolMayLimit, LIMITS, type LimitInput, limitColumns, limitsOf } from '../vms/limits.js';
@@ -32,6 +33,8 @@ export interface PoolSettingsInput extends LimitInput {
   placementPolicy?: PlacementPolicy | null;
   cpuAllocationRatio?: number | null;
   ramAllocationRatio?: number | null;
+  /** Hardware pools: the balancer's settings to change. */
+  balancer?: BalancerSettingsInput | null;
 }
 
 export function mapPool(row: PoolRow, role: string | null) {
@@ -46,6 +49,7 @@ export function mapPool(row: PoolRow, role: string | null) {
     cpuAllocationRatio: row.cpu_allocation_ratio,
     ramAllocationRatio: row.ram_allocation_ratio,
     ...limitsOf(row),
+    balancer: row.kind === 'hardware' ? effectiveSettings(row.balancer) : null,
     createdAt: row.created_at.toISOString(),
     /** The caller's effective role here. */
     role,
@@ -139,6 +143,8 @@ export async function patchPool(
   await assertPool(db, user, id, 'modify');
   const before = (await findPool(db, id))!;
   assertPoolMayLimit(before.kind, input);
+  if (input.balancer !== undefined && before.kind !== 'hardware')
+    throw badRequest('balancer: only hardware pools have a balancer', { field: 'balancer' });
   const moving = input.parentId !== undefined && input.parentId !== before.parent_id;
   if (moving) {
     if (id === DEFAULT_POOL_ID) throw conflict('default_pool', 'the default hardware pool stays at the root');
@@ -148,6 +154,9 @@ export async function patchPool(
   }
   const answer = await db.transaction().execute(async (trx) => {
     const set: PoolSettings & { parent_id?: number | null } = toSettings(input);
+    if (input.balancer === null) set.balancer = null;
+    else if (input.balancer !== undefined)
+      set.balancer = JSON.stringify(mergeSettings(before.balancer, input.balancer));
     if (moving) {
       const newParent = input.parentId!;
       await lockPools(trx, [

@@ -26,7 +26,7 @@ export type EnforcementAction = (
 export const queueSave: EnforcementAction = async (trx, vm, reason) => {
   const locked = await lockVmInState(trx, vm.id, SUSPENDABLE_STATES);
   if (!locked) return null;
-  const args: VmTaskArgs & { reason: string } = {
+  const args: VmTaskArgs = {
     from: { state: locked.state as VmState, hostId: locked.host_id },
     reason,
   };

@@ -50,6 +50,8 @@ export interface VmActionRequest {
   timeoutSeconds?: number;
   /** shutdown: power off when the guest does not shut down in time. */
   force?: boolean;
+  /** Why it is asked (kept in the task's args): the balancer's explanation of a move. */
+  reason?: string;
 }
 
 export interface VmActionDeps {
@@ -118,6 +120,7 @@ export async function requestVmAction(
     from: { state: vm.state as VmState, hostId: vm.host_id },
     ...(request.timeoutSeconds !== undefined ? { timeoutSeconds: request.timeoutSeconds } : {}),
     ...(request.force !== undefined ? { force: request.force } : {}),
+    ...(request.reason !== undefined ? { reason: request.reason } : {}),
   };
   if (placing) return claimPlacingAction(deps, user, vm, request, args);
   // A pool under the `block` policy takes no resumes while over quota. (Starts and restores need no check

@@ -29,6 +29,8 @@ export interface VmTaskArgs {
   hostId?: number;
   timeoutSeconds?: number;
   force?: boolean;
+  /** Why herd asked for it (the balancer's explanation of a move, the quota enforcer's of a save). */
+  reason?: string;
 }
 
 export interface VmTaskHandlerOptions {

@@ -53,7 +53,7 @@ export async function insertVm(
     memoryMiB: number;
     imageId: number | null;
     bootNetwork: boolean;
-  } & Partial<Pick<VmRow, 'boot_kernel' | 'boot_initrd' | 'boot_cmdline' | 'virt_type'>> &
+  } & Partial<Pick<VmRow, 'boot_kernel' | 'boot_initrd' | 'boot_cmdline' | 'virt_type' | 'pinned'>> &
     Partial<LimitRow>,
 ): Promise<number> {
   const limits = Object.fromEntries(LIMIT_COLUMNS.map((c) => [c, values[c]])) as Partial<LimitRow>;
@@ -73,6 +73,7 @@ export async function insertVm(
       boot_initrd: values.boot_initrd,
       boot_cmdline: values.boot_cmdline,
       virt_type: values.virt_type,
+      pinned: values.pinned,
       state: 'defined',
     })
     .returning('id')

@@ -35,6 +35,11 @@ const linuxBoot = {
   },
 } as const;
 
+const pinned = {
+  type: 'boolean',
+  description: 'never moved by the balancer (a per-VM "do not move" flag); default false',
+} as const;
+
 const virtType = {
   type: ['string', 'null'],
   enum: ['kvm', 'qemu', null],
@@ -58,6 +63,7 @@ export const vmSchema = {
     bootNetwork: { type: 'boolean', description: 'boots from its install image (network or ISO) first' },
     ...vmLimitsAnswerSchema(),
     virtType,
+    pinned,
     linuxBoot: {
       type: ['object', 'null'],
       properties: { kernel: { type: 'string' }, initrd: nullableString, cmdline: nullableString },
@@ -125,6 +131,7 @@ export const createVmBody = {
     linuxBoot,
     ...limitBodySchema('vm'),
     virtType,
+    pinned,
   },
 } as const;
 
@@ -146,6 +153,7 @@ export const patchVmBody = {
     linuxBoot,
     ...limitBodySchema('vm'),
     virtType,
+    pinned,
   },
 } as const;
 

@@ -45,6 +45,8 @@ export interface CreateVmInput extends LimitInput {
   linuxBoot?: LinuxBoot | null;
   /** Overrides the host's virtualization type (null: the host's). */
   virtType?: 'kvm' | 'qemu' | null;
+  /** Never moved by the balancer. */
+  pinned?: boolean;
 }
 
 /** Direct Linux boot from files on the host (oVirt's "Linux boot options"). */
@@ -66,6 +68,8 @@ export interface PatchVmInput extends LimitInput {
   linuxBoot?: LinuxBoot | null;
   /** Overrides the host's virtualization type from the next start (null: the host's). */
   virtType?: 'kvm' | 'qemu' | null;
+  /** Never moved by the balancer. */
+  pinned?: boolean;
 }
 
 /** The paths name files on the host, which qemu reads as root: only the super-admin sets them. */
@@ -98,6 +102,7 @@ export function toVmAnswer(vm: VmRow, parts: Parts) {
     bootNetwork: vm.boot_network,
     ...vmLimitsAnswer(vm, parts.poolLimits.get(vm.id)),
     virtType: vm.virt_type,
+    pinned: vm.pinned,
     linuxBoot: vm.boot_kernel
       ? { kernel: vm.boot_kernel, initrd: vm.boot_initrd, cmdline: vm.boot_cmdline }
       : null,
@@ -194,6 +199,7 @@ export async function createVm(
       ...boot,
       ...limitColumns(input),
       virt_type: input.virtType ?? null,
+      pinned: input.pinned ?? false,
     }).catch(nameTaken(input.name));
     await attachOrConflict(trx, id, volumeIds);
     await addNics(trx, id, nics);
@@ -318,6 +324,7 @@ export async function patchVm(
       ...linuxBootColumns(user, input.linuxBoot),
       ...limitColumns(input),
       ...(input.virtType !== undefined ? { virt_type: input.virtType } : {}),
+      ...(input.pinned !== undefined ? { pinned: input.pinned } : {}),
     };
     if (Object.keys(patch).length) {
       let update = trx.updateTable('vms').set(patch).where('id', '=', vm.id);

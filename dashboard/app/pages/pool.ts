@@ -7,6 +7,7 @@ import type { Page } from '../page.js';
 import { onStateChange, state, subtree } from '../state.js';
 import { RUNNING_STATES } from '../types.js';
 import { alertsPanel } from './alerts.js';
+import { balancerPanel } from './balancer.js';
 import { breadcrumbs, HOST_METRICS, hostsTable, tasksPanel, VM_METRICS, vmsTable } from './common.js';
 import { enforcementPanel } from './enforcement.js';
 import { forecastPanel } from './forecast.js';
@@ -70,6 +71,11 @@ export const poolPage: Page = async (main, [id]) => {
       () => undefined,
     );
   }
+  // The balancer is a hardware pool's, shown to its admins (who alone may see its plan and change it).
+  const balancer =
+    pool.kind === 'hardware' && (pool.role === 'admin' || pool.role === 'super')
+      ? balancerPanel(poolId)
+      : undefined;
 
   const poolHosts = () => [...state.hosts.values()].filter((x) => tree.has(x.poolId));
   const poolVms = () => {
@@ -147,6 +153,7 @@ export const poolPage: Page = async (main, [id]) => {
     enforcement.el,
     pool.kind === 'hardware' && h('section', { class: 'card' }, h('h2', null, 'Hosts'), hosts.el),
     pool.kind === 'hardware' && h('section', { class: 'card' }, h('h2', null, 'Storage'), storage.el),
+    balancer?.el,
     h('section', { class: 'card' }, h('h2', null, 'VMs'), vms.el),
     rightsizing.el,
     tasks.el,
@@ -176,6 +183,7 @@ export const poolPage: Page = async (main, [id]) => {
     alerts.dispose();
     enforcement.dispose();
     forecast.dispose();
+    balancer?.dispose();
   };
 };
 
