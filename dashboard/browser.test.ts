@@ -413,6 +413,32 @@ describe('storage', () => {
   });
 });
 
+describe('balancer', () => {
+  test("a hardware pool's admin sees and changes its balancer; a monitor does not see it", async () => {
+    const admin = await loggedIn('admin');
+    await goTo(admin, 'Rack A');
+    const card = admin.locator('section.balancer');
+    await card.locator('dl.facts').waitFor();
+    await expect.poll(() => card.locator('h3').first().textContent()).toMatch(/^Dry run/);
+    await card.locator('select[name=mode]').selectOption('recommend');
+    await card.locator('form button[type=submit]').click();
+    await expect.poll(() => card.locator('h3').first().textContent()).toBe('Recommended moves');
+    expect(await card.locator('dl.facts').textContent()).toContain('recommend');
+    const pool = (await asAdmin('GET', '/api/v1/pools'))
+      .json()
+      .items.find((p: { name: string }) => p.name === 'Rack A');
+    expect(pool.balancer.mode).toBe('recommend');
+    expect((await asAdmin('PATCH', `/api/v1/pools/${pool.id}`, { balancer: null })).statusCode).toBe(200);
+    await admin.close();
+    const carol = await loggedIn('carol');
+    await goTo(carol, 'Rack A');
+    await carol.waitForSelector('main h1');
+    await carol.locator('section.card h2', { hasText: 'Hosts' }).first().waitFor();
+    expect(await carol.locator('section.balancer').count()).toBe(0);
+    await carol.close();
+  });
+});
+
 describe('right-sizing', () => {
   test('a pool page lists its oversized VMs in the Right-sizing table and downloads them as CSV', async () => {
     const vms = await asAdmin('GET', '/api/v1/vms?limit=1000');
