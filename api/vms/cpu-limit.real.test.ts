@@ -140,7 +140,9 @@ describe('a CPU-busy real guest', () => {
     release = await exclusiveCpu(hv.sharedDir);
     gate.open();
     const uncapped = await phase();
-    expect(uncapped, `uncapped: ${uncapped} %`).toBeGreaterThan(75);
+    // Above what the 50 % cap allows (< 65 below): on 2 cores, with the other test file of the moment running,
+    // an uncapped spinning guest measured 74–100 %.
+    expect(uncapped, `uncapped: ${uncapped} %`).toBeGreaterThan(65);
 
     const capped = await th.request('PATCH', `/api/v1/vms/${vm.id}`, { cpuLimitPercent: 50 });
     expect(capped.status, JSON.stringify(capped.body)).toBe(200);
