@@ -22,6 +22,7 @@ import * as virtType from './2026-12-08T00-virt-type.js';
 import * as balancer from './2026-12-08T01-balancer.js';
 import * as ioLimits from './2026-12-08T03-io-limits.js';
 import * as functionFiles from './2026-12-08T05-functions.js';
+import * as taskCancel from './2026-12-08T06-task-cancel.js';
 
 /**
  * Every migration, in order. Names are frozen once released; append new ones at the end.
@@ -51,6 +52,7 @@ export const migrations: Record<string, Migration> = {
   '2026-12-08T01-balancer': balancer,
   '2026-12-08T03-io-limits': ioLimits,
   '2026-12-08T05-functions': functionFiles,
+  '2026-12-08T06-task-cancel': taskCancel,
 };
 
 type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
@@ -326,6 +328,8 @@ export interface TasksTable {
   result: Json | null;
   /** What `progress` was measured from, when the host reports it (libvirt's job info; migration 2026-12-07T22). */
   progress_detail: Json<Record<string, unknown>> | null;
+  /** When a cancel of the running task was asked (migration 2026-12-08T06); its worker aborts libvirt's job. */
+  cancel_requested_at: NullableTimestamp;
 }
 
 export interface AuditLogTable {

@@ -11,6 +11,8 @@ export interface TaskContext {
    * from (`progressDetail`, e.g. libvirt's job info).
    */
   progress(fraction: number, detail?: Record<string, unknown>): Promise<void>;
+  /** Whether someone asked to cancel the task while it runs (a job libvirt can abort: save, restore, migration). */
+  cancelRequested(): Promise<boolean>;
 }
 
 /**

@@ -79,7 +79,7 @@ export async function finishTask(
   db: Database,
   id: number,
   workerId: string,
-  outcome: { state: 'done' | 'failed'; error?: string; result?: unknown },
+  outcome: { state: 'done' | 'failed' | 'cancelled'; error?: string; result?: unknown },
 ): Promise<boolean> {
   const res = await db
     .updateTable('tasks')
@@ -173,6 +173,34 @@ export async function cancelQueuedTask(db: Database, id: number): Promise<TaskRo
     .executeTakeFirst();
   if (row) await sql`SELECT graphile_worker.remove_job(${`task:${id}`})`.execute(db);
   return row;
+}
+
+/** Actions whose running job libvirt can abort (a save, a restore, a live migration). */
+export const ABORTABLE_ACTIONS: readonly string[] = ['save', 'restore', 'migrate'];
+
+/**
+ * Notes a cancel request on a running task whose host job can be aborted (the worker running it acts on it);
+ * undefined when the task is not such a running task.
+ */
+export async function requestCancelOfRunning(db: Database, id: number): Promise<TaskRow | undefined> {
+  return db
+    .updateTable('tasks')
+    .set({ cancel_requested_at: sql`coalesce(cancel_requested_at, now())` })
+    .where('id', '=', id)
+    .where('state', '=', 'running')
+    .where('action', 'in', [...ABORTABLE_ACTIONS])
+    .returningAll()
+    .executeTakeFirst();
+}
+
+/** Whether someone asked to cancel the task while it ran. */
+export async function cancelRequested(db: Database, id: number): Promise<boolean> {
+  const row = await db
+    .selectFrom('tasks')
+    .select('cancel_requested_at')
+    .where('id', '=', id)
+    .executeTakeFirst();
+  return !!row?.cancel_requested_at;
 }
 
 export interface TaskFilter {

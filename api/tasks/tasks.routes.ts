@@ -43,7 +43,8 @@ export async function taskRoutes(app: FastifyInstance, deps: AppDeps): Promise<v
     {
       schema: {
         tags,
-        summary: 'Cancel a queued task; its target goes back to how it was (409 once it started)',
+        summary:
+          'Cancel a queued task (its target goes back to how it was) or a running save, restore or live migration (its host job is aborted); 409 for any other started task',
         params: idParam,
         response: { 200: taskSchema, ...errorResponses },
       },

@@ -29,6 +29,11 @@ export const taskSchema = {
       description: 'what the task produced',
       anyOf: [{ type: 'object', additionalProperties: true }, { type: 'null' }],
     },
+    cancelRequested: {
+      type: 'boolean',
+      description:
+        'a cancel was asked while it ran (a save, restore or live migration): its worker aborts the host job and ends it cancelled',
+    },
     workerId: nullableString,
     createdAt: { type: 'string' },
     startedAt: nullableString,

@@ -4,7 +4,14 @@ import { effectiveRole, vmVisibilityFilter } from '../access/access.service.js';
 import type { AuthUser } from '../auth/auth-user.js';
 import { conflict, forbidden, notFound } from '../http/errors.js';
 import { undoVmTransition } from '../vms/vm-actions.service.js';
-import { cancelQueuedTask, listTasks, type TaskFilter, type TaskRow, taskById } from './tasks.repository.js';
+import {
+  cancelQueuedTask,
+  listTasks,
+  requestCancelOfRunning,
+  type TaskFilter,
+  type TaskRow,
+  taskById,
+} from './tasks.repository.js';
 
 export function toTaskAnswer(row: TaskRow) {
   return {
@@ -20,6 +27,7 @@ export function toTaskAnswer(row: TaskRow) {
     ...(row.progress_detail !== null ? { progressDetail: row.progress_detail } : {}),
     ...(row.error !== null ? { error: row.error } : {}),
     ...(row.result !== null ? { result: row.result } : {}),
+    ...(row.cancel_requested_at ? { cancelRequested: true } : {}),
     workerId: row.worker_id,
     createdAt: row.created_at.toISOString(),
     startedAt: row.started_at?.toISOString() ?? null,
@@ -62,8 +70,10 @@ export async function getTask(db: Database, user: AuthUser, id: number): Promise
 
 /**
  * Cancels a task that has not started: its target goes back to how it was (a VM to its previous state and host,
- * releasing what the request claimed). The one who asked, or an admin of the pool, may cancel.
- * 409 `invalid_state` once a worker has started it.
+ * releasing what the request claimed). A running save, restore or live migration is cancelled by its worker,
+ * which aborts the host's job (libvirt `DomainAbortJob`) and ends the task `cancelled`, the VM read back from
+ * its host: the answer is then the task still running, `cancelRequested` set. The one who asked, or an admin of the
+ * pool, may cancel. 409 `invalid_state` for any other task a worker has started.
  */
 export async function cancelTask(db: Database, user: AuthUser, id: number): Promise<TaskAnswer> {
   const { task, role } = await visibleTask(db, user, id);
@@ -79,10 +89,14 @@ export async function cancelTask(db: Database, user: AuthUser, id: number): Prom
     return row;
   });
   if (!cancelled) {
+    const running = await requestCancelOfRunning(db, id);
+    if (running) return toTaskAnswer(running);
     const now = (await taskById(db, id))!;
-    throw conflict('invalid_state', `task ${id} is ${now.state}: only queued tasks can be cancelled`, {
-      state: now.state,
-    });
+    throw conflict(
+      'invalid_state',
+      `task ${id} is ${now.state}: only queued tasks, and running saves, restores and migrations, can be cancelled`,
+      { state: now.state },
+    );
   }
   return toTaskAnswer(cancelled);
 }

@@ -9,6 +9,7 @@ import type { TaskContext, TaskHandler, TaskHandlers } from './task-handler.js';
 import { graphileLogger } from './task-queue.js';
 import { JOBLESS_AFTER_MS, queueJoblessTasks } from './task-queue-jobs.js';
 import {
+  cancelRequested,
   finishTask,
   heartbeat,
   requeueOrphanedTasks,
@@ -74,6 +75,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     log: log.child({ taskId: task.id, action: task.action }),
     workerId,
     progress: (fraction, detail) => setProgress(db, task.id, fraction, detail),
+    cancelRequested: () => cancelRequested(db, task.id),
   });
 
   let stopping: Promise<void> | undefined;
@@ -125,9 +127,12 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     } catch (err) {
       log.info({ err, taskId: task.id }, 'task failed'); // the task's error is publicMessage: no PostgreSQL text
       const note = await recover(handler, task);
+      // A running job aborted on request (see cancelTask) ends cancelled, saying what libvirt said.
+      const cancelled = await cancelRequested(db, task.id).catch(() => false);
+      const error = note ? `${publicMessage(err)} (${note})` : publicMessage(err);
       await finish(task, {
-        state: 'failed',
-        error: note ? `${publicMessage(err)} (${note})` : publicMessage(err),
+        state: cancelled ? 'cancelled' : 'failed',
+        error: cancelled ? `cancelled while running: ${error}` : error,
       });
     } finally {
       running.delete(task.id);

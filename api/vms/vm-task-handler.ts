@@ -287,7 +287,9 @@ export function createVmTaskHandler(options: VmTaskHandlerOptions): TaskHandler 
  * Runs a save, restore or live migration, meanwhile reading libvirt's job info every `everyMs` into the task's
  * progress: the share of the domain's state processed so far, placed between `from` (the progress already
  * shown) and 0.99, with the bytes as the task's `progressDetail`. Never backwards (a migration's total grows as the
- * guest dirties memory again); a failed read is skipped.
+ * guest dirties memory again); a failed read is skipped. When a cancel was asked meanwhile (cancelTask), aborts the
+ * domain's job once (`DomainAbortJob`): the operation then fails with libvirt's reason, and the worker ends the task
+ * cancelled.
  */
 async function withJobProgress<T>(
   driver: HostDriver,
@@ -300,7 +302,16 @@ async function withJobProgress<T>(
   let done = false;
   let best = from;
   let reading: Promise<void> | undefined;
+  let aborted = false;
   const read = async () => {
+    if (!aborted && (await ctx.cancelRequested().catch(() => false))) {
+      aborted = true;
+      ctx.log.info({ uuid }, 'cancel asked: aborting the domain job');
+      await driver
+        .abortJob(uuid)
+        .catch((err) => ctx.log.warn({ err, uuid }, 'aborting the domain job failed'));
+      return;
+    }
     const job = await driver.jobInfo(uuid).catch(() => null);
     if (!job || done) return;
     const fraction = from + (0.99 - from) * Math.min(1, job.dataProcessedBytes / job.dataTotalBytes);

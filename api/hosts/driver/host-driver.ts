@@ -180,6 +180,8 @@ export interface HostDriver {
   migrateLive(uuid: string, destinationUri: string): Promise<void>;
   /** The job running on the domain now (save, restore, migration), or null when none or libvirt tells nothing. */
   jobInfo(uuid: string): Promise<DomainJobInfo | null>;
+  /** Aborts the job running on the domain (a save, restore or migration), as `virsh domjobabort`. */
+  abortJob(uuid: string): Promise<void>;
   domainXml(uuid: string): Promise<string>;
   /**
    * Sets (null: lifts) a domain's CPU hard limit (scheduler parameters vcpu_quota/vcpu_period, as `virsh

@@ -297,6 +297,10 @@ export class RpcDriver implements HostDriver {
     };
   }
 
+  async abortJob(uuid: string): Promise<void> {
+    await this.call(P.domainAbortJob, await this.lookup(uuid));
+  }
+
   async domainXml(uuid: string): Promise<string> {
     return this.call(P.domainGetXmlDesc, { dom: await this.lookup(uuid) });
   }
