@@ -6,8 +6,6 @@ import { ACTIVE_VM_STATES } from '../vms/vm-states.js';
 
 /** First key of the balancer's advisory locks ("herb"); the second is the hardware pool. */
 const BALANCER_LOCK = 0x68657262;
-/** The key of the lock the sampling pass takes (pool ids start at 1). */
-const SAMPLING_LOCK = 0;
 
 /** One process balances a pool at a time: answers false when another holds the pool (until `trx` ends). */
 export async function tryLockPool(trx: Database, poolId: number): Promise<boolean> {
@@ -15,9 +13,6 @@ export async function tryLockPool(trx: Database, poolId: number): Promise<boolea
     SELECT pg_try_advisory_xact_lock(${BALANCER_LOCK}::int4, ${poolId}::int4) AS locked`.execute(trx);
   return rows[0].locked;
 }
-
-/** One process samples the hosts at a time. */
-export const tryLockSampling = (trx: Database) => tryLockPool(trx, SAMPLING_LOCK);
 
 export interface HardwarePoolBalancer {
   id: number;
